@@ -1,0 +1,1 @@
+"""Persistence: the declarative base, the models and database sessions."""

@@ -1,0 +1,198 @@
+"""The FastAPI application: routers, lifespan, request middleware and the error handlers.
+
+``create_app()`` is the only way the service is built (uvicorn uses the factory form
+``app.main:create_app``). Every ``app.errors.Error`` becomes a JSON body
+``{"error": {"code", "message"}}`` with its status; request validation failures become
+400s; anything unexpected is logged with the request id and answered with a bare 500
+that carries no stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import __version__
+from app.api import health
+from app.config import Settings, get_settings
+from app.errors import Error
+from app.observability import Metrics, configure_logging, request_id_var
+from app.services import Services
+
+log = logging.getLogger("sealgate.http")
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class RequestContextMiddleware:
+    """Request id, body-size cap, access log and HTTP metrics for every request.
+
+    Written as plain ASGI so that it sees the final status and can refuse an oversized
+    body before the route reads it (413), whether or not Content-Length was sent.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        request_id = incoming if incoming.isprintable() and incoming else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            status = 413
+            await _send_json(send, 413, _too_large(self.max_body), request_id)
+            self._observe(scope, status, started)
+            request_id_var.reset(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            status = 413
+            await _send_json(send, 413, _too_large(self.max_body), request_id)
+        finally:
+            self._observe(scope, status, started)
+            request_id_var.reset(token)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        self.metrics.http_requests.labels(method, template, str(status)).inc()
+        self.metrics.http_latency.labels(method, template).observe(elapsed)
+        log.info(
+            "request",
+            extra={
+                "method": method,
+                "path": scope.get("path"),
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+            },
+        )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": "input.too_large",
+            "message": f"request body is larger than the limit of {limit} bytes",
+        }
+    }
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: str) -> None:
+    import json
+
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(Error)
+    async def _sealgate_error(request: Request, exc: Error) -> JSONResponse:
+        metrics.errors.labels(exc.code).inc()
+        if exc.http_status >= 500:
+            log.warning("request failed", extra={"code": exc.code, "error": exc.message})
+        return JSONResponse(exc.to_json(), status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.errors.labels("input.invalid").inc()
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where}: {err.get('msg')}")
+        body = {"error": {"code": "input.invalid", "message": "; ".join(problems)}}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        metrics.errors.labels("internal").inc()
+        log.error("unexpected error", exc_info=exc, extra={"exc": repr(exc)[:200]})
+        body = {"error": {"code": "internal", "message": "internal error; see the service log"}}
+        return JSONResponse(body, status_code=500)
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the service. ``services`` may be injected by tests; otherwise built from settings."""
+    settings = settings or (services.settings if services else get_settings())
+    configure_logging(settings.log_level)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services or Services.from_settings(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.services.aclose()
+
+    app = FastAPI(
+        title="Sealgate",
+        version=__version__,
+        description="Sign container images and enforce Rego policies at push and at deploy.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    if services is not None:
+        app.state.services = services
+    _install_error_handlers(app, metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,1 @@
+"""Rego policies: the input contract, the engines that evaluate them, bundles and tests."""

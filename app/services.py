@@ -1,0 +1,59 @@
+"""The long-lived parts one process shares: settings, database, registry client, policy engine.
+
+``Services`` is built once (by the API's lifespan or by a CLI command) and passed
+explicitly to domain functions; nothing reaches for globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db.session import make_engine, make_session_factory
+
+if TYPE_CHECKING:
+    from app.oci.client import RegistryClient
+    from app.policy.engines import PolicyEngine
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    _registry: RegistryClient | None = field(default=None, repr=False)
+    _policy: PolicyEngine | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        engine = make_engine(settings.database_url)
+        return cls(settings=settings, engine=engine, sessions=make_session_factory(engine))
+
+    @property
+    def registry(self) -> RegistryClient:
+        """The shared async registry client, created on first use."""
+        if self._registry is None:
+            from app.oci.client import RegistryClient
+
+            self._registry = RegistryClient.from_settings(self.settings)
+        return self._registry
+
+    @property
+    def policy(self) -> PolicyEngine:
+        """The policy engine (embedded OPA, or an OPA server), created on first use."""
+        if self._policy is None:
+            from app.policy.engines import build_engine
+
+            self._policy = build_engine(self.settings)
+        return self._policy
+
+    async def aclose(self) -> None:
+        if self._registry is not None:
+            await self._registry.aclose()
+        if self._policy is not None:
+            self._policy.close()
+        self.engine.dispose()
