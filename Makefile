@@ -6,7 +6,7 @@ STAMP := $(VENV)/.install-stamp
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 NODE_TOOLS := tests/sigstore_local
 
-.PHONY: install run test bench lint typecheck registry-binary node-tools clean
+.PHONY: install run test bench lint typecheck registry-binary node-tools clean schema
 
 install: $(STAMP)
 
@@ -55,3 +55,10 @@ typecheck: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Before the first release the schema is one migration: regenerate it from the models
+# after changing app/db/models.py (tests check models and migrations agree).
+schema: install
+	rm -f alembic/versions/*_0001_initial_schema.py /tmp/sealgate-schema.db
+	$(BIN)/python -c "from alembic import command; from app.db.migrate import alembic_config; command.revision(alembic_config('sqlite:////tmp/sealgate-schema.db'), message='initial schema', autogenerate=True, rev_id='0001')"
+	$(BIN)/ruff format alembic/versions
