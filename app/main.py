@@ -147,7 +147,8 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         metrics.errors.labels(exc.code).inc()
         if exc.http_status >= 500:
             log.warning("request failed", extra={"code": exc.code, "error": exc.message})
-        return JSONResponse(exc.to_json(), status_code=exc.http_status)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return JSONResponse(exc.to_json(), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

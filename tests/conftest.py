@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner, Result
 
-from app.config import Settings, load_settings
+from app.config import Settings, get_settings, load_settings
 from app.main import create_app
 from app.services import Services
 
@@ -57,6 +59,36 @@ def services(settings: Settings, clean_database: Any) -> Iterator[Services]:
     import asyncio
 
     asyncio.run(svc.aclose())
+
+
+@dataclass
+class Cli:
+    """Runs ``sealgate`` commands in process with the test settings in the environment."""
+
+    runner: CliRunner
+    env: dict[str, str]
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        from app.cli.main import cli
+
+        get_settings.cache_clear()
+        try:
+            return self.runner.invoke(cli, list(args), env=self.env, input=input)
+        finally:
+            get_settings.cache_clear()
+
+
+@pytest.fixture
+def sealgate(settings: Settings, clean_database: Any) -> Cli:
+    """``sealgate(...)`` runs the CLI against the suite's database and registry."""
+    env = {
+        "SEALGATE_DATABASE_URL": settings.database_url,
+        "SEALGATE_INSECURE_REGISTRIES": ",".join(settings.insecure_registries),
+        "SEALGATE_REGISTRY_TOTAL_TIMEOUT": str(settings.registry_total_timeout),
+    }
+    if settings.key_encryption_key is not None:
+        env["SEALGATE_KEY_ENCRYPTION_KEY"] = settings.key_encryption_key.get_secret_value()
+    return Cli(runner=CliRunner(), env=env)
 
 
 @pytest.fixture

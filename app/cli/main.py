@@ -85,8 +85,10 @@ cli.add_typer(db_cli, name="db")
 
 # Command groups of each domain register here, one line each.
 from app.cli import registry as _registry  # noqa: E402
+from app.cli import token as _token  # noqa: E402
 
 cli.add_typer(_registry.registry_cli, name="registry")
+cli.add_typer(_token.token_cli, name="token")
 
 
 def main() -> None:
