@@ -1,0 +1,1 @@
+"""Signing: payloads, keys held by Sealgate, key and Sigstore signers, publishing."""
