@@ -16,7 +16,7 @@ from app.config import Settings, get_settings, load_settings
 from app.main import create_app
 from app.services import Services
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.registry"]
+pytest_plugins = ["tests.fixtures.database", "tests.fixtures.registry", "tests.fixtures.tls"]
 
 ASSETS = Path(__file__).parent / "assets"
 
