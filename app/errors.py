@@ -19,7 +19,7 @@ class Error(Exception):
     """
 
     default_code: ClassVar[str] = "internal"
-    http_status: ClassVar[int] = 500
+    http_status: int = 500
 
     def __init__(
         self,
