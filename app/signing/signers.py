@@ -1,0 +1,207 @@
+"""Key signers: the algorithms Sealgate signs with, and how each one signs bytes.
+
+Algorithms and their signature schemes are those cosign and sigstore-go pick by default for a
+key of that type (sigstore ``signature.GetDefaultAlgorithmDetails``; the sigstore algorithm
+registry names them ``ECDSA_SHA2_256_NISTP256`` and so on):
+
+============  ===============================================================
+ecdsa-p256    ECDSA over SHA-256, ASN.1 DER signature (cosign's default key)
+ecdsa-p384    ECDSA over SHA-384, ASN.1 DER signature
+ed25519       pure Ed25519 (the message itself, no pre-hash)
+rsa-2048/3072/4096  RSASSA-PKCS1-v1_5 over SHA-256 (import only for 2048)
+============  ===============================================================
+
+A key's *id* is the lowercase hex SHA-256 of its DER SubjectPublicKeyInfo. cosign's
+``SignerVerifierKeypair.GetHint`` (``internal/key/svkeypair.go``) puts the *standard base64*
+of that same hash into a bundle's ``verificationMaterial.publicKey.hint``; ``public_key_hint``
+gives that form. Verifiers match either form against a configured public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from app.errors import InputError
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+
+class Algorithm(StrEnum):
+    """The key algorithms Sealgate generates or accepts on import."""
+
+    ecdsa_p256 = "ecdsa-p256"
+    ecdsa_p384 = "ecdsa-p384"
+    ed25519 = "ed25519"
+    rsa_2048 = "rsa-2048"
+    rsa_3072 = "rsa-3072"
+    rsa_4096 = "rsa-4096"
+
+
+# ``key generate`` offers these; RSA 2048 is accepted on import only (NIST still allows it,
+# but a new key should be stronger).
+GENERATABLE = (
+    Algorithm.ecdsa_p256,
+    Algorithm.ecdsa_p384,
+    Algorithm.ed25519,
+    Algorithm.rsa_3072,
+    Algorithm.rsa_4096,
+)
+
+_CURVES: dict[str, Algorithm] = {
+    "secp256r1": Algorithm.ecdsa_p256,
+    "secp384r1": Algorithm.ecdsa_p384,
+}
+_RSA_SIZES: dict[int, Algorithm] = {
+    2048: Algorithm.rsa_2048,
+    3072: Algorithm.rsa_3072,
+    4096: Algorithm.rsa_4096,
+}
+
+
+def parse_algorithm(text: str) -> Algorithm:
+    """The ``Algorithm`` named ``text``; ``InputError`` listing the choices otherwise."""
+    try:
+        return Algorithm(text)
+    except ValueError:
+        raise InputError(
+            f"unknown key algorithm {text!r}; choose one of "
+            + ", ".join(a.value for a in GENERATABLE),
+            code="input.key_algorithm",
+        ) from None
+
+
+def algorithm_of(key: PrivateKey | PublicKey | object) -> Algorithm:
+    """The algorithm of a private or public key; ``InputError`` for unsupported types.
+
+    Refused: DSA, Ed448, X25519/X448, EC curves other than P-256 and P-384 (cosign signs
+    P-521 with SHA-512 but the verifiers we interoperate with disagree on it), RSA keys
+    shorter than 2048 bits or of unusual sizes.
+    """
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        algorithm = _CURVES.get(key.curve.name)
+        if algorithm is None:
+            raise InputError(
+                f"EC keys on curve {key.curve.name} are not supported; use P-256 or P-384",
+                code="input.key_unsupported",
+            )
+        return algorithm
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return Algorithm.ed25519
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise InputError(
+                f"RSA keys of {key.key_size} bits are too weak; use at least 2048 bits",
+                code="input.key_unsupported",
+            )
+        size_algorithm = _RSA_SIZES.get(key.key_size)
+        if size_algorithm is None:
+            raise InputError(
+                f"RSA keys of {key.key_size} bits are not supported; use 2048, 3072 or 4096",
+                code="input.key_unsupported",
+            )
+        return size_algorithm
+    kind = type(key).__name__.lstrip("_").replace("PrivateKey", "").replace("PublicKey", "")
+    raise InputError(
+        f"{kind or 'this'} keys are not supported; use ECDSA P-256/P-384, Ed25519 or RSA",
+        code="input.key_unsupported",
+    )
+
+
+def generate_private_key(algorithm: Algorithm) -> PrivateKey:
+    """A fresh private key of ``algorithm`` (RSA with public exponent 65537)."""
+    if algorithm is Algorithm.ecdsa_p256:
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm is Algorithm.ecdsa_p384:
+        return ec.generate_private_key(ec.SECP384R1())
+    if algorithm is Algorithm.ed25519:
+        return ed25519.Ed25519PrivateKey.generate()
+    bits = int(algorithm.value.removeprefix("rsa-"))
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def public_key_der(key: PublicKey) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``key``."""
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_key_pem(key: PublicKey) -> str:
+    """The PEM ``PUBLIC KEY`` (SubjectPublicKeyInfo) form, usable as a ``cosign.pub``."""
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def key_id(key: PublicKey) -> str:
+    """Hex SHA-256 of the DER SubjectPublicKeyInfo."""
+    return hashlib.sha256(public_key_der(key)).hexdigest()
+
+
+def public_key_hint(key: PublicKey) -> str:
+    """cosign's bundle ``publicKey.hint``: standard base64 of SHA-256 of the DER SPKI."""
+    return base64.b64encode(hashlib.sha256(public_key_der(key)).digest()).decode()
+
+
+@dataclass(frozen=True)
+class KeySigner:
+    """A private key ready to sign, with the name it is stored under.
+
+    The private key is never part of ``repr`` or of any serialised form.
+    """
+
+    name: str
+    algorithm: Algorithm
+    private_key: PrivateKey = field(repr=False)
+
+    @property
+    def public_key(self) -> PublicKey:
+        return self.private_key.public_key()
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public_key)
+
+    @property
+    def hint(self) -> str:
+        return public_key_hint(self.public_key)
+
+    def _ecdsa_hash(self) -> hashes.HashAlgorithm:
+        return hashes.SHA384() if self.algorithm is Algorithm.ecdsa_p384 else hashes.SHA256()
+
+    def sign(self, data: bytes) -> bytes:
+        """Sign ``data`` with the scheme of the key's algorithm (see the module table)."""
+        key = self.private_key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            digest = self._ecdsa_hash()
+            return key.sign(data, ec.ECDSA(digest))
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(data)
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    def made(self, *, data: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` over ``data`` was made by this key.
+
+        Used only to avoid publishing a duplicate legacy layer (ECDSA signatures differ on
+        every run); it is not a verification of evidence and grants no trust.
+        """
+        public = self.public_key
+        try:
+            if isinstance(public, ec.EllipticCurvePublicKey):
+                digest = self._ecdsa_hash()
+                public.verify(signature, data, ec.ECDSA(digest))
+            elif isinstance(public, ed25519.Ed25519PublicKey):
+                public.verify(signature, data)
+            else:
+                public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return False
+        return True
