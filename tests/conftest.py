@@ -19,6 +19,8 @@ from app.services import Services
 pytest_plugins = ["tests.fixtures.database", "tests.fixtures.registry", "tests.fixtures.tls"]
 
 ASSETS = Path(__file__).parent / "assets"
+# A fixed key-encryption key for tests (base64 of 32 bytes); never used outside tests.
+TEST_KEK = "c2VhbGdhdGUtdGVzdC1rZWstMzItYnl0ZXMtbG9uZyE="
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +51,7 @@ def settings(test_database_url: str, registry: Any) -> Settings:
         database_url=test_database_url,
         insecure_registries=[registry.host],
         registry_total_timeout=10.0,
+        key_encryption_key=TEST_KEK,
     )
 
 
