@@ -1,37 +1,151 @@
 """Policy engines: OPA's Go engine in process (default) or an OPA server over REST.
 
-This first version only provides what the service skeleton needs (construction and a
-health check); evaluation is added with the policy library.
+Both implement ``PolicyEngine`` and give identical decisions for the same bundle and
+input: each entry point's decision is the document ``data.sealgate.<entrypoint>.decision``
+and the bundle's parameters live at ``data.parameters``. Every failure to decide
+(engine error, undefined document, time-out, unreachable server, a result that breaks
+the contract) raises ``PolicyError``; callers deny on it (fail closed).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from app.config import Settings
-from app.errors import PolicyError
+from app.errors import ConfigError, PolicyError
+from app.policy.bundle import DATA_ROOT, CompileProblem, PolicyBundle, parse_opa_errors
+from app.policy.decision import PolicyDecision
+from app.policy.input import Entrypoint, PolicyInput
+
+if TYPE_CHECKING:
+    from opa_bindings import OpaEngine
+
+log = logging.getLogger("sealgate.policy")
+
+OPA_SERVER_TIMEOUT = 2.0
+
+
+def decision_document(entrypoint: Entrypoint) -> str:
+    """The dotted path (under ``data``) of an entry point's decision."""
+    return f"sealgate.{entrypoint.value}.decision"
 
 
 class PolicyEngine(Protocol):
+    """What the rest of Sealgate needs from a Rego engine."""
+
+    @property
+    def revision(self) -> str | None:
+        """Content hash of the loaded bundle, None before the first load."""
+
+    def load(self, bundle: PolicyBundle) -> None:
+        """Replace the loaded bundle; on a compile error raise PolicyError and keep the old."""
+
+    def decide(self, policy_input: PolicyInput) -> PolicyDecision:
+        """The decision of the input's entry point; PolicyError when none can be made."""
+
     def check_health(self) -> None:
         """Raise PolicyError unless the engine can evaluate."""
 
     def close(self) -> None: ...
 
 
-class EmbeddedOpaEngine:
-    """OPA's own Go engine loaded in process through ``opa_bindings``."""
+def compile_error(problems: list[CompileProblem], *, fallback: str) -> PolicyError:
+    """A PolicyError naming the first problem's file and line, with all of them in details."""
+    if not problems:
+        return PolicyError(f"the policy bundle does not compile: {fallback}", code="policy.compile")
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return PolicyError(
+        f"the policy bundle does not compile: {first}{more}",
+        code="policy.compile",
+        details={"problems": [p.model_dump() for p in problems]},
+    )
 
-    def __init__(self) -> None:
+
+def _new_opa() -> OpaEngine:
+    try:
+        from opa_bindings import OpaEngine
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise PolicyError(
+            "the embedded OPA engine is not installed: run `make install` "
+            "(pip install --ignore-requires-python opa-golib-python-bindings==0.4.4)",
+            code="policy.engine_missing",
+        ) from e
+    return OpaEngine()
+
+
+def compile_bundle(bundle: PolicyBundle) -> OpaEngine:
+    """A fresh in-process OPA engine with ``bundle`` loaded and compiled.
+
+    Raises PolicyError (code ``policy.compile``) naming file, line and column.
+    """
+    from opa_bindings import OpaError
+
+    opa = _new_opa()
+    try:
+        for name, source in bundle.modules.items():
+            opa.add_policy(name, source)
+        opa.add_data(bundle.data, path=DATA_ROOT)
+        # Modules are compiled together when the first query is prepared.
+        opa.eval_query("true", {})
+    except OpaError as e:
+        opa.close()
+        problems = parse_opa_errors(e.message, modules=bundle.modules)
+        raise compile_error(problems, fallback=e.message) from e
+    return opa
+
+
+class EmbeddedOpaEngine:
+    """OPA's own Go engine loaded in process through ``opa_bindings``.
+
+    A load compiles the new bundle in a fresh OPA engine and swaps it in; evaluations
+    already running finish on the engine they started with.
+    """
+
+    def __init__(self, bundle: PolicyBundle | None = None) -> None:
+        self._opa = _new_opa()
+        self._revision: str | None = None
+        self._swap = threading.Lock()
+        if bundle is not None:
+            self.load(bundle)
+
+    @property
+    def revision(self) -> str | None:
+        return self._revision
+
+    def load(self, bundle: PolicyBundle) -> None:
+        fresh = compile_bundle(bundle)
+        with self._swap:
+            # The old engine is released when the last evaluation holding it returns.
+            self._opa, self._revision = fresh, bundle.content_hash
+
+    def evaluate(
+        self, document: str, input_document: dict[str, Any], *, trace: bool = False
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """Evaluate ``data.<document>``; returns the value and, with ``trace``, OPA's trace."""
+        from opa_bindings import OpaError, OpaUndefinedError
+
+        opa = self._opa
         try:
-            from opa_bindings import OpaEngine
-        except ImportError as e:  # pragma: no cover - depends on the install
+            value = opa.eval_document(document, input_document, trace=trace)
+            events: list[dict[str, Any]] = list(opa.last_trace or []) if trace else []
+        except OpaUndefinedError as e:
             raise PolicyError(
-                "the embedded OPA engine is not installed: run `make install` "
-                "(pip install --ignore-requires-python opa-golib-python-bindings==0.4.4)",
-                code="policy.engine_missing",
+                f"the policy defines no data.{document}", code="policy.undefined"
             ) from e
-        self._opa = OpaEngine()
+        except OpaError as e:
+            raise PolicyError(
+                f"the policy engine failed on data.{document}: {e.message}", code="policy.engine"
+            ) from e
+        return value, events
+
+    def decide(self, policy_input: PolicyInput) -> PolicyDecision:
+        document = decision_document(policy_input.entrypoint)
+        value, _ = self.evaluate(document, policy_input.to_rego())
+        return PolicyDecision.from_result(value, document=f"data.{document}")
 
     def check_health(self) -> None:
         try:
@@ -43,5 +157,155 @@ class EmbeddedOpaEngine:
         self._opa.close()
 
 
+class OpaServerEngine:
+    """An OPA server reached through ``opa-python-client``.
+
+    Loading pushes every module (``PUT /v1/policies/sealgate/<path>``, never with the
+    client's v0 rewriting) and the parameters (``PUT /v1/data/parameters``), then removes
+    modules of the previous bundle that the new one lacks. A server compiles each
+    module against all the others, so modules are pushed in passes until all are in.
+    Decisions are ``POST /v1/data/sealgate/<entrypoint>/decision``.
+    """
+
+    POLICY_PREFIX = "sealgate/"
+
+    def __init__(self, url: str, *, timeout: float = OPA_SERVER_TIMEOUT) -> None:
+        from opa_client import OpaClient
+
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"SEALGATE_OPA_URL {url!r} must be http(s)://host[:port]")
+        self.url = url
+        self._client = OpaClient(
+            host=parts.hostname,
+            port=parts.port or (443 if parts.scheme == "https" else 8181),
+            ssl=parts.scheme == "https",
+            timeout=timeout,
+            retries=1,
+        )
+        self._revision: str | None = None
+        self._modules: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def revision(self) -> str | None:
+        return self._revision
+
+    def load(self, bundle: PolicyBundle) -> None:
+        with self._lock:
+            pending = {self.POLICY_PREFIX + name: text for name, text in bundle.modules.items()}
+            while pending:
+                before = len(pending)
+                rejected = self._push_modules(pending)
+                if len(pending) == before:
+                    raise self._rejected(rejected)
+            self._call(
+                "push the policy data",
+                lambda: self._client.update_or_create_data(bundle.data, DATA_ROOT),
+            )
+            loaded = {self.POLICY_PREFIX + name for name in bundle.modules}
+            for stale in sorted(self._modules - loaded):
+                self._call("remove a stale module", lambda s=stale: self._client.delete_policy(s))
+            self._modules = loaded
+            self._revision = bundle.content_hash
+
+    def _push_modules(self, pending: dict[str, str]) -> list[Any]:
+        """One pass over the modules not yet accepted; returns the server's rejections."""
+        from opa_client.errors import RegoParseError
+
+        rejected: list[Any] = []
+        for policy_id, text in list(pending.items()):
+            try:
+                self._call(
+                    f"accept module {policy_id}",
+                    lambda p=policy_id, t=text: self._client.update_policy_from_string(
+                        t, p, rego_compat=False
+                    ),
+                )
+            except PolicyError as e:
+                if not isinstance(e.__cause__, RegoParseError):
+                    raise
+                rejected.append(e.__cause__)
+            else:
+                del pending[policy_id]
+        return rejected
+
+    def _rejected(self, rejected: list[Any]) -> PolicyError:
+        problems: list[CompileProblem] = []
+        for error in rejected:
+            for item in getattr(error, "errors", None) or []:
+                location = item.get("location") or {}
+                file = str(location.get("file", "?")).removeprefix(self.POLICY_PREFIX)
+                problems.append(
+                    CompileProblem(
+                        file=file,
+                        line=int(location.get("row", 0)),
+                        column=int(location.get("col", 0)),
+                        message=f"{item.get('code')}: {item.get('message')}",
+                    )
+                )
+        fallback = "; ".join(_describe(e) for e in rejected)
+        return compile_error(problems, fallback=fallback)
+
+    def _call(self, what: str, action: Any) -> Any:
+        try:
+            return action()
+        except Exception as e:
+            raise PolicyError(
+                f"the OPA server at {self.url} failed to {what}: {_describe(e)}",
+                code="policy.engine",
+            ) from e
+
+    def decide(self, policy_input: PolicyInput) -> PolicyDecision:
+        entry = policy_input.entrypoint.value
+        body = self._call(
+            f"decide {entry}",
+            lambda: self._client.query_rule(
+                policy_input.to_rego(), f"sealgate/{entry}", "decision"
+            ),
+        )
+        document = decision_document(policy_input.entrypoint)
+        if not isinstance(body, dict) or "result" not in body:
+            raise PolicyError(
+                f"the OPA server at {self.url} has no data.{document}", code="policy.undefined"
+            )
+        return PolicyDecision.from_result(body["result"], document=f"data.{document}")
+
+    def check_health(self) -> None:
+        healthy = self._call("answer /health", self._client.check_health)
+        if not healthy:
+            raise PolicyError(f"the OPA server at {self.url} is not healthy", code="policy.engine")
+
+    def close(self) -> None:
+        self._client.close_connection()
+
+
+def _describe(error: Exception) -> str:
+    message = getattr(error, "message", None)
+    return str(message) if message else f"{type(error).__name__}: {error}"
+
+
+def load_configured_bundle(settings: Settings) -> PolicyBundle:
+    """The bundle in ``settings.policy_dir`` with ``settings.policy_data`` merged over it."""
+    return PolicyBundle.from_directory(settings.policy_dir).with_data_overrides(
+        settings.policy_data
+    )
+
+
 def build_engine(settings: Settings) -> PolicyEngine:
-    return EmbeddedOpaEngine()
+    """The configured engine, loaded with the configured bundle when its directory exists.
+
+    A missing policy directory leaves the engine empty: every decision then fails
+    closed with ``policy.undefined`` until a version is activated.
+    """
+    engine: PolicyEngine = (
+        OpaServerEngine(settings.opa_url) if settings.opa_url else EmbeddedOpaEngine()
+    )
+    if settings.policy_dir.is_dir():
+        engine.load(load_configured_bundle(settings))
+    else:
+        log.warning(
+            "policy directory missing; decisions fail closed until a version is activated",
+            extra={"policy_dir": str(settings.policy_dir)},
+        )
+    return engine

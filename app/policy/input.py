@@ -1,0 +1,290 @@
+"""The policy input: the versioned, documented contract every Rego decision is made on.
+
+Version 1. The input carries verified facts only (signatures and attestations that
+already verified, a scan and where it came from, the Kubernetes context at admission)
+plus the entry point, the names of the authorities whose scope matches the image and
+the evaluation time. ``build_input`` is the one place it is assembled; evidence
+collection and verification hand it their verified results. The JSON Schema of
+``PolicyInput`` is served at ``GET /v1/policy/schema`` and written to
+``docs/policy-input.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.errors import InputError
+
+INPUT_VERSION: Literal[1] = 1
+
+
+class Entrypoint(StrEnum):
+    """Where a decision is asked for; each has its own Rego document."""
+
+    sign = "sign"
+    push = "push"
+    admission = "admission"
+
+
+class Severity(StrEnum):
+    """One severity scale for every scanner (parsers map theirs onto it)."""
+
+    critical = "CRITICAL"
+    high = "HIGH"
+    medium = "MEDIUM"
+    low = "LOW"
+    unknown = "UNKNOWN"
+
+
+class ScanSource(StrEnum):
+    """Where a scan came from, so policy can weigh how far to trust it."""
+
+    authenticated_upload = "authenticated_upload"
+    verified_attestation = "verified_attestation"
+    unsigned_referrer = "unsigned_referrer"
+    registry_webhook = "registry_webhook"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ImageFacts(_Frozen):
+    """The image as named and as resolved: ``tag`` is None when the reference had none."""
+
+    reference: str = Field(description="The reference as it was given, e.g. 'nginx:1.27'.")
+    registry: str = Field(description="Registry host (and port), e.g. 'docker.io'.")
+    repository: str = Field(description="Repository path, e.g. 'library/nginx'.")
+    tag: str | None = Field(default=None, description="Tag written in the reference, if any.")
+    digest: str | None = Field(
+        default=None, description="Manifest digest ('sha256:...'), resolved or given."
+    )
+    pinned: bool = Field(
+        default=False, description="True when the reference itself names the digest."
+    )
+    platform: str | None = Field(default=None, description="e.g. 'linux/amd64', when known.")
+
+    @classmethod
+    def from_reference(
+        cls, reference: str, *, digest: str | None = None, platform: str | None = None
+    ) -> ImageFacts:
+        """Split a Docker-style reference into its parts (Docker Hub defaults applied).
+
+        Raises InputError when the reference cannot be an image reference.
+        """
+        text = reference.strip()
+        if not text or any(c.isspace() for c in text) or "://" in text:
+            raise InputError(f"image reference {reference!r} is not valid")
+        name, _, written_digest = text.partition("@")
+        if written_digest and not written_digest.startswith("sha256:"):
+            raise InputError(
+                f"image reference {reference!r} is not valid: digest must be sha256:<hex>"
+            )
+        last_slash = name.rfind("/")
+        tag: str | None = None
+        if ":" in name[last_slash + 1 :]:
+            name, _, tag = name.rpartition(":")
+            if not tag:
+                raise InputError(f"image reference {reference!r} is not valid: empty tag")
+        first, _, rest = name.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            registry, repository = first, rest
+        else:
+            registry, repository = "docker.io", name
+        if registry == "docker.io" and "/" not in repository:
+            repository = f"library/{repository}"
+        if not repository or repository != repository.lower() or "//" in repository:
+            raise InputError(
+                f"image reference {reference!r} is not valid: the repository must be "
+                "lowercase path components"
+            )
+        return cls(
+            reference=text,
+            registry=registry,
+            repository=repository,
+            tag=tag,
+            digest=written_digest or digest,
+            pinned=bool(written_digest),
+            platform=platform,
+        )
+
+    @property
+    def name(self) -> str:
+        """``registry/repository``, the name authority scopes and data patterns match."""
+        return f"{self.registry}/{self.repository}"
+
+
+class VerifiedSignature(_Frozen):
+    """A signature that verified against a configured authority."""
+
+    authority: str = Field(description="Name of the authority it verified against.")
+    kind: Literal["key", "keyless"]
+    key_id: str | None = Field(default=None, description="Key fingerprint (kind 'key').")
+    subject: str | None = Field(default=None, description="Certificate identity (keyless).")
+    issuer: str | None = Field(default=None, description="OIDC issuer (keyless).")
+    signed_at: dt.datetime | None = Field(default=None, description="Verified signing time.")
+    format: str = Field(description="'sigstore-bundle' or 'cosign-legacy' and similar.")
+    transparency_log: bool = Field(
+        default=False, description="True when a transparency-log entry verified."
+    )
+
+
+class VerifiedAttestation(_Frozen):
+    """An in-toto attestation whose signature verified."""
+
+    authority: str | None = None
+    predicate_type: str
+    predicate: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyVulnerability(_Frozen):
+    id: str
+    severity: Severity
+    package: str
+    installed: str | None = None
+    fixed: str | None = None
+    fix_available: bool = False
+    vex_status: str | None = Field(
+        default=None, description="CycloneDX analysis state when a VEX statement applies."
+    )
+
+
+class SeverityCounts(_Frozen):
+    CRITICAL: int = 0
+    HIGH: int = 0
+    MEDIUM: int = 0
+    LOW: int = 0
+    UNKNOWN: int = 0
+
+
+class ScanFacts(_Frozen):
+    """The newest scan of the image's digest, and how it reached us."""
+
+    scanner: str
+    format: str
+    scanned_at: dt.datetime
+    age_seconds: int = Field(ge=0, description="Seconds between scanned_at and evaluated_at.")
+    counts: SeverityCounts
+    vulnerabilities: list[PolicyVulnerability] = Field(default_factory=list)
+    source: ScanSource
+
+
+class KubernetesContext(_Frozen):
+    """The admission request's context; fields real requests often omit are optional."""
+
+    namespace: str | None = None
+    namespace_labels: dict[str, str] = Field(default_factory=dict)
+    kind: str
+    name: str | None = None
+    operation: str
+    user: str | None = None
+    dry_run: bool = False
+
+
+class PolicyInput(_Frozen):
+    """Everything a policy may look at for one image at one entry point (version 1)."""
+
+    version: Literal[1] = INPUT_VERSION
+    entrypoint: Entrypoint
+    evaluated_at: dt.datetime = Field(
+        description="When the decision is made (UTC); rules compare expiries and ages to it."
+    )
+    image: ImageFacts
+    authorities: list[str] = Field(
+        default_factory=list,
+        description="Names of configured authorities whose scope matches the image.",
+    )
+    signatures: list[VerifiedSignature] = Field(default_factory=list)
+    attestations: list[VerifiedAttestation] = Field(default_factory=list)
+    scan: ScanFacts | None = None
+    kubernetes: KubernetesContext | None = None
+
+    @field_validator("evaluated_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("evaluated_at must carry a time zone")
+        return value.astimezone(dt.UTC)
+
+    @classmethod
+    def from_json(cls, value: Any) -> PolicyInput:
+        """Parse and check a policy input read from a file or a request; InputError if bad."""
+        try:
+            return cls.model_validate(value)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
+                for err in e.errors()[:5]
+            )
+            raise InputError(f"the policy input is not valid: {problems}") from e
+
+    def to_rego(self) -> dict[str, Any]:
+        """The JSON document Rego sees as ``input``."""
+        document: dict[str, Any] = self.model_dump(mode="json")
+        return document
+
+
+def input_schema() -> dict[str, Any]:
+    """The JSON Schema of policy input version 1."""
+    schema = PolicyInput.model_json_schema()
+    schema["$id"] = "https://sealgate.dev/schemas/policy-input/v1.json"
+    return schema
+
+
+def scan_facts(
+    *,
+    scanner: str,
+    format: str,
+    scanned_at: dt.datetime,
+    evaluated_at: dt.datetime,
+    vulnerabilities: Sequence[PolicyVulnerability],
+    source: ScanSource,
+) -> ScanFacts:
+    """Build the scan section from plain fields: counts and age are derived, never passed."""
+    counts = {severity.value: 0 for severity in Severity}
+    for vulnerability in vulnerabilities:
+        counts[vulnerability.severity.value] += 1
+    age = max(0, int((evaluated_at - scanned_at).total_seconds()))
+    return ScanFacts(
+        scanner=scanner,
+        format=format,
+        scanned_at=scanned_at,
+        age_seconds=age,
+        counts=SeverityCounts(**counts),
+        vulnerabilities=list(vulnerabilities),
+        source=source,
+    )
+
+
+def build_input(
+    *,
+    entrypoint: Entrypoint,
+    image: ImageFacts,
+    authorities: Sequence[str] = (),
+    signatures: Sequence[VerifiedSignature] = (),
+    attestations: Sequence[VerifiedAttestation] = (),
+    scan: ScanFacts | None = None,
+    kubernetes: KubernetesContext | None = None,
+    evaluated_at: dt.datetime | None = None,
+) -> PolicyInput:
+    """Assemble the policy input from facts that have already been verified.
+
+    The caller (the enforcement layer) passes only signatures and attestations that
+    verified and the names of authorities whose scope matches the image; nothing
+    here verifies anything.
+    """
+    return PolicyInput(
+        entrypoint=entrypoint,
+        evaluated_at=evaluated_at or dt.datetime.now(dt.UTC),
+        image=image,
+        authorities=sorted(set(authorities)),
+        signatures=list(signatures),
+        attestations=list(attestations),
+        scan=scan,
+        kubernetes=kubernetes,
+    )

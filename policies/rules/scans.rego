@@ -1,0 +1,49 @@
+# Scans: a missing scan is a warning unless data requires scans (then a denial); a scan
+# older than max_age_seconds is a denial; a scan read from an unsigned referrer is
+# flagged, since anyone able to push to the repository could have written it.
+package sealgate.rules.scans
+
+import rego.v1
+
+import data.sealgate.lib.params
+
+settings := object.get(params.effective, "scans", {})
+
+required if object.get(settings, "required", false) == true
+
+no_scan if object.get(input, "scan", null) == null
+
+missing := {
+	"code": "scan.missing",
+	"message": sprintf("%s has no vulnerability scan", [input.image.reference]),
+	"fix": "scan the image and upload the report (sealgate scan ingest IMAGE REPORT)",
+}
+
+violations contains missing if {
+	no_scan
+	required
+}
+
+warnings contains missing if {
+	no_scan
+	not required
+}
+
+violations contains v if {
+	max_age := object.get(settings, "max_age_seconds", 604800)
+	input.scan.age_seconds > max_age
+	v := {
+		"code": "scan.stale",
+		"message": sprintf("the newest scan of %s is %d seconds old; at most %d allowed", [input.image.reference, input.scan.age_seconds, max_age]),
+		"fix": "rescan the image and upload the new report",
+	}
+}
+
+warnings contains w if {
+	input.scan.source == "unsigned_referrer"
+	w := {
+		"code": "scan.unverified",
+		"message": sprintf("the scan of %s came from an unsigned referrer", [input.image.reference]),
+		"fix": "upload scans through Sealgate or attach them as signed attestations",
+	}
+}
