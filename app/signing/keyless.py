@@ -88,7 +88,10 @@ def sign_statement_keyless(
     config = trust if isinstance(trust, ClientTrustConfig) else load_trust_config(trust)
     try:
         context = SigningContext.from_trust_config(config)
-        with context.signer(token, cache=False) as signer:
+        # cache=True is required, not an optimisation: without it sigstore-python 4.5.1
+        # draws a fresh ephemeral key on every access, so the CSR and the DSSE signature
+        # use different keys and Rekor refuses the entry.
+        with context.signer(token, cache=True) as signer:
             bundle = signer.sign_dsse(parsed)
     except SigstoreError as e:
         raise SigningError(f"Sigstore signing failed: {e}", code="signing.sigstore") from e
