@@ -1,0 +1,1 @@
+"""Vulnerability reports: parsers for Trivy, Grype, SARIF and CycloneDX, and their ingestion."""
