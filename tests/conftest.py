@@ -16,7 +16,12 @@ from app.config import Settings, get_settings, load_settings
 from app.main import create_app
 from app.services import Services
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.registry", "tests.fixtures.tls"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.registry",
+    "tests.fixtures.tls",
+    "tests.fixtures.sigstore",
+]
 
 ASSETS = Path(__file__).parent / "assets"
 # A fixed key-encryption key for tests (base64 of 32 bytes); never used outside tests.
