@@ -36,6 +36,9 @@ class VerifiedSignature(BaseModel):
     None (key signatures carry no trusted time). ``tlog`` says whether a transparency-log
     entry was verified. ``signature_digest`` is the digest of the manifest that carried
     the signature (the referrer or the ``.sig`` manifest), when it came from a registry.
+    ``predicate_type`` is the in-toto predicate of a DSSE statement (cosign v3 image
+    signatures use ``https://sigstore.dev/cosign/sign/v1``; attestations name theirs);
+    None for simple-signing and message signatures. ``annotations`` are the signed ones.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -50,6 +53,7 @@ class VerifiedSignature(BaseModel):
     tlog: bool = False
     digest: str
     signature_digest: str | None = None
+    predicate_type: str | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
