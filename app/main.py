@@ -27,6 +27,7 @@ from app.config import Settings, get_settings
 from app.errors import Error
 from app.observability import Metrics, configure_logging, request_id_var
 from app.services import Services
+from app.signing.keys import check_keys_at_startup
 
 log = logging.getLogger("sealgate.http")
 
@@ -178,6 +179,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services or Services.from_settings(settings)
+        # Refuse to serve with stored signing keys and no (or the wrong) key-encryption key.
+        check_keys_at_startup(app.state.services)
         try:
             yield
         finally:

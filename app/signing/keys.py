@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
+from app.db.session import session_scope
 from app.errors import ConfigError, ConflictError, InputError, NotFoundError, SigningError
+from app.services import Services
 from app.signing.signers import (
     Algorithm,
     KeySigner,
@@ -306,3 +308,9 @@ def check_kek_for_stored_keys(session: Session, *, settings: Settings) -> None:
             f"the configured key-encryption key does not open stored key {sample.name!r}",
             code="config.wrong_kek",
         ) from e
+
+
+def check_keys_at_startup(services: Services) -> None:
+    """The start-up form of ``check_kek_for_stored_keys``, on the service's own database."""
+    with session_scope(services.sessions) as session:
+        check_kek_for_stored_keys(session, settings=services.settings)
