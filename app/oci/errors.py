@@ -1,0 +1,39 @@
+"""Registry failures: the stable ``registry.*`` codes and the one builder of their errors.
+
+Every message starts with the registry and repository so that a person reading one line of a
+CLI error, an API body or an audit record knows where the problem is.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from app.errors import RegistryError
+from app.oci.refs import ImageRef
+
+UNREACHABLE: Final = "registry.unreachable"
+UNAUTHORIZED: Final = "registry.unauthorized"
+FORBIDDEN: Final = "registry.forbidden"
+NOT_FOUND: Final = "registry.not_found"
+RATE_LIMITED: Final = "registry.rate_limited"
+SERVER_ERROR: Final = "registry.server_error"
+DIGEST_MISMATCH: Final = "registry.digest_mismatch"
+TOO_LARGE: Final = "registry.too_large"
+INVALID_MANIFEST: Final = "registry.invalid_manifest"
+TRUNCATED: Final = "registry.truncated"
+TIMEOUT: Final = "registry.timeout"
+PROTOCOL: Final = "registry.protocol"
+CONFLICT: Final = "registry.conflict"
+
+# The HTTP status Sealgate's API answers with; everything not listed is a bad gateway.
+_STATUS = {NOT_FOUND: 404, TIMEOUT: 504, RATE_LIMITED: 503}
+
+
+def registry_error(code: str, *, ref: ImageRef, problem: str) -> RegistryError:
+    """A ``RegistryError`` with ``code`` whose message names ``ref``'s registry and repository."""
+    return RegistryError(
+        f"registry {ref.registry}, repository {ref.repository}: {problem}",
+        code=code,
+        http_status=_STATUS.get(code, 502),
+        details={"registry": ref.registry, "repository": ref.repository},
+    )

@@ -1,0 +1,352 @@
+"""The registry client against a real ``docker-registry`` process (distribution 2.8)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import pytest
+
+from app.config import Settings
+from app.errors import InputError, RegistryError
+from app.oci import media
+from app.oci.client import RegistryClient
+from app.oci.digests import compute_digest, fallback_tag
+from app.oci.refs import ImageRef
+from tests.fixtures.images import (
+    push_multiplatform_index,
+    push_random_image,
+    registry_settings,
+)
+from tests.fixtures.registry import RegistryProcess
+
+ARTIFACT = "application/vnd.example.sealgate.test+json"
+
+
+class TestResolveAndFetch:
+    async def test_resolve_tag_to_the_pushed_digest(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, manifest = await push_random_image(oci_client, unique_repo("app"), tag="v1")
+        tag_ref = ImageRef.parse(f"{ref.name}:v1")
+        assert await oci_client.resolve_digest(tag_ref) == manifest.digest
+        assert manifest.digest == compute_digest(manifest.raw)
+
+    async def test_resolve_missing_tag_is_not_found(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, _ = await push_random_image(oci_client, unique_repo("app"))
+        with pytest.raises(RegistryError) as caught:
+            await oci_client.resolve_digest(ImageRef.parse(f"{ref.name}:nope"))
+        assert caught.value.code == "registry.not_found"
+        assert ref.registry in caught.value.message and ref.repository in caught.value.message
+
+    async def test_get_manifest_by_tag_and_by_digest(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, pushed = await push_random_image(oci_client, unique_repo("app"), tag="v2")
+        by_tag = await oci_client.get_manifest(ImageRef.parse(f"{ref.name}:v2"))
+        by_digest = await oci_client.get_manifest(ImageRef.parse(f"{ref.name}@{pushed.digest}"))
+        assert by_tag.raw == by_digest.raw == pushed.raw
+        assert by_tag.ref.digest == pushed.digest
+        assert by_digest.media_type == media.OCI_MANIFEST and not by_digest.is_index
+        assert by_digest.config is not None and len(by_digest.layers) == 1
+
+    async def test_blob_round_trip(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, manifest = await push_random_image(oci_client, unique_repo("app"))
+        assert manifest.config is not None
+        config = json.loads(await oci_client.get_blob(ref, manifest.config.digest))
+        assert config["os"] == "linux" and config["architecture"] == "amd64"
+
+    async def test_blob_read_cap(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, manifest = await push_random_image(oci_client, unique_repo("app"))
+        layer = manifest.layers[0]
+        with pytest.raises(RegistryError) as caught:
+            await oci_client.get_blob(ref, layer.digest, max_bytes=layer.size - 1)
+        assert caught.value.code == "registry.too_large"
+
+    async def test_missing_blob_is_not_found(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, _ = await push_random_image(oci_client, unique_repo("app"))
+        with pytest.raises(RegistryError) as caught:
+            await oci_client.get_blob(ref, compute_digest(b"never pushed"))
+        assert caught.value.code == "registry.not_found"
+
+    async def test_chunked_upload_above_threshold(
+        self, registry: RegistryProcess, unique_repo: Callable[[str], str]
+    ) -> None:
+        client = RegistryClient.from_settings(
+            registry_settings(registry, chunked_upload_threshold=1024)
+        )
+        try:
+            ref = ImageRef.parse(unique_repo("chunked"))
+            data = bytes(range(256)) * 20  # 5120 bytes: five chunks
+            descriptor = await client.push_blob(ref, data, media_type=media.OCI_LAYER)
+            assert descriptor.size == len(data)
+            assert await client.get_blob(ref, descriptor.digest) == data
+        finally:
+            await client.aclose()
+
+    async def test_push_blob_twice_is_harmless(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref = ImageRef.parse(unique_repo("again"))
+        first = await oci_client.push_blob(ref, b"same bytes", media_type=media.OCI_LAYER)
+        second = await oci_client.push_blob(ref, b"same bytes", media_type=media.OCI_LAYER)
+        assert first == second
+
+    async def test_push_manifest_rejected_when_blobs_are_missing(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref = ImageRef.parse(unique_repo("broken"))
+        missing = {"mediaType": media.OCI_IMAGE_CONFIG, "digest": compute_digest(b"x"), "size": 1}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": media.OCI_MANIFEST,
+            "config": missing,
+            "layers": [],
+        }
+        with pytest.raises(RegistryError) as caught:
+            await oci_client.push_manifest(ref, manifest, media_type=media.OCI_MANIFEST)
+        assert caught.value.code == "registry.invalid_manifest"
+
+
+class TestPlatforms:
+    async def test_select_each_platform_of_an_index(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, index = await push_multiplatform_index(oci_client, unique_repo("multi"))
+        assert index.is_index and index.media_type == media.OCI_INDEX
+        amd64 = await oci_client.select_platform(index)
+        arm64 = await oci_client.select_platform(index, architecture="arm64", variant="v8")
+        assert amd64.digest != arm64.digest
+        assert {amd64.digest, arm64.digest} == {d.digest for d in index.manifests}
+        assert amd64.config is not None
+        config = json.loads(await oci_client.get_blob(ref, amd64.config.digest))
+        assert config["architecture"] == "amd64"
+
+    async def test_missing_platform_names_what_is_offered(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        _, index = await push_multiplatform_index(oci_client, unique_repo("multi"))
+        with pytest.raises(RegistryError) as caught:
+            await oci_client.select_platform(index, architecture="s390x")
+        assert caught.value.code == "registry.not_found"
+        assert "linux/s390x" in caught.value.message and "linux/arm64/v8" in caught.value.message
+
+    async def test_single_image_is_its_own_platform(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        _, manifest = await push_random_image(oci_client, unique_repo("single"))
+        assert await oci_client.select_platform(manifest) is manifest
+
+
+class TestFallbackReferrers:
+    """Debian's registry has no referrers API: the client keeps the ``sha256-<hex>`` tag."""
+
+    async def test_no_referrers_is_an_empty_list(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, _ = await push_random_image(oci_client, unique_repo("app"))
+        assert await oci_client.list_referrers(ref) == []
+
+    async def test_push_and_list_a_referrer(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, image = await push_random_image(oci_client, unique_repo("app"))
+        referrer = await oci_client.push_referrer(
+            ref,
+            artifact_type=ARTIFACT,
+            layers=[(b'{"hello":1}', "application/json", {"org.example.layer": "one"})],
+            annotations={"org.example.kind": "test"},
+        )
+        listed = await oci_client.list_referrers(ref)
+        assert [d.digest for d in listed] == [referrer.digest]
+        assert listed[0].artifact_type == ARTIFACT
+        assert listed[0].annotations == {"org.example.kind": "test"}
+        stored = await oci_client.get_manifest(ref.with_digest(referrer.digest))
+        assert stored.subject == image.descriptor
+        assert stored.artifact_type == ARTIFACT
+        assert stored.config == media.EMPTY_CONFIG
+        assert stored.layers[0].annotations == {"org.example.layer": "one"}
+        tag_index = await oci_client.get_manifest(ref.with_tag(fallback_tag(image.digest)))
+        assert tag_index.media_type == media.OCI_INDEX
+
+    async def test_artifact_type_filter_and_no_duplicates(
+        self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        ref, _ = await push_random_image(oci_client, unique_repo("app"))
+        layers: list[tuple[bytes, str, dict[str, str]]] = [(b"{}", "application/json", {})]
+        first = await oci_client.push_referrer(
+            ref, artifact_type=ARTIFACT, layers=layers, annotations={}
+        )
+        again = await oci_client.push_referrer(
+            ref, artifact_type=ARTIFACT, layers=layers, annotations={}
+        )
+        other = await oci_client.push_referrer(
+            ref, artifact_type="application/vnd.example.other", layers=layers, annotations={}
+        )
+        assert first.digest == again.digest
+        everything = await oci_client.list_referrers(ref)
+        assert sorted(d.digest for d in everything) == sorted([first.digest, other.digest])
+        only = await oci_client.list_referrers(ref, artifact_type=ARTIFACT)
+        assert [d.digest for d in only] == [first.digest]
+        index = await oci_client.referrers_index(ref, artifact_type=ARTIFACT)
+        assert index["mediaType"] == media.OCI_INDEX
+        assert [m["digest"] for m in index["manifests"]] == [first.digest]
+
+    async def test_two_concurrent_writers_both_end_up_listed(
+        self, registry: RegistryProcess, unique_repo: Callable[[str], str]
+    ) -> None:
+        # Two clients (as two replicas would be): no shared in-process lock between them.
+        writers = [RegistryClient.from_settings(registry_settings(registry)) for _ in range(2)]
+        try:
+            ref, _ = await push_random_image(writers[0], unique_repo("race"))
+            pushed = await asyncio.gather(
+                *(
+                    w.push_referrer(
+                        ref,
+                        artifact_type=ARTIFACT,
+                        layers=[(f"writer {i}".encode(), "text/plain", {})],
+                        annotations={"writer": str(i)},
+                    )
+                    for i, w in enumerate(writers)
+                )
+            )
+            listed = await writers[0].list_referrers(ref)
+            assert sorted(d.digest for d in listed) == sorted(d.digest for d in pushed)
+        finally:
+            for w in writers:
+                await w.aclose()
+
+    async def test_invalid_fallback_index_means_no_referrers(
+        self,
+        oci_client: RegistryClient,
+        unique_repo: Callable[[str], str],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        ref, image = await push_random_image(oci_client, unique_repo("app"))
+        # A plain image manifest under the fallback tag is not an index.
+        _, other = await push_random_image(oci_client, ref.name, tag=None)
+        await oci_client.push_manifest(
+            ref, other.raw, media_type=other.media_type, tag=fallback_tag(image.digest)
+        )
+        assert await oci_client.list_referrers(ref) == []
+        assert "not an OCI index" in caplog.text
+
+    async def test_listing_needs_a_digest(self, oci_client: RegistryClient) -> None:
+        with pytest.raises(InputError):
+            await oci_client.list_referrers(ImageRef.parse("127.0.0.1:1/a:tag"))
+
+    async def test_referrers_cap(
+        self, registry: RegistryProcess, unique_repo: Callable[[str], str]
+    ) -> None:
+        client = RegistryClient.from_settings(registry_settings(registry, max_referrers=2))
+        try:
+            ref, _ = await push_random_image(client, unique_repo("cap"))
+            for i in range(3):
+                await client.push_referrer(
+                    ref,
+                    artifact_type=ARTIFACT,
+                    layers=[(str(i).encode(), "text/plain", {})],
+                    annotations={},
+                )
+            assert len(await client.list_referrers(ref)) == 2
+        finally:
+            await client.aclose()
+
+
+class TestAuthRegistry:
+    async def test_basic_credentials_from_settings(
+        self, auth_registry: RegistryProcess, unique_repo: Callable[[str], str]
+    ) -> None:
+        client = RegistryClient.from_settings(
+            registry_settings(
+                auth_registry,
+                registry_username=auth_registry.username,
+                registry_password=auth_registry.password,
+            )
+        )
+        try:
+            ref, manifest = await push_random_image(client, f"{auth_registry.host}/team/app")
+            assert await client.resolve_digest(ImageRef.parse(f"{ref.name}:v1")) == manifest.digest
+        finally:
+            await client.aclose()
+
+    async def test_basic_credentials_from_docker_config(
+        self, auth_registry: RegistryProcess, tmp_path: pytest.TempPathFactory
+    ) -> None:
+        import base64
+        from pathlib import Path
+
+        config = Path(str(tmp_path)) / "config.json"
+        pair = base64.b64encode(f"{auth_registry.username}:{auth_registry.password}".encode())
+        config.write_text(json.dumps({"auths": {auth_registry.host: {"auth": pair.decode()}}}))
+        client = RegistryClient.from_settings(
+            registry_settings(auth_registry, docker_config=config)
+        )
+        try:
+            ref, manifest = await push_random_image(client, f"{auth_registry.host}/team/cfg")
+            assert (await client.get_manifest(ref)).digest == manifest.digest
+        finally:
+            await client.aclose()
+
+    async def test_no_credentials_is_a_clear_401(self, auth_registry: RegistryProcess) -> None:
+        client = RegistryClient.from_settings(registry_settings(auth_registry))
+        try:
+            with pytest.raises(RegistryError) as caught:
+                await client.resolve_digest(ImageRef.parse(f"{auth_registry.host}/team/app:v1"))
+            assert caught.value.code == "registry.unauthorized"
+            assert "no credentials are configured" in caught.value.message
+            assert auth_registry.host in caught.value.message
+        finally:
+            await client.aclose()
+
+    async def test_wrong_password_is_refused(self, auth_registry: RegistryProcess) -> None:
+        client = RegistryClient.from_settings(
+            registry_settings(
+                auth_registry, registry_username="sealgate", registry_password="wrong"
+            )
+        )
+        try:
+            with pytest.raises(RegistryError) as caught:
+                await client.resolve_digest(ImageRef.parse(f"{auth_registry.host}/team/app:v1"))
+            assert caught.value.code == "registry.unauthorized"
+            assert "credentials were refused" in caught.value.message
+        finally:
+            await client.aclose()
+
+
+class TestUnreachable:
+    async def test_closed_port_fails_fast_as_unreachable(self) -> None:
+        from tests.fixtures.registry import free_port
+
+        host = f"127.0.0.1:{free_port()}"
+        settings: Settings = Settings(registry_total_timeout=20.0, registry_retries=1)
+        client = RegistryClient.from_settings(settings)
+        try:
+            with pytest.raises(RegistryError) as caught:
+                await client.resolve_digest(ImageRef.parse(f"{host}/a/b:v1"))
+            assert caught.value.code == "registry.unreachable"
+            assert host in caught.value.message
+        finally:
+            await client.aclose()
+
+    async def test_plain_http_only_for_loopback_and_listed_hosts(self) -> None:
+        client = RegistryClient.from_settings(Settings(insecure_registries=["reg.internal:5000"]))
+        try:
+            assert client.plain_http_allowed("localhost:5000")
+            assert client.plain_http_allowed("127.0.0.7:80")
+            assert client.plain_http_allowed("[::1]:5000")
+            assert client.plain_http_allowed("reg.internal:5000")
+            assert not client.plain_http_allowed("reg.internal:5001")
+            assert not client.plain_http_allowed("ghcr.io")
+            assert not client.plain_http_allowed("10.0.0.1:5000")
+        finally:
+            await client.aclose()
