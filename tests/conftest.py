@@ -21,6 +21,8 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.tls",
     "tests.fixtures.sigstore",
+    "tests.fixtures.images",
+    "tests.fixtures.standins",
 ]
 
 ASSETS = Path(__file__).parent / "assets"
