@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     key_encryption_key: SecretStr | None = None
     key_encryption_key_file: Path | None = None
 
+    # Keyless signing: "public-good", "staging", or the path of a ClientTrustConfig JSON file.
+    sigstore_trust_config: str = "public-good"
+
     # Policy.
     opa_url: str | None = None
     policy_dir: Path = Path("policies")
