@@ -83,10 +83,11 @@ def _b64(value: Any, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        try:  # protobuf JSON may use the URL-safe alphabet
-            return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError) as e:
-            raise _malformed(f"{what} is not valid base64") from e
+        pass
+    try:  # protobuf JSON parsers also accept the URL-safe alphabet, unpadded
+        return base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise _malformed(f"{what} is not valid base64") from e
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -105,7 +106,7 @@ def parse_bundle(data: bytes) -> ParsedBundle:
         raise _malformed(f"larger than {MAX_BUNDLE_BYTES} bytes")
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise _malformed(f"not valid JSON ({e})") from e
     doc = _object(doc, "the bundle")
     media_type = doc.get("mediaType")

@@ -299,12 +299,21 @@ class TrustedRootRef:
         return cls(name="custom", content=text)
 
     @classmethod
-    def resolve(cls, value: str) -> TrustedRootRef:
-        """``public-good``/``staging``, a path to a trusted root file, or its JSON text."""
+    def resolve(cls, value: str, *, allow_path: bool = True) -> TrustedRootRef:
+        """``public-good``/``staging``, a path to a trusted root file, or its JSON text.
+
+        ``allow_path=False`` (the HTTP API) refuses file paths: a caller must not make the
+        service read its own files.
+        """
         if value in BUILTIN_ROOTS:
             return cls.builtin(value)
         if value.lstrip().startswith("{"):
             return cls.from_text(value)
+        if not allow_path:
+            raise InputError(
+                "trusted root must be 'public-good', 'staging' or the trusted root JSON itself "
+                "(a file path is not accepted here)"
+            )
         path = Path(value)
         try:
             if path.stat().st_size > MAX_TRUSTED_ROOT_BYTES:
