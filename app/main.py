@@ -22,10 +22,11 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import health
+from app.api import health, policy
 from app.config import Settings, get_settings
 from app.errors import Error
 from app.observability import Metrics, configure_logging, request_id_var
+from app.policy.versions import start_version_poller
 from app.services import Services
 from app.signing.keys import check_keys_at_startup
 
@@ -181,9 +182,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services or Services.from_settings(settings)
         # Refuse to serve with stored signing keys and no (or the wrong) key-encryption key.
         check_keys_at_startup(app.state.services)
+        # Follow the active policy version (every replica polls the version table).
+        app.state.policy_poller = start_version_poller(app.state.services)
         try:
             yield
         finally:
+            app.state.policy_poller.stop()
             if owned:
                 await app.state.services.aclose()
 
@@ -199,4 +203,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     _install_error_handlers(app, metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(health.router)
+    app.include_router(policy.router)
     return app

@@ -84,11 +84,13 @@ def db_upgrade(
 cli.add_typer(db_cli, name="db")
 
 # Command groups of each domain register here, one line each.
+from app.cli import policy as _policy  # noqa: E402
 from app.cli import registry as _registry  # noqa: E402
 from app.cli import token as _token  # noqa: E402
 
 cli.add_typer(_registry.registry_cli, name="registry")
 cli.add_typer(_token.token_cli, name="token")
+cli.add_typer(_policy.policy_cli, name="policy")
 
 
 def main() -> None:

@@ -19,6 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import InputError
+from app.oci.refs import ImageRef
+from app.scans.model import Severity, VexStatus, Vulnerability
+from app.verify.model import VerifiedSignature
 
 INPUT_VERSION: Literal[1] = 1
 
@@ -29,16 +32,6 @@ class Entrypoint(StrEnum):
     sign = "sign"
     push = "push"
     admission = "admission"
-
-
-class Severity(StrEnum):
-    """One severity scale for every scanner (parsers map theirs onto it)."""
-
-    critical = "CRITICAL"
-    high = "HIGH"
-    medium = "MEDIUM"
-    low = "LOW"
-    unknown = "UNKNOWN"
 
 
 class ScanSource(StrEnum):
@@ -60,7 +53,10 @@ class ImageFacts(_Frozen):
     reference: str = Field(description="The reference as it was given, e.g. 'nginx:1.27'.")
     registry: str = Field(description="Registry host (and port), e.g. 'docker.io'.")
     repository: str = Field(description="Repository path, e.g. 'library/nginx'.")
-    tag: str | None = Field(default=None, description="Tag written in the reference, if any.")
+    tag: str | None = Field(
+        default=None,
+        description="Tag of the reference; 'latest' when it named neither tag nor digest.",
+    )
     digest: str | None = Field(
         default=None, description="Manifest digest ('sha256:...'), resolved or given."
     )
@@ -73,43 +69,16 @@ class ImageFacts(_Frozen):
     def from_reference(
         cls, reference: str, *, digest: str | None = None, platform: str | None = None
     ) -> ImageFacts:
-        """Split a Docker-style reference into its parts (Docker Hub defaults applied).
-
-        Raises InputError when the reference cannot be an image reference.
-        """
-        text = reference.strip()
-        if not text or any(c.isspace() for c in text) or "://" in text:
-            raise InputError(f"image reference {reference!r} is not valid")
-        name, _, written_digest = text.partition("@")
-        if written_digest and not written_digest.startswith("sha256:"):
-            raise InputError(
-                f"image reference {reference!r} is not valid: digest must be sha256:<hex>"
-            )
-        last_slash = name.rfind("/")
-        tag: str | None = None
-        if ":" in name[last_slash + 1 :]:
-            name, _, tag = name.rpartition(":")
-            if not tag:
-                raise InputError(f"image reference {reference!r} is not valid: empty tag")
-        first, _, rest = name.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            registry, repository = first, rest
-        else:
-            registry, repository = "docker.io", name
-        if registry == "docker.io" and "/" not in repository:
-            repository = f"library/{repository}"
-        if not repository or repository != repository.lower() or "//" in repository:
-            raise InputError(
-                f"image reference {reference!r} is not valid: the repository must be "
-                "lowercase path components"
-            )
+        """The facts of a reference as written (Docker Hub defaults applied); ``digest`` is
+        the resolved one when the reference names none. InputError for a bad reference."""
+        ref = ImageRef.parse(reference)
         return cls(
-            reference=text,
-            registry=registry,
-            repository=repository,
-            tag=tag,
-            digest=written_digest or digest,
-            pinned=bool(written_digest),
+            reference=reference,
+            registry=ref.registry,
+            repository=ref.repository,
+            tag=ref.tag,
+            digest=ref.digest or digest,
+            pinned=ref.digest is not None,
             platform=platform,
         )
 
@@ -119,22 +88,35 @@ class ImageFacts(_Frozen):
         return f"{self.registry}/{self.repository}"
 
 
-class VerifiedSignature(_Frozen):
+class SignatureFacts(_Frozen):
     """A signature that verified against a configured authority."""
 
-    authority: str = Field(description="Name of the authority it verified against.")
+    authority: str | None = Field(description="Name of the authority it verified against.")
     kind: Literal["key", "keyless"]
     key_id: str | None = Field(default=None, description="Key fingerprint (kind 'key').")
     subject: str | None = Field(default=None, description="Certificate identity (keyless).")
     issuer: str | None = Field(default=None, description="OIDC issuer (keyless).")
     signed_at: dt.datetime | None = Field(default=None, description="Verified signing time.")
-    format: str = Field(description="'sigstore-bundle' or 'cosign-legacy' and similar.")
+    format: str = Field(description="'bundle' (Sigstore bundle referrer) or 'legacy' (.sig).")
     transparency_log: bool = Field(
         default=False, description="True when a transparency-log entry verified."
     )
 
+    @classmethod
+    def from_verified(cls, signature: VerifiedSignature) -> SignatureFacts:
+        return cls(
+            authority=signature.authority,
+            kind=signature.kind.value,
+            key_id=signature.key_id,
+            subject=signature.subject,
+            issuer=signature.issuer,
+            signed_at=signature.signed_at,
+            format=signature.format.value,
+            transparency_log=signature.tlog,
+        )
 
-class VerifiedAttestation(_Frozen):
+
+class AttestationFacts(_Frozen):
     """An in-toto attestation whose signature verified."""
 
     authority: str | None = None
@@ -149,17 +131,34 @@ class PolicyVulnerability(_Frozen):
     installed: str | None = None
     fixed: str | None = None
     fix_available: bool = False
-    vex_status: str | None = Field(
-        default=None, description="CycloneDX analysis state when a VEX statement applies."
+    vex_status: VexStatus | None = Field(
+        default=None,
+        description="VEX state when a statement applies; not_affected, resolved and "
+        "false_positive mean the finding does not apply.",
     )
+
+    @classmethod
+    def from_finding(cls, finding: Vulnerability) -> PolicyVulnerability:
+        return cls(
+            id=finding.id,
+            severity=finding.severity,
+            package=finding.package,
+            installed=finding.installed_version,
+            fixed=", ".join(finding.fixed_versions) or None,
+            fix_available=finding.fix_available,
+            vex_status=finding.vex_status,
+        )
 
 
 class SeverityCounts(_Frozen):
-    CRITICAL: int = 0
-    HIGH: int = 0
-    MEDIUM: int = 0
-    LOW: int = 0
-    UNKNOWN: int = 0
+    """Effective findings (no VEX statement suppresses them) per severity."""
+
+    critical: int = 0
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+    negligible: int = 0
+    unknown: int = 0
 
 
 class ScanFacts(_Frozen):
@@ -199,8 +198,8 @@ class PolicyInput(_Frozen):
         default_factory=list,
         description="Names of configured authorities whose scope matches the image.",
     )
-    signatures: list[VerifiedSignature] = Field(default_factory=list)
-    attestations: list[VerifiedAttestation] = Field(default_factory=list)
+    signatures: list[SignatureFacts] = Field(default_factory=list)
+    attestations: list[AttestationFacts] = Field(default_factory=list)
     scan: ScanFacts | None = None
     kubernetes: KubernetesContext | None = None
 
@@ -248,7 +247,8 @@ def scan_facts(
     """Build the scan section from plain fields: counts and age are derived, never passed."""
     counts = {severity.value: 0 for severity in Severity}
     for vulnerability in vulnerabilities:
-        counts[vulnerability.severity.value] += 1
+        if vulnerability.vex_status is None or not vulnerability.vex_status.suppresses:
+            counts[vulnerability.severity.value] += 1
     age = max(0, int((evaluated_at - scanned_at).total_seconds()))
     return ScanFacts(
         scanner=scanner,
@@ -266,8 +266,8 @@ def build_input(
     entrypoint: Entrypoint,
     image: ImageFacts,
     authorities: Sequence[str] = (),
-    signatures: Sequence[VerifiedSignature] = (),
-    attestations: Sequence[VerifiedAttestation] = (),
+    signatures: Sequence[SignatureFacts] = (),
+    attestations: Sequence[AttestationFacts] = (),
     scan: ScanFacts | None = None,
     kubernetes: KubernetesContext | None = None,
     evaluated_at: dt.datetime | None = None,

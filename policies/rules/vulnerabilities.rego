@@ -1,5 +1,5 @@
-# Vulnerabilities: deny findings of the denied severities (CRITICAL by default) and of
-# the fixable severities when a fix exists (HIGH by default), unless a VEX statement
+# Vulnerabilities: deny findings of the denied severities (critical by default) and of
+# the fixable severities when a fix exists (high by default), unless a VEX statement
 # says the image is not affected or an allowlist entry covers the finding. Allowlist
 # entries need an id, a reason and an expiry ("YYYY-MM-DD" means the end of that day,
 # UTC, or an RFC 3339 time); an entry past its expiry, or missing either, allows nothing.
@@ -11,9 +11,9 @@ import data.sealgate.lib.params
 
 settings := object.get(params.effective, "vulnerabilities", {})
 
-deny_severities := {s | some s in object.get(settings, "deny_severities", ["CRITICAL"])}
+deny_severities := {s | some s in object.get(settings, "deny_severities", ["critical"])}
 
-fixable_severities := {s | some s in object.get(settings, "deny_fixable_severities", ["HIGH"])}
+fixable_severities := {s | some s in object.get(settings, "deny_fixable_severities", ["high"])}
 
 # VEX states under which a finding does not apply to the image.
 vex_suppressing := {"not_affected", "resolved", "false_positive"}

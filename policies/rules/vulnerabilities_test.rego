@@ -18,7 +18,7 @@ scan_input(vulns) := {"evaluated_at": now, "image": image, "scan": {"vulnerabili
 codes(vs) := {v.code | some v in vs}
 
 test_critical_is_denied if {
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "CRITICAL", null)])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "critical", null)])
 		with data.parameters as {}
 	codes(vs) == {"vulnerability.severity"}
 	some v in vs
@@ -26,7 +26,7 @@ test_critical_is_denied if {
 }
 
 test_high_with_fix_is_denied if {
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-2", "HIGH", "3.0.9")])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-2", "high", "3.0.9")])
 		with data.parameters as {}
 	codes(vs) == {"vulnerability.fixable"}
 	some v in vs
@@ -34,25 +34,25 @@ test_high_with_fix_is_denied if {
 }
 
 test_high_without_fix_passes if {
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-3", "HIGH", null)])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-3", "high", null)])
 		with data.parameters as {}
 	count(vs) == 0
 }
 
 test_medium_passes if {
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-4", "MEDIUM", "1")])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-4", "medium", "1")])
 		with data.parameters as {}
 	count(vs) == 0
 }
 
 test_vex_not_affected_suppresses if {
-	v := object.union(vuln("CVE-5", "CRITICAL", null), {"vex_status": "not_affected"})
+	v := object.union(vuln("CVE-5", "critical", null), {"vex_status": "not_affected"})
 	vs := vulnerabilities.violations with input as scan_input([v]) with data.parameters as {}
 	count(vs) == 0
 }
 
 test_vex_in_triage_does_not_suppress if {
-	v := object.union(vuln("CVE-5", "CRITICAL", null), {"vex_status": "in_triage"})
+	v := object.union(vuln("CVE-5", "critical", null), {"vex_status": "in_triage"})
 	vs := vulnerabilities.violations with input as scan_input([v]) with data.parameters as {}
 	count(vs) == 1
 }
@@ -61,38 +61,38 @@ allow(entry) := {"defaults": {"vulnerabilities": {"allowlist": [entry]}}}
 
 test_allowlist_entry_before_expiry_allows if {
 	entry := {"id": "CVE-1", "expires": "2026-06-01", "reason": "not reachable"}
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "CRITICAL", null)])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "critical", null)])
 		with data.parameters as allow(entry)
 	count(vs) == 0
 }
 
 test_expired_allowlist_entry_stops_allowing if {
 	entry := {"id": "CVE-1", "expires": "2026-05-31", "reason": "not reachable"}
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "CRITICAL", null)])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "critical", null)])
 		with data.parameters as allow(entry)
 	codes(vs) == {"vulnerability.severity"}
-	ws := vulnerabilities.warnings with input as scan_input([vuln("CVE-1", "CRITICAL", null)])
+	ws := vulnerabilities.warnings with input as scan_input([vuln("CVE-1", "critical", null)])
 		with data.parameters as allow(entry)
 	{w.code | some w in ws} == {"vulnerability.allowlist_inactive"}
 }
 
 test_allowlist_entry_with_timestamp_expiry if {
 	entry := {"id": "CVE-1", "expires": "2026-06-01T11:59:59Z", "reason": "r"}
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "CRITICAL", null)])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "critical", null)])
 		with data.parameters as allow(entry)
 	count(vs) == 1
 }
 
 test_allowlist_entry_without_reason_allows_nothing if {
 	entry := {"id": "CVE-1", "expires": "2099-01-01"}
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "CRITICAL", null)])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "critical", null)])
 		with data.parameters as allow(entry)
 	count(vs) == 1
 }
 
 test_allowlist_entry_with_bad_expiry_allows_nothing if {
 	entry := {"id": "CVE-1", "expires": "soon", "reason": "r"}
-	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "CRITICAL", null)])
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "critical", null)])
 		with data.parameters as allow(entry)
 	count(vs) == 1
 }

@@ -1,0 +1,226 @@
+"""``sealgate policy``: test, check and evaluate Rego bundles; publish, activate and replay.
+
+Authoring commands (``test``, ``check``, ``eval``, ``schema``) work on a directory and
+need no database; ``input``, ``publish``, ``versions``, ``activate`` and ``replay`` use
+the configured database. Every command calls the same domain functions as the API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from app.cli.context import open_services
+from app.cli.output import cli_errors, print_json
+from app.config import get_settings
+from app.db.session import session_scope
+from app.errors import InputError, PolicyError
+from app.policy.bundle import CompileProblem, PolicyBundle
+from app.policy.engines import EmbeddedOpaEngine, compile_bundle, decision_document
+from app.policy.explanation import fired_rules
+from app.policy.facts import input_for_image
+from app.policy.input import Entrypoint, KubernetesContext, PolicyInput, input_schema
+from app.policy.replay import parse_since, replay_decisions
+from app.policy.runner import run_tests
+from app.policy.versions import activate_version, list_versions, publish_bundle
+
+policy_cli = typer.Typer(
+    help="Rego policies: author, test, publish, roll out.", no_args_is_help=True
+)
+
+DirArgument = Annotated[
+    Path | None,
+    typer.Argument(help="Bundle directory (*.rego and data.json) [SEALGATE_POLICY_DIR]."),
+]
+EntrypointOption = Annotated[
+    Entrypoint | None,
+    typer.Option("--entrypoint", "-e", help="sign, push or admission."),
+]
+
+
+def _bundle(directory: Path | None, *, with_overrides: bool = True) -> PolicyBundle:
+    settings = get_settings()
+    bundle = PolicyBundle.from_directory(directory or settings.policy_dir)
+    return bundle.with_data_overrides(settings.policy_data) if with_overrides else bundle
+
+
+def _print_problems(error: PolicyError) -> None:
+    problems = error.details.get("problems") or []
+    if not problems:
+        typer.echo(f"error: {error.message}", err=True)
+    for problem in problems:
+        typer.echo(str(CompileProblem.model_validate(problem)), err=True)
+
+
+@policy_cli.command("test")
+@cli_errors
+def test(directory: DirArgument = None) -> None:
+    """Run every test_* rule; print failures with file and rule; end with 'N passed, M failed'."""
+    bundle = _bundle(directory, with_overrides=False)
+    try:
+        report = run_tests(bundle)
+    except PolicyError as e:
+        if e.code != "policy.compile":
+            raise
+        _print_problems(e)
+        typer.echo("0 passed, 0 failed (the bundle does not compile)")
+        raise typer.Exit(1) from None
+    for failure in report.failures:
+        test = failure.test
+        typer.echo(f"FAIL {test.file}:{test.line}: {test.document}: {failure.message}")
+    typer.echo(report.summary())
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@policy_cli.command("check")
+@cli_errors
+def check(directory: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> None:
+    """Compile a bundle; report each error as FILE:LINE:COLUMN: message."""
+    bundle = _bundle(directory, with_overrides=False)
+    try:
+        compile_bundle(bundle).close()
+    except PolicyError as e:
+        if e.code != "policy.compile":
+            raise
+        _print_problems(e)
+        raise typer.Exit(1) from None
+    typer.echo(f"ok: {len(bundle.modules)} modules compile ({bundle.content_hash[:12]})")
+
+
+@policy_cli.command("eval")
+@cli_errors
+def eval_(
+    input_file: Annotated[Path, typer.Option("--input", "-i", help="Policy input JSON file.")],
+    entrypoint: EntrypointOption = None,
+    bundle_dir: Annotated[
+        Path | None, typer.Option("--bundle", help="Bundle directory [SEALGATE_POLICY_DIR].")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Also list the rules that fired and why.")
+    ] = False,
+) -> None:
+    """Print the decision for an input; with --explain, which rules fired and why."""
+    try:
+        raw = json.loads(input_file.read_text())
+    except OSError as e:
+        raise InputError(f"cannot read {input_file}: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise InputError(f"{input_file}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from e
+    policy_input = PolicyInput.from_json(raw)
+    if entrypoint is not None:
+        policy_input = policy_input.model_copy(update={"entrypoint": entrypoint})
+    bundle = _bundle(bundle_dir)
+    engine = EmbeddedOpaEngine(bundle)
+    try:
+        if not explain:
+            print_json(engine.decide(policy_input).model_dump(mode="json"))
+            return
+        document = decision_document(policy_input.entrypoint)
+        value, trace = engine.evaluate(document, policy_input.to_rego(), trace=True)
+    finally:
+        engine.close()
+    fired = fired_rules(trace, modules=bundle.modules)
+    print_json({"decision": value, "fired": [rule.model_dump() for rule in fired]})
+    for rule in fired:
+        typer.echo(rule.render(), err=True)
+
+
+@policy_cli.command("schema")
+@cli_errors
+def schema() -> None:
+    """Print the JSON Schema of the policy input (version 1)."""
+    print_json(input_schema())
+
+
+@policy_cli.command("input")
+@cli_errors
+def input_(
+    image: Annotated[str, typer.Argument(help="Image reference.")],
+    entrypoint: EntrypointOption = None,
+    digest: Annotated[
+        str | None, typer.Option("--digest", help="Resolved manifest digest (sha256:...).")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", help="Admission: the Kubernetes namespace.")
+    ] = None,
+) -> None:
+    """Print the policy input built for IMAGE from the store's facts.
+
+    Authority scopes and the newest stored scan come from the database; verified
+    signatures are added by the enforcement layer, which passes them to the same
+    function (app.policy.facts.input_for_image).
+    """
+    chosen = entrypoint or Entrypoint.admission
+    kubernetes = None
+    if chosen is Entrypoint.admission:
+        kubernetes = KubernetesContext(namespace=namespace, kind="Pod", operation="CREATE")
+    with open_services() as services, session_scope(services.sessions) as session:
+        policy_input = input_for_image(
+            session, reference=image, entrypoint=chosen, digest=digest, kubernetes=kubernetes
+        )
+    print_json(policy_input.to_rego())
+
+
+@policy_cli.command("publish")
+@cli_errors
+def publish(
+    directory: DirArgument = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="Why this version.")] = "",
+    author: Annotated[str, typer.Option("--author", help="Who publishes it.")] = "cli",
+    activate: Annotated[
+        bool, typer.Option("--activate/--no-activate", help="Make it the active version.")
+    ] = True,
+) -> None:
+    """Store a bundle as a new version after it compiles and its tests pass."""
+    bundle = _bundle(directory, with_overrides=False)
+    with open_services() as services, session_scope(services.sessions) as session:
+        info = publish_bundle(
+            session, bundle=bundle, author=author, message=message, activate=activate
+        )
+    print_json(info.model_dump(mode="json"))
+
+
+@policy_cli.command("versions")
+@cli_errors
+def versions() -> None:
+    """List stored policy versions, newest first."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        print_json([v.model_dump(mode="json") for v in list_versions(session)])
+
+
+@policy_cli.command("activate")
+@cli_errors
+def activate(version: Annotated[int, typer.Argument(help="Version to activate.")]) -> None:
+    """Activate a stored version (an older one rolls back); replicas follow within seconds."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        info = activate_version(session, version=version)
+    print_json(info.model_dump(mode="json"))
+
+
+@policy_cli.command("replay")
+@cli_errors
+def replay(
+    since: Annotated[str, typer.Option("--since", help="Window, e.g. 30m, 12h, 7d.")] = "7d",
+    bundle_dir: Annotated[
+        Path | None, typer.Option("--bundle", help="Candidate bundle [SEALGATE_POLICY_DIR].")
+    ] = None,
+) -> None:
+    """Re-evaluate recorded decisions against a candidate bundle; print what would change."""
+    span = parse_since(since)
+    engine = EmbeddedOpaEngine(_bundle(bundle_dir))
+    try:
+        with open_services() as services, session_scope(services.sessions) as session:
+            report = replay_decisions(session, engine=engine, since=span)
+    finally:
+        engine.close()
+    body: dict[str, Any] = report.model_dump(mode="json")
+    print_json(body)
+    typer.echo(
+        f"{report.replayed} replayed: {len(report.newly_denied)} newly denied, "
+        f"{len(report.newly_allowed)} newly allowed, {report.unchanged} unchanged",
+        err=True,
+    )
