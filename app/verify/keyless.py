@@ -1,23 +1,74 @@
 """Keyless verification: Sigstore bundles and legacy cosign keyless ``.sig`` layers.
 
-Bundles go through sigstore-python's ``Verifier`` with a trusted root read from a file
-(offline), then through our identity policy (exact or regex subject and issuer) and
-the binding check (the DSSE statement's subject names the expected image digest).
-Legacy cosign keyless layers carry only a signed entry timestamp (SET), which
-sigstore-python cannot verify; they are verified here on ``cryptography``.
+Bundles go through sigstore-python's ``Verifier`` with a trusted root read from a file,
+offline, with our identity policy (subject and OIDC issuer, each exact or a regular
+expression matching the whole value) plugged in as its verification policy; then the
+signed content must name the expected image digest (the DSSE statement's subject, or
+the message signature's digest). Legacy cosign keyless layers carry only a signed entry
+timestamp (SET) and no inclusion proof, which sigstore-python cannot verify; they are
+verified here on ``cryptography`` (see ``verify_legacy_keyless``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+)
+from cryptography.x509.verification import (
+    VerificationError as X509VerificationError,
+)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sigstore.errors import Error as SigstoreError
+from sigstore.errors import VerificationError as SigstoreVerificationError
+from sigstore.hashes import Hashed
+from sigstore.models import Bundle, TrustedRoot
+from sigstore.verify import Verifier
+from sigstore_models.common.v1 import HashAlgorithm
 
-from app.verify.model import VerifiedSignature
+from app.errors import EvidenceError, VerificationError
+from app.signing.payloads import (
+    IN_TOTO_PAYLOAD_TYPE,
+    SIMPLE_SIGNING_TYPE,
+    parse_simple_signing,
+    parse_statement,
+)
+from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
+
+MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024
+
+# Fulcio certificate extensions (fulcio docs/oid-info.md).
+OIDC_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string
+OIDC_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
+SIGSTORE_OTHERNAME = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")  # DER UTF8String
 
 
 class KeylessIdentity(BaseModel):
-    """Who must have signed: subject (certificate SAN) and OIDC issuer, each exact or regex."""
+    """Who must have signed: certificate subject (SAN) and OIDC issuer.
+
+    Give ``subject`` or ``subject_regex``, and ``issuer`` or ``issuer_regex``. A regular
+    expression must match the whole value (``re.fullmatch``): an unanchored search would
+    let ``https://github.com/org/`` match ``https://evil.example/?https://github.com/org/``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -26,16 +77,572 @@ class KeylessIdentity(BaseModel):
     issuer: str | None = None
     issuer_regex: str | None = None
 
+    @model_validator(mode="after")
+    def _one_of_each(self) -> KeylessIdentity:
+        for name in ("subject", "issuer"):
+            exact, regex = getattr(self, name), getattr(self, f"{name}_regex")
+            if (exact is None) == (regex is None):
+                raise ValueError(f"give exactly one of {name} and {name}_regex")
+            if regex is not None:
+                try:
+                    re.compile(regex)
+                except re.error as e:
+                    raise ValueError(f"{name}_regex {regex!r} is not a valid regex: {e}") from e
+        return self
+
+    def describe(self) -> str:
+        subject = self.subject if self.subject is not None else f"/{self.subject_regex}/"
+        issuer = self.issuer if self.issuer is not None else f"/{self.issuer_regex}/"
+        return f"subject {subject} from issuer {issuer}"
+
+    def match(self, certificate: x509.Certificate) -> tuple[str, str]:
+        """The (subject, issuer) of ``certificate`` that this identity accepts.
+
+        Raises ``VerificationError`` (code ``verify.identity_mismatch``) when no SAN or
+        the issuer does not match, naming what the certificate holds.
+        """
+        subjects, issuer = certificate_identity(certificate)
+        if issuer is None or not _matches(issuer, self.issuer, self.issuer_regex):
+            raise VerificationError(
+                f"certificate issuer {issuer!r} does not match {self.describe()}",
+                code="verify.identity_mismatch",
+            )
+        for subject in subjects:
+            if _matches(subject, self.subject, self.subject_regex):
+                return subject, issuer
+        raise VerificationError(
+            f"certificate subject {', '.join(subjects) or '(none)'} does not match "
+            f"{self.describe()}",
+            code="verify.identity_mismatch",
+        )
+
+
+def _matches(value: str, exact: str | None, regex: str | None) -> bool:
+    if exact is not None:
+        return value == exact
+    return regex is not None and re.fullmatch(regex, value) is not None
+
+
+def _der_utf8(data: bytes) -> str:
+    """Decode one DER UTF8String (tag 0x0C) and nothing else."""
+    if len(data) < 2 or data[0] != 0x0C:
+        raise ValueError("not a DER UTF8String")
+    length, offset = data[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or len(data) < 2 + count:
+            raise ValueError("bad DER length")
+        length, offset = int.from_bytes(data[2 : 2 + count], "big"), 2 + count
+    if offset + length != len(data):
+        raise ValueError("DER length does not match")
+    return data[offset:].decode("utf-8")
+
+
+def certificate_identity(certificate: x509.Certificate) -> tuple[list[str], str | None]:
+    """The SAN identities (emails, URIs, Sigstore other names) and OIDC issuer of a
+    Fulcio certificate. The issuer comes from the v2 extension (DER) or else the v1 one."""
+    subjects: list[str] = []
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        subjects += san.get_values_for_type(x509.RFC822Name)
+        subjects += san.get_values_for_type(x509.UniformResourceIdentifier)
+        for other in san.get_values_for_type(x509.OtherName):
+            if other.type_id == SIGSTORE_OTHERNAME:
+                try:
+                    subjects.append(_der_utf8(other.value))
+                except (ValueError, UnicodeDecodeError):
+                    continue
+    issuer: str | None = None
+    for oid, decode in ((OIDC_ISSUER_V2, _der_utf8), (OIDC_ISSUER_V1, bytes.decode)):
+        try:
+            ext = certificate.extensions.get_extension_for_oid(oid).value
+        except x509.ExtensionNotFound:
+            continue
+        if isinstance(ext, x509.UnrecognizedExtension):
+            try:
+                issuer = decode(ext.value)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            break
+    return subjects, issuer
+
+
+class _IdentityPolicy:
+    """Our identity rule as a sigstore-python ``VerificationPolicy``; it keeps the
+    original ``VerificationError`` so the caller can report it with its own code."""
+
+    def __init__(self, identity: KeylessIdentity) -> None:
+        self.identity = identity
+        self.failure: VerificationError | None = None
+
+    def verify(self, cert: x509.Certificate) -> None:
+        try:
+            self.identity.match(cert)
+        except VerificationError as e:
+            self.failure = e
+            raise SigstoreVerificationError(e.message) from e
+
+
+@lru_cache(maxsize=32)
+def _load_trusted_root(path: str, mtime_ns: int, size: int) -> TrustedRoot:
+    del mtime_ns, size  # only part of the cache key: a changed file is read again
+    return TrustedRoot.from_file(path)
+
+
+def load_trusted_root(path: Path | str) -> TrustedRoot:
+    """Read a Sigstore trusted root JSON file (cached while the file is unchanged).
+
+    Raises ``VerificationError`` (code ``verify.trusted_root``) when it is missing,
+    too large or not a trusted root.
+    """
+    try:
+        stat = Path(path).stat()
+        if stat.st_size > MAX_TRUSTED_ROOT_BYTES:
+            raise VerificationError(
+                f"trusted root {path} is larger than {MAX_TRUSTED_ROOT_BYTES} bytes",
+                code="verify.trusted_root",
+            )
+        return _load_trusted_root(str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError as e:
+        raise VerificationError(
+            f"cannot read trusted root {path}: {e.strerror or e}", code="verify.trusted_root"
+        ) from e
+    except (ValueError, SigstoreError) as e:  # JSON and protobuf-model errors
+        raise VerificationError(
+            f"trusted root {path} is not a Sigstore trusted root: {e}", code="verify.trusted_root"
+        ) from e
+
+
+def _parse_bundle(bundle_json: bytes) -> tuple[Bundle, dict[str, Any]]:
+    if len(bundle_json) > MAX_BUNDLE_BYTES:
+        raise VerificationError(
+            f"bundle is larger than {MAX_BUNDLE_BYTES} bytes", code="verify.malformed_bundle"
+        )
+    try:
+        raw = json.loads(bundle_json)
+        bundle = Bundle.from_json(bundle_json)
+    except (ValueError, SigstoreError) as e:
+        # sigstore-python refuses bundles it cannot verify at parse time (v0.1 without
+        # inclusion proof, neither SET nor timestamp, no certificate...).
+        raise VerificationError(
+            f"not a verifiable Sigstore bundle: {e}", code="verify.malformed_bundle"
+        ) from e
+    if not isinstance(raw, dict):
+        raise VerificationError("bundle JSON is not an object", code="verify.malformed_bundle")
+    return bundle, raw
+
+
+def _signed_at(bundle: Bundle, raw: dict[str, Any]) -> dt.datetime | None:
+    """The earliest verified time: the log's integrated time (bound by its SET) or a
+    signed RFC 3161 timestamp. Only called after the Verifier accepted both."""
+    times: list[dt.datetime] = []
+    for entry in raw.get("verificationMaterial", {}).get("tlogEntries", []) or []:
+        if entry.get("inclusionPromise") and entry.get("integratedTime"):
+            times.append(dt.datetime.fromtimestamp(int(entry["integratedTime"]), tz=dt.UTC))
+    data = bundle.verification_material.timestamp_verification_data
+    if data is not None:
+        times += [ts.tst_info.gen_time for ts in data.rfc3161_timestamps]
+    return min(times) if times else None
+
+
+def _check_digest(expected_digest: str) -> None:
+    if not re.fullmatch(r"[a-z0-9]+:[0-9a-f]{32,128}", expected_digest):
+        raise VerificationError(
+            f"expected digest {expected_digest!r} is not <algorithm>:<hex>",
+            code="verify.digest_mismatch",
+        )
+
+
+def _sha256_bytes(expected_digest: str) -> bytes:
+    algorithm, _, encoded = expected_digest.partition(":")
+    if algorithm != "sha256" or len(encoded) != 64:
+        raise VerificationError(
+            f"a message signature can only bind a sha256 digest, not {expected_digest}",
+            code="verify.digest_mismatch",
+        )
+    return bytes.fromhex(encoded)
+
+
+def _check_message_digest(raw: dict[str, Any], digest: bytes, expected_digest: str) -> None:
+    """Name a digest mismatch as such (the signature check would refuse it anyway)."""
+    recorded = (raw.get("messageSignature") or {}).get("messageDigest") or {}
+    try:
+        signed = base64.b64decode(recorded.get("digest", ""), validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return
+    if signed and signed != digest:
+        raise VerificationError(
+            f"the message signature is over sha256:{signed.hex()}, not {expected_digest}",
+            code="verify.digest_mismatch",
+        )
+
 
 def verify_keyless_bundle(
     bundle_json: bytes,
     *,
-    trusted_root_path: Path,
+    trusted_root_path: Path | str,
     identity: KeylessIdentity,
     expected_digest: str,
 ) -> VerifiedSignature:
-    """Verify a keyless DSSE bundle for ``expected_digest``; raise ``VerificationError``."""
-    raise NotImplementedError
+    """Verify a keyless Sigstore bundle that signs the image ``expected_digest``.
+
+    ``bundle_json`` is the bundle as read from the registry (untrusted).
+    ``trusted_root_path`` names the Sigstore trusted root JSON to verify against, offline.
+    A DSSE bundle must hold an in-toto statement whose subject carries
+    ``expected_digest``; a message-signature bundle must sign that digest itself (the
+    manifest bytes). Returns the verified signature (``authority`` left unset for the
+    caller); raises ``VerificationError`` with a code saying what failed:
+    ``verify.malformed_bundle``, ``verify.trusted_root``, ``verify.identity_mismatch``,
+    ``verify.keyless_failed`` (chain, validity at signing time, SCT, log entry,
+    signature) or ``verify.digest_mismatch``.
+    """
+    _check_digest(expected_digest)
+    bundle, raw = _parse_bundle(bundle_json)
+    verifier = Verifier(trusted_root=load_trusted_root(trusted_root_path))
+    policy = _IdentityPolicy(identity)
+    dsse = bundle._dsse_envelope is not None
+    try:
+        if dsse:
+            payload_type, payload = verifier.verify_dsse(bundle, policy)
+        else:
+            digest = _sha256_bytes(expected_digest)
+            _check_message_digest(raw, digest, expected_digest)
+            hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=digest)
+            verifier.verify_artifact(hashed, bundle, policy)
+    except SigstoreVerificationError as e:
+        if policy.failure is not None:
+            raise policy.failure from e
+        raise VerificationError(
+            f"keyless bundle does not verify: {e}", code="verify.keyless_failed"
+        ) from e
+    except (SigstoreError, ValueError) as e:
+        raise VerificationError(
+            f"keyless bundle does not verify: {e}", code="verify.keyless_failed"
+        ) from e
+    subject, issuer = identity.match(bundle.signing_certificate)
+    predicate_type: str | None = None
+    annotations: dict[str, str] = {}
+    if dsse:
+        # The payload is trusted only now; it must be a statement about this image.
+        if payload_type != IN_TOTO_PAYLOAD_TYPE:
+            raise VerificationError(
+                f"DSSE payload type {payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE}",
+                code="verify.bad_envelope",
+            )
+        try:
+            statement = parse_statement(payload)
+        except EvidenceError as e:
+            raise VerificationError(e.message, code="verify.bad_envelope") from e
+        if not statement.names_digest(expected_digest):
+            named = [f"{a}:{v}" for s in statement.subjects for a, v in s.digest.items()]
+            raise VerificationError(
+                f"the signed statement names {', '.join(named[:4])}, not {expected_digest}",
+                code="verify.digest_mismatch",
+            )
+        predicate_type = statement.predicate_type
+        algorithm, _, encoded = expected_digest.partition(":")
+        for item in statement.subjects:
+            if item.digest.get(algorithm) == encoded and item.annotations:
+                annotations.update({k: str(v) for k, v in item.annotations.items()})
+    return VerifiedSignature(
+        format=SignatureFormat.bundle,
+        kind=SignatureKind.keyless,
+        subject=subject,
+        issuer=issuer,
+        signed_at=_signed_at(bundle, raw),
+        tlog=True,
+        digest=expected_digest,
+        predicate_type=predicate_type,
+        annotations=annotations,
+    )
+
+
+def verify_keyless_artifact(
+    bundle_json: bytes,
+    *,
+    artifact: bytes,
+    trusted_root_path: Path | str,
+    identity: KeylessIdentity,
+) -> VerifiedSignature:
+    """Verify a keyless bundle over a file (``sigstore sign`` / ``cosign sign-blob``).
+
+    A message-signature bundle must sign ``artifact``; a DSSE bundle's statement must
+    name its sha256. The result's ``digest`` is ``sha256:<hex of artifact>``. Raises
+    ``VerificationError`` as ``verify_keyless_bundle`` does.
+    """
+    expected = "sha256:" + hashlib.sha256(artifact).hexdigest()
+    return verify_keyless_bundle(
+        bundle_json,
+        trusted_root_path=trusted_root_path,
+        identity=identity,
+        expected_digest=expected,
+    )
+
+
+# --- Legacy cosign keyless signatures (SET only) ------------------------------------
+
+
+class _SetPayload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    body: str
+    integrated_time: int = Field(alias="integratedTime")
+    log_index: int = Field(alias="logIndex")
+    log_id: str = Field(alias="logID", pattern=r"^[0-9a-f]{64}$")
+
+
+class RekorBundleAnnotation(BaseModel):
+    """cosign's ``dev.sigstore.cosign/bundle`` annotation: a Rekor entry and its SET."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    signed_entry_timestamp: str = Field(alias="SignedEntryTimestamp")
+    payload: _SetPayload = Field(alias="Payload")
+
+    def canonical_set_payload(self) -> bytes:
+        """The bytes Rekor signed: RFC 8785 JSON of {body, integratedTime, logID, logIndex}.
+
+        With only ASCII strings and integers, sorted keys without whitespace is RFC 8785.
+        """
+        doc = {
+            "body": self.payload.body,
+            "integratedTime": self.payload.integrated_time,
+            "logID": self.payload.log_id,
+            "logIndex": self.payload.log_index,
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class _Validity:
+    start: dt.datetime | None
+    end: dt.datetime | None
+
+    def covers(self, moment: dt.datetime) -> bool:
+        return (self.start is None or self.start <= moment) and (
+            self.end is None or moment <= self.end
+        )
+
+
+@dataclass(frozen=True)
+class _CertificateAuthority:
+    chain: tuple[x509.Certificate, ...]  # leaf-most first, root last
+    validity: _Validity
+
+
+@dataclass(frozen=True)
+class _TransparencyLog:
+    log_id: bytes
+    key: Any
+    validity: _Validity
+
+
+@dataclass(frozen=True)
+class _LegacyTrust:
+    authorities: tuple[_CertificateAuthority, ...]
+    tlogs: tuple[_TransparencyLog, ...]
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _validity(item: dict[str, Any]) -> _Validity:
+    valid_for = item.get("validFor") or {}
+    return _Validity(start=_time(valid_for.get("start")), end=_time(valid_for.get("end")))
+
+
+@lru_cache(maxsize=32)
+def _read_legacy_trust(path: str, mtime_ns: int, size: int) -> _LegacyTrust:
+    del mtime_ns, size
+    doc = json.loads(Path(path).read_text())
+    authorities = tuple(
+        _CertificateAuthority(
+            chain=tuple(
+                x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"]))
+                for c in ca["certChain"]["certificates"]
+            ),
+            validity=_validity(ca),
+        )
+        for ca in doc.get("certificateAuthorities", [])
+    )
+    tlogs = tuple(
+        _TransparencyLog(
+            log_id=base64.b64decode(log["logId"]["keyId"]),
+            key=serialization.load_der_public_key(base64.b64decode(log["publicKey"]["rawBytes"])),
+            validity=_validity(log["publicKey"]),
+        )
+        for log in doc.get("tlogs", [])
+    )
+    return _LegacyTrust(authorities=authorities, tlogs=tlogs)
+
+
+def _legacy_trust(path: Path | str) -> _LegacyTrust:
+    try:
+        stat = Path(path).stat()
+        if stat.st_size > MAX_TRUSTED_ROOT_BYTES:
+            raise VerificationError(f"trusted root {path} is too large", code="verify.trusted_root")
+        return _read_legacy_trust(str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError as e:
+        raise VerificationError(
+            f"cannot read trusted root {path}: {e.strerror or e}", code="verify.trusted_root"
+        ) from e
+    except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as e:
+        raise VerificationError(
+            f"trusted root {path} is not a Sigstore trusted root: {e}", code="verify.trusted_root"
+        ) from e
+
+
+def _legacy_failure(message: str, code: str = "verify.keyless_failed") -> VerificationError:
+    return VerificationError(f"legacy keyless signature: {message}", code=code)
+
+
+def _b64decode(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise _legacy_failure(f"{what} is not valid base64", "verify.malformed_signature") from e
+
+
+def _load_pem_certificates(text: str, what: str) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(text.encode())
+    except ValueError as e:
+        raise _legacy_failure(
+            f"{what} is not PEM certificates", "verify.malformed_signature"
+        ) from e
+
+
+def _verify_with_key(key: Any, signature: bytes, data: bytes) -> None:
+    """Verify ``signature`` over ``data`` with a transparency-log key (SHA-256)."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        key.verify(signature, data)
+    elif isinstance(key, rsa.RSAPublicKey):
+        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        raise InvalidSignature(f"unsupported log key type {type(key).__name__}")
+
+
+def _verify_set(trust: _LegacyTrust, entry: RekorBundleAnnotation, when: dt.datetime) -> None:
+    # (2) the SET: Rekor's signature over the entry, by a log key from the trusted root.
+    log_id = bytes.fromhex(entry.payload.log_id)
+    logs = [log for log in trust.tlogs if log.log_id == log_id and log.validity.covers(when)]
+    if not logs:
+        raise _legacy_failure(
+            f"no transparency log {entry.payload.log_id} in the trusted root valid at {when}"
+        )
+    signature = _b64decode(entry.signed_entry_timestamp, "SignedEntryTimestamp")
+    signed = entry.canonical_set_payload()
+    for log in logs:
+        try:
+            _verify_with_key(log.key, signature, signed)
+            return
+        except InvalidSignature:
+            continue
+    raise _legacy_failure("the signed entry timestamp (SET) does not verify with the log key")
+
+
+def _verify_chain(
+    trust: _LegacyTrust,
+    certificate: x509.Certificate,
+    presented_chain: list[x509.Certificate],
+    when: dt.datetime,
+) -> None:
+    # (3) the certificate chains to a Fulcio CA of the trusted root valid at `when`; the
+    # chain annotation is never a trust anchor: each of its certificates must be one of
+    # the trusted root's.
+    trusted = {c for ca in trust.authorities for c in ca.chain}
+    strangers = [c for c in presented_chain if c not in trusted]
+    if strangers:
+        raise _legacy_failure(
+            f"chain annotation holds a certificate not in the trusted root "
+            f"({strangers[0].subject.rfc4514_string()})",
+            "verify.untrusted_chain",
+        )
+    candidates = [ca for ca in trust.authorities if ca.validity.covers(when) and ca.chain]
+    if not candidates:
+        raise _legacy_failure(f"no Fulcio CA in the trusted root is valid at {when}")
+    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    problems = []
+    for ca in candidates:
+        verifier = (
+            PolicyBuilder()
+            .store(Store([ca.chain[-1]]))
+            .time(when)
+            .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+            .build_client_verifier()
+        )
+        try:
+            verifier.verify(certificate, list(ca.chain[:-1]))
+            return
+        except (X509VerificationError, ValueError) as e:
+            problems.append(str(e))
+    raise _legacy_failure(
+        f"certificate does not chain to a trusted Fulcio CA at {when}: {'; '.join(problems)}",
+        "verify.untrusted_chain",
+    )
+
+
+def _verify_entry_body(
+    entry: RekorBundleAnnotation, *, signature: bytes, certificate: x509.Certificate, payload: bytes
+) -> None:
+    # (4) the logged entry is about this signature, this certificate and this payload.
+    try:
+        body = json.loads(_b64decode(entry.payload.body, "Rekor entry body"))
+        if body.get("kind") != "hashedrekord" or body.get("apiVersion") != "0.0.1":
+            raise _legacy_failure(
+                f"log entry kind {body.get('kind')}/{body.get('apiVersion')} is not "
+                "hashedrekord/0.0.1"
+            )
+        spec = body["spec"]
+        logged_signature = _b64decode(spec["signature"]["content"], "logged signature")
+        logged_key_pem = _b64decode(spec["signature"]["publicKey"]["content"], "logged key")
+        algorithm = spec["data"]["hash"]["algorithm"]
+        value = spec["data"]["hash"]["value"]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _legacy_failure(f"log entry body is malformed: {e}") from e
+    if logged_signature != signature:
+        raise _legacy_failure("the log entry records another signature")
+    if algorithm != "sha256" or value != hashlib.sha256(payload).hexdigest():
+        raise _legacy_failure("the log entry records another payload digest")
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    logged_key: Any
+    try:
+        logged_key = x509.load_pem_x509_certificate(logged_key_pem).public_key()
+    except ValueError:
+        try:
+            logged_key = serialization.load_pem_public_key(logged_key_pem)
+        except (ValueError, UnsupportedAlgorithm) as e:
+            raise _legacy_failure("the log entry's public key is not PEM") from e
+    logged = logged_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if logged != spki:
+        raise _legacy_failure("the log entry records another signing key")
+
+
+def _check_code_signing(certificate: x509.Certificate) -> None:
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        extended = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound as e:
+        raise _legacy_failure("certificate lacks key usage extensions") from e
+    if not usage.digital_signature or ExtendedKeyUsageOID.CODE_SIGNING not in extended:
+        raise _legacy_failure("certificate is not for code signing")
 
 
 def verify_legacy_keyless(
@@ -45,9 +652,80 @@ def verify_legacy_keyless(
     certificate_pem: str,
     chain_pem: str | None,
     bundle_annotation: str,
-    trusted_root_path: Path,
+    trusted_root_path: Path | str,
     identity: KeylessIdentity,
     expected_digest: str,
 ) -> VerifiedSignature:
-    """Verify a legacy cosign keyless ``.sig`` layer; raise ``VerificationError``."""
-    raise NotImplementedError
+    """Verify a legacy cosign keyless ``.sig`` layer for ``expected_digest``.
+
+    Takes the layer's simple-signing ``payload`` and its annotations (signature,
+    certificate, chain, Rekor bundle). Checks, in order: (1) the bundle annotation is
+    well formed; (2) its SET is signed by a Rekor key from the trusted root valid at
+    ``integratedTime``; (3) the certificate chains to a Fulcio CA of the trusted root
+    valid at ``integratedTime`` (so the certificate was valid then), is for code signing
+    and names ``identity``; (4) the log entry (hashedrekord/0.0.1) records this
+    signature, this certificate's key and sha256 of this payload; (5) the signature
+    verifies over the payload; (6) the payload names ``expected_digest``. Returns the
+    verified signature; raises ``VerificationError`` at the first failure.
+    """
+    _check_digest(expected_digest)
+    trust = _legacy_trust(trusted_root_path)
+    # (1)
+    if not bundle_annotation:
+        raise _legacy_failure(
+            "no dev.sigstore.cosign/bundle annotation: a keyless signature needs its Rekor entry",
+            "verify.no_tlog",
+        )
+    try:
+        entry = RekorBundleAnnotation.model_validate_json(bundle_annotation)
+    except ValidationError as e:
+        raise _legacy_failure(
+            f"bundle annotation is malformed: {e.errors()[0]['msg']}", "verify.malformed_signature"
+        ) from e
+    when = dt.datetime.fromtimestamp(entry.payload.integrated_time, tz=dt.UTC)
+    signature = _b64decode(signature_b64, "signature annotation")
+    certificates = _load_pem_certificates(certificate_pem, "certificate annotation")
+    if len(certificates) != 1:
+        raise _legacy_failure(
+            "certificate annotation must hold one certificate", "verify.malformed_signature"
+        )
+    certificate = certificates[0]
+    chain = _load_pem_certificates(chain_pem, "chain annotation") if chain_pem else []
+    # (2)
+    _verify_set(trust, entry, when)
+    # (3)
+    _verify_chain(trust, certificate, chain, when)
+    _check_code_signing(certificate)
+    subject, issuer = identity.match(certificate)
+    # (4)
+    _verify_entry_body(entry, signature=signature, certificate=certificate, payload=payload)
+    # (5)
+    key = certificate.public_key()
+    try:
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise InvalidSignature("Fulcio certificates carry ECDSA keys")
+        key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as e:
+        raise _legacy_failure("the signature does not verify over the payload") from e
+    # (6) the payload is trusted only now.
+    try:
+        signed = parse_simple_signing(payload)
+    except EvidenceError as e:
+        raise _legacy_failure(e.message, "verify.bad_payload") from e
+    if signed.type != SIMPLE_SIGNING_TYPE:
+        raise _legacy_failure(f"payload type {signed.type!r} is not {SIMPLE_SIGNING_TYPE!r}")
+    if signed.digest != expected_digest:
+        raise VerificationError(
+            f"the signed payload names {signed.digest}, not {expected_digest}",
+            code="verify.digest_mismatch",
+        )
+    return VerifiedSignature(
+        format=SignatureFormat.legacy,
+        kind=SignatureKind.keyless,
+        subject=subject,
+        issuer=issuer,
+        signed_at=when,
+        tlog=True,
+        digest=expected_digest,
+        annotations={k: str(v) for k, v in (signed.optional or {}).items()},
+    )
