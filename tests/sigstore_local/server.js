@@ -3,7 +3,7 @@
  * A local Sigstore instance for Sealgate's tests: Fulcio (CA + CT log), Rekor v1 and an
  * RFC 3161 timestamp authority from npm @sigstore/mock, served by node:http on 127.0.0.1.
  *
- * Usage: node server.js [--port N] [--out DIR] [--oidc-key PEMFILE] [--ca-backdate SECONDS]
+ * Usage: node server.js [--port N] [--out DIR] [--oidc-key PEMFILE] [--ca-clock-skew SECONDS]
  *
  *   --port N            listen on N (default 0: the OS picks a free port)
  *   --out DIR           write trusted_root.json, signing_config.json and trust_config.json
@@ -11,8 +11,9 @@
  *   --oidc-key PEMFILE  public key (SPKI PEM) that must have signed every OIDC identity token;
  *                       tokens are also required to carry aud "sigstore" and to be unexpired.
  *                       Without it tokens are only decoded, as @sigstore/mock does.
- *   --ca-backdate S     issue certificates as if the CA's clock were S seconds behind
- *                       (the certificate is then already expired when it is logged)
+ *   --ca-clock-skew S   issue certificates as if the CA's clock were S seconds ahead (or
+ *                       behind, if negative): with S = 3600 a certificate (valid ten minutes)
+ *                       is not yet valid when Rekor and the TSA see the signature
  *
  * Once listening it prints one JSON line on stdout:
  *   {"port":N,"url":"http://127.0.0.1:N","trustedRoot":{...},"signingConfig":{...}}
@@ -47,7 +48,7 @@ const MAX_BODY_BYTES = 1024 * 1024;
 const OPERATOR = 'sigstore.mock';
 
 function parseArgs(argv) {
-  const args = { port: 0, out: null, oidcKey: null, caBackdate: 0 };
+  const args = { port: 0, out: null, oidcKey: null, caClockSkew: 0 };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -56,7 +57,7 @@ function parseArgs(argv) {
     if (flag === '--port') args.port = Number.parseInt(value, 10);
     else if (flag === '--out') args.out = value;
     else if (flag === '--oidc-key') args.oidcKey = value;
-    else if (flag === '--ca-backdate') args.caBackdate = Number.parseInt(value, 10);
+    else if (flag === '--ca-clock-skew') args.caClockSkew = Number.parseInt(value, 10);
     else throw new Error(`unknown option ${flag}`);
   }
   return args;
@@ -158,7 +159,7 @@ function parseTimeStampReq(der) {
 }
 
 async function startInstance(args) {
-  const caClock = args.caBackdate ? new Date(Date.now() - args.caBackdate * 1000) : undefined;
+  const caClock = args.caClockSkew ? new Date(Date.now() + args.caClockSkew * 1000) : undefined;
   const oidcKey = args.oidcKey ? crypto.createPublicKey(fs.readFileSync(args.oidcKey)) : null;
 
   const server = http.createServer();
@@ -188,8 +189,9 @@ async function startInstance(args) {
   const timestamp = mock.tsaHandler(tsa);
 
   // Mock-generated roots start "now"; the trust material starts a little earlier so a
-  // backdated CA, and clocks a second apart, still fall inside it.
-  const start = new Date((caClock || new Date()).getTime() - 10 * 60 * 1000).toISOString();
+  // skewed CA clock, and clocks a second apart, still fall inside it.
+  const earliest = Math.min(Date.now(), caClock ? caClock.getTime() : Date.now());
+  const start = new Date(earliest - 10 * 60 * 1000).toISOString();
   const ctKey = spki(ctKeys.publicKey);
   const tlogKey = spki(tlogKeys.publicKey);
   const trustedRoot = {
