@@ -44,9 +44,7 @@ class TestSignStatementKeyless:
         assert envelope["payloadType"] == "application/vnd.in-toto+json"
         assert base64.b64decode(envelope["payload"]) == statement
         material = bundle["verificationMaterial"]
-        cert = x509.load_der_x509_certificate(
-            base64.b64decode(material["certificate"]["rawBytes"])
-        )
+        cert = x509.load_der_x509_certificate(base64.b64decode(material["certificate"]["rawBytes"]))
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert "ci@example.com" in san.get_values_for_type(x509.UniformResourceIdentifier)
         (entry,) = material["tlogEntries"]
