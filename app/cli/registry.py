@@ -1,7 +1,64 @@
-"""``sealgate registry``: talk to an OCI registry directly (resolve, referrers)."""
+"""``sealgate registry``: talk to an OCI registry directly (resolve, referrers).
+
+Both commands use the same ``RegistryClient`` as the service, configured by the ``SEALGATE_*``
+registry settings (credentials, insecure registries, CA bundle, limits and time-outs).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
 import typer
 
+from app.cli.output import cli_errors, print_json
+from app.config import get_settings
+from app.oci.client import RegistryClient
+from app.oci.refs import ImageRef
+
+T = TypeVar("T")
+
 registry_cli = typer.Typer(help="Inspect images in an OCI registry.", no_args_is_help=True)
+
+
+def _with_client(operation: Callable[[RegistryClient], Awaitable[T]]) -> T:
+    """Run ``operation`` with a client built from the settings, closing it afterwards."""
+
+    async def _run() -> T:
+        client = RegistryClient.from_settings(get_settings())
+        try:
+            return await operation(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(_run())
+
+
+@registry_cli.command("resolve")
+@cli_errors
+def resolve(
+    image: Annotated[str, typer.Argument(help="Image reference, e.g. ghcr.io/acme/app:v1.")],
+) -> None:
+    """Print the digest IMAGE's tag points at (or IMAGE's own digest)."""
+    ref = ImageRef.parse(image)
+    typer.echo(_with_client(lambda client: client.resolve_digest(ref)))
+
+
+@registry_cli.command("referrers")
+@cli_errors
+def referrers(
+    image: Annotated[str, typer.Argument(help="Image reference; a tag is resolved first.")],
+    artifact_type: Annotated[
+        str | None,
+        typer.Option("--artifact-type", help="Only referrers with this artifactType."),
+    ] = None,
+) -> None:
+    """Print the OCI 1.1 referrers of IMAGE as an OCI image index (JSON)."""
+    ref = ImageRef.parse(image)
+
+    async def _index(client: RegistryClient) -> dict[str, object]:
+        pinned = ref.with_digest(await client.resolve_digest(ref))
+        return await client.referrers_index(pinned, artifact_type=artifact_type)
+
+    print_json(_with_client(_index))
