@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import __version__
 from app.api import health, policy
 from app.api.keys import router as keys_router
+from app.api.scans import router as scans_router
 from app.api.signatures import router as signatures_router
 from app.config import Settings, get_settings
 from app.errors import Error
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     _install_error_handlers(app, metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(health.router)
+    app.include_router(scans_router)
     app.include_router(policy.router)
     app.include_router(keys_router)
     app.include_router(signatures_router)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.errors import ScanError
+from app.oci.digests import is_digest
 
 MAX_REPORT_BYTES = 32 * 1024 * 1024
 MAX_PROBLEMS_SHOWN = 3
@@ -94,13 +95,3 @@ def digest_of_repo_digest(value: str) -> str | None:
     """``sha256:...`` from ``repo@sha256:...`` or a bare digest; None otherwise."""
     _, _, digest = value.rpartition("@")
     return digest if is_digest(digest) else None
-
-
-def is_digest(value: str) -> bool:
-    algorithm, _, hexpart = value.partition(":")
-    return len(hexpart) == _HEX_LENGTHS.get(algorithm) and all(
-        c in "0123456789abcdef" for c in hexpart
-    )
-
-
-_HEX_LENGTHS = {"sha256": 64, "sha512": 128}

@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import Field
 
+from app.oci.digests import is_digest
 from app.scans.document import (
     WireModel,
     digest_of_repo_digest,
-    is_digest,
     load_document,
     parse_timestamp,
     validate_shape,

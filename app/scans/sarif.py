@@ -25,10 +25,10 @@ from typing import Any
 from pydantic import Field
 
 from app.errors import ScanError
+from app.oci.digests import is_digest
 from app.scans.document import (
     WireModel,
     digest_of_repo_digest,
-    is_digest,
     load_document,
     validate_shape,
 )

@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from app.errors import ScanError
+from app.oci.digests import is_digest
 from app.scans.document import (
     WireModel,
     digest_of_repo_digest,
-    is_digest,
     load_document,
     parse_timestamp,
     validate_shape,

@@ -1,0 +1,107 @@
+"""``sealgate scan``: ingest a vulnerability report for an image, list scans, parse offline."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from app.cli.context import open_services, run_async
+from app.cli.output import cli_errors, print_json
+from app.errors import InputError, ScanError
+from app.scans.detect import AUTO, SUPPORTED_FORMATS, parse_report
+from app.scans.document import MAX_REPORT_BYTES
+from app.scans.ingest import collect_scans, ingest_scan
+from app.services import Services
+
+T = TypeVar("T")
+
+scan_cli = typer.Typer(
+    help="Vulnerability reports (Trivy, Grype, SARIF, CycloneDX).", no_args_is_help=True
+)
+
+FormatOption = Annotated[
+    str, typer.Option("--format", help=f"{AUTO} (detected) or one of: {SUPPORTED_FORMATS}.")
+]
+ReportArgument = Annotated[Path, typer.Argument(help="The report file as the scanner wrote it.")]
+
+
+async def closing_registry(services: Services, work: Awaitable[T]) -> T:
+    """Await ``work``, then close the registry client in the same event loop.
+
+    ``open_services`` closes the services in a new loop once the command ends, which an
+    httpx client that has opened connections cannot do; closing it here first makes that
+    second close a no-op.
+    """
+    try:
+        return await work
+    finally:
+        await services.registry.aclose()
+
+
+def read_report(path: Path) -> bytes:
+    """The report's bytes; refuses files over the size limit before reading them."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_REPORT_BYTES:
+            raise ScanError(
+                f"{path} is {size} bytes, larger than the limit of {MAX_REPORT_BYTES} bytes",
+                code="scan.too_large",
+            )
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from e
+
+
+@scan_cli.command("ingest")
+@cli_errors
+def ingest(
+    image: Annotated[str, typer.Argument(help="The scanned image (a tag is resolved).")],
+    report: ReportArgument,
+    format: FormatOption = AUTO,
+) -> None:
+    """Check a report against IMAGE, attach it as a referrer and store it."""
+    data = read_report(report)
+    with open_services() as services:
+        work = ingest_scan(
+            services,
+            image=image,
+            report=data,
+            format=format,
+            uploaded_by=f"cli:{getpass.getuser()}",
+        )
+        stored = run_async(closing_registry(services, work))
+    print_json(stored.model_dump(mode="json"))
+
+
+@scan_cli.command("list")
+@cli_errors
+def list_(image: Annotated[str, typer.Argument(help="The image (a tag is resolved).")]) -> None:
+    """List IMAGE's scans: uploads and unsigned scan referrers, newest first."""
+    with open_services() as services:
+        scans = run_async(closing_registry(services, collect_scans(services, image)))
+    print_json(
+        [
+            {
+                "source": s.source.value,
+                "scanner": s.report.scanner,
+                "format": s.report.format.value,
+                "scanned_at": s.scanned_at,
+                "counts": s.report.counts,
+                "suppressed": s.report.suppressed,
+                "referrer_digest": s.referrer_digest,
+                "uploaded_by": s.uploaded_by,
+            }
+            for s in scans
+        ]
+    )
+
+
+@scan_cli.command("parse")
+@cli_errors
+def parse(report: ReportArgument, format: FormatOption = AUTO) -> None:
+    """Parse a report offline and print the normalised result (nothing is stored)."""
+    print_json(parse_report(read_report(report), format).model_dump(mode="json"))

@@ -1,0 +1,351 @@
+"""Ingesting a vulnerability report for an image, and collecting the scans an image has.
+
+``ingest_scan`` is the one path an uploaded report takes (API and CLI alike):
+
+1. parse the report (any supported format) — bad input stores nothing;
+2. resolve the image to its digest in the registry;
+3. refuse a report that names another image (``scan.wrong_image``): when the report names
+   an image config digest (Trivy ``ImageID``, Grype ``imageID``) it must be the config of
+   the image (or of one of its platforms, for an index); otherwise, when it names manifest
+   digests (repo digests, Grype's ``manifestDigest``), one of them must be the image's or
+   one of its platforms'; a report that names no image is bound to the image by the upload;
+4. attach the raw report to the image as an OCI referrer (see ``SCAN_ARTIFACT_TYPE``);
+5. optionally sign it as an in-toto vulnerability attestation (``attest`` hook);
+6. store a ``ScanRecord`` with the normalised findings and the raw report.
+
+A registry failure in steps 2-5 stores nothing (fail closed). If the database fails after
+the referrer was pushed, the referrer stays in the registry; it is unsigned, so readers
+treat it as an ``unsigned_referrer`` anyway.
+
+Referrer layout (our choice, so that other tools can read it): the manifest's
+``artifactType`` is ``application/vnd.sealgate.scan.v1+json`` for every format, so one
+filter finds all of them; its single layer is the report byte for byte, with the
+report's own media type (``application/vnd.cyclonedx+json``, ``application/sarif+json``,
+``application/json`` for Trivy and Grype JSON) and the annotations
+``dev.sealgate.scan.format`` and ``dev.sealgate.scan.scanner``. ``collect_scans`` also reads
+CycloneDX and SARIF referrers pushed by other tools under their own artifact types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from app.db.base import utcnow
+from app.db.models import ScanRecord
+from app.db.session import session_scope
+from app.errors import Error, ScanError
+from app.oci.client import Manifest
+from app.oci.refs import ImageRef
+from app.policy.input import ScanSource
+from app.scans.detect import AUTO, parse_report
+from app.scans.document import MAX_REPORT_BYTES, parse_timestamp
+from app.scans.model import ReportFormat, ScanReport, Vulnerability
+from app.services import Services
+
+log = logging.getLogger(__name__)
+
+SCAN_ARTIFACT_TYPE = "application/vnd.sealgate.scan.v1+json"
+CYCLONEDX_MEDIA_TYPE = "application/vnd.cyclonedx+json"
+SARIF_MEDIA_TYPE = "application/sarif+json"
+REPORT_MEDIA_TYPES = {
+    ReportFormat.trivy: "application/json",
+    ReportFormat.grype: "application/json",
+    ReportFormat.sarif: SARIF_MEDIA_TYPE,
+    ReportFormat.cyclonedx: CYCLONEDX_MEDIA_TYPE,
+}
+# Artifact types whose referrers are read as scan reports.
+SCAN_REFERRER_TYPES = (SCAN_ARTIFACT_TYPE, CYCLONEDX_MEDIA_TYPE, SARIF_MEDIA_TYPE)
+FORMAT_ANNOTATION = "dev.sealgate.scan.format"
+SCANNER_ANNOTATION = "dev.sealgate.scan.scanner"
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+# Platforms of an index whose config digests are read to check a report's image id.
+MAX_INDEX_PLATFORMS = 32
+# Scan referrers read per image: a hostile registry cannot make us parse more.
+MAX_SCAN_REFERRERS = 8
+
+# The hook for signing a scan as an in-toto vulnerability attestation
+# (predicate https://in-toto.io/attestation/vulns) once a signing key is configured: it
+# receives the pinned image, the parsed report and the raw bytes and returns the digest
+# of the attestation referrer it pushed. Not wired yet; ``None`` pushes the report only.
+ScanAttester = Callable[[ImageRef, ScanReport, bytes], Awaitable[str]]
+
+
+class StoredScan(BaseModel):
+    """What ingestion stored: the scan's identity, provenance and effective counts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    image: str
+    digest: str
+    scanner: str
+    scanner_version: str | None
+    format: ReportFormat
+    source: ScanSource
+    scanned_at: dt.datetime
+    counts: dict[str, int]
+    suppressed: int
+    total: int
+    referrer_digest: str | None
+    attestation_digest: str | None = None
+    uploaded_by: str | None
+    warnings: tuple[str, ...] = ()
+
+
+class CollectedScan(BaseModel):
+    """One scan of an image digest and where it came from (``source``).
+
+    ``authenticated_upload``: ingested through Sealgate by an authorised caller;
+    ``unsigned_referrer``: found in the registry, its origin unverified.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: ScanSource
+    digest: str
+    report: ScanReport
+    scanned_at: dt.datetime
+    referrer_digest: str | None = None
+    uploaded_by: str | None = None
+    scan_id: int | None = None
+
+
+async def ingest_scan(
+    services: Services,
+    *,
+    image: str | ImageRef,
+    report: bytes,
+    format: str = AUTO,
+    uploaded_by: str,
+    attest: ScanAttester | None = None,
+) -> StoredScan:
+    """Parse, check, attach and store a report for ``image`` (tag or digest).
+
+    Raises ScanError (malformed, unknown format, too large, wrong image), InputError for a
+    bad image reference, RegistryError when the registry cannot resolve the image or take
+    the referrer, StoreError when the database fails.
+    """
+    ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
+    parsed = parse_report(report, format)  # (1)
+    registry = services.registry
+    digest = await registry.resolve_digest(ref)  # (2)
+    pinned = ref.with_digest(digest)
+    manifest = await registry.get_manifest(pinned)
+    await check_report_names_image(services, manifest=manifest, report=parsed)  # (3)
+    media_type = REPORT_MEDIA_TYPES[parsed.format]
+    scanned_at = parsed.scanned_at or utcnow()
+    referrer = await registry.push_referrer(  # (4)
+        pinned,
+        artifact_type=SCAN_ARTIFACT_TYPE,
+        layers=[
+            (
+                report,
+                media_type,
+                {FORMAT_ANNOTATION: parsed.format.value, SCANNER_ANNOTATION: parsed.scanner},
+            )
+        ],
+        annotations={
+            FORMAT_ANNOTATION: parsed.format.value,
+            SCANNER_ANNOTATION: parsed.scanner,
+            CREATED_ANNOTATION: scanned_at.isoformat(),
+        },
+    )
+    attestation = await attest(pinned, parsed, report) if attest is not None else None  # (5)
+    display = f"{ref.name}:{ref.tag}" if ref.tag else ref.name
+
+    def _store() -> StoredScan:  # (6)
+        with session_scope(services.sessions) as session:
+            row = ScanRecord(
+                image=display,
+                digest=digest,
+                scanner=parsed.scanner,
+                format=parsed.format.value,
+                source=ScanSource.authenticated_upload.value,
+                scanned_at=scanned_at,
+                summary=_summary(parsed, attestation_digest=attestation),
+                vulnerabilities=[v.model_dump(mode="json") for v in parsed.vulnerabilities],
+                raw_report=report,
+                raw_media_type=media_type,
+                referrer_digest=referrer.digest,
+                uploaded_by=uploaded_by,
+            )
+            session.add(row)
+            session.flush()
+            return _stored(row, parsed)
+
+    stored = await asyncio.to_thread(_store)
+    log.info(
+        "scan ingested",
+        extra={"image": display, "digest": digest, "scan_id": stored.id, "format": parsed.format},
+    )
+    return stored
+
+
+async def check_report_names_image(
+    services: Services, *, manifest: Manifest, report: ScanReport
+) -> None:
+    """Raise ``scan.wrong_image`` unless the report's claims fit the image (see step 3)."""
+    manifest_digests = {manifest.digest}
+    platforms: list[Manifest] = [manifest]
+    if manifest.is_index:
+        children = manifest.manifests[:MAX_INDEX_PLATFORMS]
+        manifest_digests.update(c.digest for c in children)
+        if report.image_id is not None:
+            platforms = [
+                await services.registry.get_manifest(manifest.ref.with_digest(c.digest))
+                for c in children
+            ]
+    if report.image_id is not None:
+        configs = {p.config.digest for p in platforms if p.config is not None}
+        if report.image_id in configs:
+            return
+        raise ScanError(
+            f"the report is for image {report.image_id} (config digest), but "
+            f"{manifest.ref.name}@{manifest.digest} has config "
+            f"{', '.join(sorted(configs)) or 'none'}",
+            code="scan.wrong_image",
+            http_status=422,
+        )
+    if report.artifact_digests and not manifest_digests.intersection(report.artifact_digests):
+        raise ScanError(
+            f"the report is for {', '.join(report.artifact_digests)}, not for "
+            f"{manifest.ref.name}@{manifest.digest}",
+            code="scan.wrong_image",
+            http_status=422,
+        )
+
+
+def _summary(report: ScanReport, *, attestation_digest: str | None) -> dict[str, Any]:
+    return {
+        "scanner_version": report.scanner_version,
+        "artifact_name": report.artifact_name,
+        "artifact_digests": list(report.artifact_digests),
+        "image_id": report.image_id,
+        "counts": report.counts,
+        "suppressed": report.suppressed,
+        "total": len(report.vulnerabilities),
+        "warnings": list(report.warnings),
+        "attestation_digest": attestation_digest,
+    }
+
+
+def _stored(row: ScanRecord, report: ScanReport) -> StoredScan:
+    return StoredScan(
+        id=row.id,
+        image=row.image,
+        digest=row.digest,
+        scanner=row.scanner,
+        scanner_version=report.scanner_version,
+        format=report.format,
+        source=ScanSource(row.source),
+        scanned_at=row.scanned_at,
+        counts=report.counts,
+        suppressed=report.suppressed,
+        total=len(report.vulnerabilities),
+        referrer_digest=row.referrer_digest,
+        attestation_digest=row.summary.get("attestation_digest"),
+        uploaded_by=row.uploaded_by,
+        warnings=report.warnings,
+    )
+
+
+def _report_of(row: ScanRecord) -> ScanReport:
+    """The normalised report a row holds (the stored findings, not a re-parse)."""
+    summary = row.summary
+    return ScanReport(
+        scanner=row.scanner,
+        scanner_version=summary.get("scanner_version"),
+        format=ReportFormat(row.format),
+        artifact_name=summary.get("artifact_name"),
+        artifact_digests=tuple(summary.get("artifact_digests") or ()),
+        image_id=summary.get("image_id"),
+        scanned_at=row.scanned_at,
+        vulnerabilities=tuple(Vulnerability.model_validate(v) for v in row.vulnerabilities),
+        warnings=tuple(summary.get("warnings") or ()),
+    )
+
+
+async def collect_scans(services: Services, image: str | ImageRef) -> list[CollectedScan]:
+    """Every scan of ``image``'s digest, newest first: our authenticated uploads, then
+    scan reports found as referrers in the registry (unverified, at most
+    ``MAX_SCAN_REFERRERS``; ones we stored ourselves are not repeated; unreadable ones
+    and ones naming another image are skipped with a log line).
+
+    Raises RegistryError when the registry cannot resolve the image or list referrers.
+    """
+    ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
+    digest = await services.registry.resolve_digest(ref)
+    pinned = ref.with_digest(digest)
+
+    def _load() -> list[CollectedScan]:
+        with session_scope(services.sessions) as session:
+            rows = session.scalars(
+                select(ScanRecord)
+                .where(ScanRecord.digest == digest)
+                .order_by(ScanRecord.scanned_at.desc(), ScanRecord.id.desc())
+            )
+            return [
+                CollectedScan(
+                    source=ScanSource(row.source),
+                    digest=row.digest,
+                    report=_report_of(row),
+                    scanned_at=row.scanned_at,
+                    referrer_digest=row.referrer_digest,
+                    uploaded_by=row.uploaded_by,
+                    scan_id=row.id,
+                )
+                for row in rows
+            ]
+
+    uploaded = await asyncio.to_thread(_load)
+    known = {s.referrer_digest for s in uploaded if s.referrer_digest}
+    found = await _scan_referrers(services, pinned, skip=known)
+    found.sort(key=lambda s: s.scanned_at, reverse=True)
+    return uploaded + found
+
+
+async def _scan_referrers(
+    services: Services, pinned: ImageRef, *, skip: set[str]
+) -> list[CollectedScan]:
+    registry = services.registry
+    referrers = [
+        d
+        for d in await registry.list_referrers(pinned)
+        if d.artifact_type in SCAN_REFERRER_TYPES and d.digest not in skip
+    ][:MAX_SCAN_REFERRERS]
+    subject = await registry.get_manifest(pinned) if referrers else None
+    collected = []
+    for descriptor in referrers:
+        try:
+            artifact = await registry.get_manifest(pinned.with_digest(descriptor.digest))
+            layers = artifact.layers
+            if not layers:
+                raise ScanError("the referrer has no layer", code="scan.malformed")
+            raw = await registry.get_blob(pinned, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
+            report = parse_report(raw)
+            if subject is not None:
+                await check_report_names_image(services, manifest=subject, report=report)
+        except Error as e:
+            log.warning(
+                "scan referrer skipped",
+                extra={"referrer": descriptor.digest, "code": e.code, "error": e.message},
+            )
+            continue
+        created = artifact.annotations.get(CREATED_ANNOTATION)
+        collected.append(
+            CollectedScan(
+                source=ScanSource.unsigned_referrer,
+                digest=pinned.digest or "",
+                report=report,
+                scanned_at=report.scanned_at or parse_timestamp(created) or utcnow(),
+                referrer_digest=descriptor.digest,
+            )
+        )
+    return collected

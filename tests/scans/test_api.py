@@ -1,0 +1,169 @@
+"""``POST /v1/scans`` and ``GET /v1/scans`` on the real app, registry and database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.auth.tokens import create_token
+from app.db.models import ScanRecord
+from app.db.session import session_scope
+from app.main import MAX_BODY_BYTES
+from app.services import Services
+from tests.fixtures.images import push_random_image_sync
+from tests.fixtures.registry import RegistryProcess
+
+Asset = Callable[[str], Path]
+UNBOUND_TRIVY = "trivy/dd_trivy_schema2_image_os_and_jar.json"
+
+
+def bearer(services: Services, *scopes: str, name: str = "ci") -> dict[str, str]:
+    with session_scope(services.sessions) as session:
+        issued = create_token(session, name=name, scopes=list(scopes))
+    return {"Authorization": f"Bearer {issued.token}"}
+
+
+def services_of(client: TestClient) -> Services:
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    return services
+
+
+def scan_count(services: Services) -> int:
+    with session_scope(services.sessions) as session:
+        return session.scalar(select(func.count()).select_from(ScanRecord)) or 0
+
+
+@pytest.fixture
+def image(registry: RegistryProcess) -> str:
+    """A freshly pushed image in its own repository, by tag."""
+    repository = f"scans{id(object()):x}/app"
+    push_random_image_sync(registry, repository, tag="v1")
+    return f"{registry.host}/{repository}:v1"
+
+
+def repository_glob(image: str) -> str:
+    return image.rsplit(":", 1)[0]
+
+
+class TestUpload:
+    def test_upload_with_scoped_token(
+        self, scan_client: TestClient, image: str, asset: Asset
+    ) -> None:
+        headers = bearer(services_of(scan_client), f"scan:{repository_glob(image)}")
+        response = scan_client.post(
+            "/v1/scans",
+            params={"image": image},
+            content=asset(UNBOUND_TRIVY).read_bytes(),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["source"] == "authenticated_upload"
+        assert body["uploaded_by"] == "ci"
+        assert body["counts"]["critical"] == 1
+        assert body["digest"].startswith("sha256:")
+        assert scan_count(services_of(scan_client)) == 1
+
+        listed = scan_client.get("/v1/scans", params={"image": image}, headers=headers)
+        assert listed.status_code == 200
+        assert [s["source"] for s in listed.json()] == ["authenticated_upload"]
+
+    def test_no_token_is_401(self, scan_client: TestClient, image: str) -> None:
+        response = scan_client.post("/v1/scans", params={"image": image}, content=b"null")
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "auth.unauthenticated"
+        assert scan_count(services_of(scan_client)) == 0
+
+    @pytest.mark.parametrize("scope", ["scan:127.0.0.1:1/other/*", "sign:{repo}", "verify:{repo}"])
+    def test_token_without_scan_scope_for_the_image_is_403(
+        self, scan_client: TestClient, image: str, asset: Asset, scope: str
+    ) -> None:
+        headers = bearer(services_of(scan_client), scope.format(repo=repository_glob(image)))
+        response = scan_client.post(
+            "/v1/scans",
+            params={"image": image},
+            content=asset(UNBOUND_TRIVY).read_bytes(),
+            headers=headers,
+        )
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "auth.out_of_scope"
+        assert scan_count(services_of(scan_client)) == 0
+
+    @pytest.mark.parametrize(
+        ("params", "content", "status", "code"),
+        [
+            ({}, b"{not json", 400, "scan.malformed"),
+            ({}, b'{"kind": "AdmissionReview"}', 400, "scan.unknown_format"),
+            ({"format": "clair"}, b"null", 400, "scan.unknown_format"),
+            ({"format": "grype"}, b'{"SchemaVersion": 2}', 400, "scan.malformed"),
+            (
+                {},
+                json.dumps(
+                    {
+                        "SchemaVersion": 2,
+                        "Metadata": {"ImageID": "sha256:" + "ab" * 32},
+                        "Results": [],
+                    }
+                ).encode(),
+                422,
+                "scan.wrong_image",
+            ),
+        ],
+    )
+    def test_bad_reports_are_4xx_and_store_nothing(
+        self,
+        scan_client: TestClient,
+        image: str,
+        params: dict[str, str],
+        content: bytes,
+        status: int,
+        code: str,
+    ) -> None:
+        headers = bearer(services_of(scan_client), f"scan:{repository_glob(image)}")
+        response = scan_client.post(
+            "/v1/scans", params={"image": image, **params}, content=content, headers=headers
+        )
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["code"] == code
+        assert "Traceback" not in error["message"]
+        if code == "scan.unknown_format":
+            assert "trivy, grype, sarif, cyclonedx" in error["message"]
+        assert scan_count(services_of(scan_client)) == 0
+
+    def test_bad_image_reference_is_400(self, scan_client: TestClient) -> None:
+        headers = bearer(services_of(scan_client), "scan:**")
+        response = scan_client.post(
+            "/v1/scans", params={"image": "Not::Valid"}, content=b"null", headers=headers
+        )
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "input.invalid_reference"
+
+    def test_missing_image_parameter_is_400(self, scan_client: TestClient) -> None:
+        headers = bearer(services_of(scan_client), "scan:**")
+        response = scan_client.post("/v1/scans", content=b"null", headers=headers)
+        assert response.status_code == 400
+        assert "image" in response.json()["error"]["message"]
+
+    def test_oversized_body_is_413_and_stores_nothing(
+        self, scan_client: TestClient, image: str
+    ) -> None:
+        headers = bearer(services_of(scan_client), f"scan:{repository_glob(image)}")
+        body = b'{"SchemaVersion": 2, "pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
+        response = scan_client.post(
+            "/v1/scans", params={"image": image}, content=body, headers=headers
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "input.too_large"
+        assert scan_count(services_of(scan_client)) == 0
+
+    def test_openapi_documents_the_raw_report_body(self, scan_client: TestClient) -> None:
+        operation = scan_client.get("/openapi.json").json()["paths"]["/v1/scans"]["post"]
+        assert operation["requestBody"]["required"] is True
+        assert "application/json" in operation["requestBody"]["content"]
+        assert {p["name"] for p in operation["parameters"]} == {"image", "format"}

@@ -1,0 +1,247 @@
+"""Ingesting reports against a real registry and database, and collecting an image's scans."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.db.models import ScanRecord
+from app.db.session import session_scope
+from app.errors import RegistryError, ScanError
+from app.oci.refs import ImageRef
+from app.policy.input import ScanSource
+from app.scans.ingest import (
+    CYCLONEDX_MEDIA_TYPE,
+    SCAN_ARTIFACT_TYPE,
+    collect_scans,
+    ingest_scan,
+)
+from app.services import Services
+from tests.fixtures.images import push_multiplatform_index, push_random_image
+
+Asset = Callable[[str], Path]
+# A Trivy v2 report that names no image (no ImageID, no RepoDigests): 5 findings.
+UNBOUND_TRIVY = "trivy/dd_trivy_schema2_image_os_and_jar.json"
+
+
+def scan_count(services: Services) -> int:
+    with session_scope(services.sessions) as session:
+        return session.scalar(select(func.count()).select_from(ScanRecord)) or 0
+
+
+def trivy_naming(
+    asset: Asset, *, image_id: str | None = None, repo_digest: str | None = None
+) -> bytes:
+    """The unbound Trivy sample, edited to name an image config and/or a repo digest."""
+    document: dict[str, Any] = json.loads(asset(UNBOUND_TRIVY).read_bytes())
+    if image_id is not None:
+        document["Metadata"]["ImageID"] = image_id
+    if repo_digest is not None:
+        document["Metadata"]["RepoDigests"] = [f"example.com/app@{repo_digest}"]
+    return json.dumps(document).encode()
+
+
+async def scan_referrers(services: Services, pinned: ImageRef) -> list[Any]:
+    return [
+        d
+        for d in await services.registry.list_referrers(pinned)
+        if d.artifact_type == SCAN_ARTIFACT_TYPE
+    ]
+
+
+class TestIngest:
+    async def test_tag_is_resolved_report_stored_and_attached(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        repo = unique_repo("app")
+        pinned, _ = await push_random_image(scan_services.registry, repo, tag="v1")
+        raw = asset(UNBOUND_TRIVY).read_bytes()
+
+        stored = await ingest_scan(scan_services, image=f"{repo}:v1", report=raw, uploaded_by="ci")
+
+        assert stored.digest == pinned.digest
+        assert stored.source is ScanSource.authenticated_upload
+        assert stored.counts["critical"] == 1 and stored.counts["medium"] == 3
+        assert stored.total == 5
+        with session_scope(scan_services.sessions) as session:
+            row = session.scalars(select(ScanRecord)).one()
+            assert row.raw_report == raw
+            assert row.digest == pinned.digest
+            assert row.uploaded_by == "ci"
+            assert len(row.vulnerabilities) == 5
+        (referrer,) = await scan_referrers(scan_services, pinned)
+        assert referrer.digest == stored.referrer_digest
+        artifact = await scan_services.registry.get_manifest(pinned.with_digest(referrer.digest))
+        (layer,) = artifact.layers
+        assert layer.media_type == "application/json"
+        assert await scan_services.registry.get_blob(pinned, layer.digest) == raw
+        assert artifact.subject is not None and artifact.subject.digest == pinned.digest
+
+    async def test_report_naming_the_image_config_is_accepted(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        pinned, manifest = await push_random_image(scan_services.registry, unique_repo("app"))
+        assert manifest.config is not None
+        report = trivy_naming(asset, image_id=manifest.config.digest)
+        stored = await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+        assert stored.digest == pinned.digest
+
+    async def test_report_naming_the_manifest_digest_is_accepted(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        assert pinned.digest is not None
+        report = trivy_naming(asset, repo_digest=pinned.digest)
+        stored = await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+        assert stored.digest == pinned.digest
+
+    async def test_platform_of_an_index_is_accepted(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        registry = scan_services.registry
+        index_ref, index = await push_multiplatform_index(registry, unique_repo("multi"))
+        arm = await registry.get_manifest(index_ref.with_digest(index.manifests[1].digest))
+        assert arm.config is not None
+        report = trivy_naming(asset, image_id=arm.config.digest)
+        stored = await ingest_scan(scan_services, image=index_ref, report=report, uploaded_by="ci")
+        assert stored.digest == index.digest
+
+    @pytest.mark.parametrize("claim", ["image_id", "repo_digest"])
+    async def test_report_for_another_image_is_refused_and_nothing_stored(
+        self,
+        scan_services: Services,
+        unique_repo: Callable[[str], str],
+        asset: Asset,
+        claim: str,
+    ) -> None:
+        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        other = "sha256:" + "ab" * 32
+        report = trivy_naming(asset, **{claim: other})
+        with pytest.raises(ScanError) as err:
+            await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+        assert err.value.code == "scan.wrong_image"
+        assert other in err.value.message
+        assert scan_count(scan_services) == 0
+        assert await scan_referrers(scan_services, pinned) == []
+
+    async def test_real_grype_report_for_busybox_is_refused(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        report = asset("grype/dd_grype_0.94_busybox_epss_risk.json").read_bytes()
+        with pytest.raises(ScanError, match="config digest") as err:
+            await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+        assert err.value.code == "scan.wrong_image"
+        assert scan_count(scan_services) == 0
+
+    @pytest.mark.parametrize(
+        ("report", "code"),
+        [(b"{not json", "scan.malformed"), (b'{"hello": 1}', "scan.unknown_format")],
+    )
+    async def test_bad_report_stores_nothing(
+        self,
+        scan_services: Services,
+        unique_repo: Callable[[str], str],
+        report: bytes,
+        code: str,
+    ) -> None:
+        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        with pytest.raises(ScanError) as err:
+            await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+        assert err.value.code == code
+        assert scan_count(scan_services) == 0
+        assert await scan_referrers(scan_services, pinned) == []
+
+    async def test_missing_image_stores_nothing(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        with pytest.raises(RegistryError) as err:
+            await ingest_scan(
+                scan_services,
+                image=f"{unique_repo('none')}:v1",
+                report=asset(UNBOUND_TRIVY).read_bytes(),
+                uploaded_by="ci",
+            )
+        assert err.value.code == "registry.not_found"
+        assert scan_count(scan_services) == 0
+
+    async def test_attestation_hook_is_called_with_the_pinned_image(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        calls: list[tuple[ImageRef, int, bytes]] = []
+
+        async def fake_attester(image: ImageRef, report: Any, raw: bytes) -> str:
+            calls.append((image, len(report.vulnerabilities), raw))
+            return "sha256:" + "cd" * 32
+
+        raw = asset(UNBOUND_TRIVY).read_bytes()
+        stored = await ingest_scan(
+            scan_services, image=pinned, report=raw, uploaded_by="ci", attest=fake_attester
+        )
+        assert calls == [(pinned, 5, raw)]
+        assert stored.attestation_digest == "sha256:" + "cd" * 32
+
+
+class TestCollect:
+    async def test_uploads_and_unsigned_referrers(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        registry = scan_services.registry
+        pinned, _ = await push_random_image(registry, unique_repo("app"))
+        await ingest_scan(
+            scan_services, image=pinned, report=asset(UNBOUND_TRIVY).read_bytes(), uploaded_by="ci"
+        )
+        # Another tool attaches a CycloneDX report (its own artifact type), and a broken one.
+        cdx = asset("cyclonedx/trivy_npm_cdx1.7_with_vulnerabilities.json").read_bytes()
+        await registry.push_referrer(
+            pinned,
+            artifact_type=CYCLONEDX_MEDIA_TYPE,
+            layers=[(cdx, CYCLONEDX_MEDIA_TYPE, {})],
+            annotations={},
+        )
+        await registry.push_referrer(
+            pinned,
+            artifact_type=CYCLONEDX_MEDIA_TYPE,
+            layers=[(b"{broken", CYCLONEDX_MEDIA_TYPE, {})],
+            annotations={},
+        )
+
+        scans = await collect_scans(scan_services, pinned)
+
+        assert [s.source for s in scans] == [
+            ScanSource.authenticated_upload,
+            ScanSource.unsigned_referrer,
+        ]
+        uploaded, found = scans
+        assert uploaded.uploaded_by == "ci"
+        assert uploaded.report.counts == {
+            "critical": 1,
+            "high": 1,
+            "medium": 3,
+            "low": 0,
+            "negligible": 0,
+            "unknown": 0,
+        }
+        assert found.report.format.value == "cyclonedx"
+        assert found.report.counts["medium"] == 1
+        assert found.uploaded_by is None
+
+    async def test_referrer_naming_another_image_is_skipped(
+        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        registry = scan_services.registry
+        pinned, _ = await push_random_image(registry, unique_repo("app"))
+        wrong = trivy_naming(asset, image_id="sha256:" + "ef" * 32)
+        await registry.push_referrer(
+            pinned,
+            artifact_type=SCAN_ARTIFACT_TYPE,
+            layers=[(wrong, "application/json", {})],
+            annotations={},
+        )
+        assert await collect_scans(scan_services, pinned) == []
