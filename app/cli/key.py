@@ -1,0 +1,105 @@
+"""``sealgate key``: keys held by Sealgate (generate, import, list, public, disable).
+
+These run in process against ``SEALGATE_DATABASE_URL`` with the configured key-encryption
+key. Private keys are never printed: ``list`` shows public information, ``public`` the PEM.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.context import open_services
+from app.cli.output import cli_errors, print_json
+from app.db.session import session_scope
+from app.errors import InputError
+from app.signing.keys import (
+    MAX_PEM_BYTES,
+    disable_key,
+    generate_key,
+    get_key,
+    import_key,
+    list_keys,
+)
+from app.signing.signers import GENERATABLE, parse_algorithm
+
+key_cli = typer.Typer(
+    help="Signing keys held by Sealgate (encrypted at rest).", no_args_is_help=True
+)
+
+_ALGORITHMS = ", ".join(a.value for a in GENERATABLE)
+
+
+@key_cli.command("generate")
+@cli_errors
+def generate(
+    name: Annotated[str, typer.Argument(help="A name for the key.")],
+    algorithm: Annotated[
+        str, typer.Option("--algorithm", help=f"One of {_ALGORITHMS}.")
+    ] = "ecdsa-p256",
+) -> None:
+    """Generate a key and store it encrypted; print its public information."""
+    chosen = parse_algorithm(algorithm)
+    with open_services() as services, session_scope(services.sessions) as session:
+        info = generate_key(session, settings=services.settings, name=name, algorithm=chosen)
+    print_json(info.model_dump(mode="json"))
+
+
+@key_cli.command("import")
+@cli_errors
+def import_(
+    name: Annotated[str, typer.Argument(help="A name for the key.")],
+    pem: Annotated[Path, typer.Option("--pem", help="PEM PKCS#8 private key file.")],
+    password_env: Annotated[
+        str | None,
+        typer.Option("--password-env", help="Environment variable holding the PEM's password."),
+    ] = None,
+) -> None:
+    """Import a PEM private key (PKCS#8, encrypted or not) and store it encrypted."""
+    password: bytes | None = None
+    if password_env is not None:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise InputError(f"environment variable {password_env} is not set")
+        password = value.encode()
+    try:
+        if pem.stat().st_size > MAX_PEM_BYTES:
+            raise InputError(f"{pem} is larger than {MAX_PEM_BYTES} bytes")
+        data = pem.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {pem}: {e.strerror}") from e
+    with open_services() as services, session_scope(services.sessions) as session:
+        info = import_key(
+            session, settings=services.settings, name=name, pem=data, password=password
+        )
+    print_json(info.model_dump(mode="json"))
+
+
+@key_cli.command("list")
+@cli_errors
+def list_() -> None:
+    """List keys: name, algorithm, key id, status (never private material)."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        keys = list_keys(session)
+    print_json([k.model_dump(mode="json", exclude={"public_key_pem"}) for k in keys])
+
+
+@key_cli.command("public")
+@cli_errors
+def public(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Print the public key as PEM (usable as cosign.pub)."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        info = get_key(session, name=name)
+    typer.echo(info.public_key_pem, nl=False)
+
+
+@key_cli.command("disable")
+@cli_errors
+def disable(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Stop a key from signing; its public key still verifies old signatures."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        info = disable_key(session, name=name)
+    print_json(info.model_dump(mode="json"))
