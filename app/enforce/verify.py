@@ -25,11 +25,11 @@ from app.oci.refs import ImageRef
 from app.services import Services
 from app.verify.bundle import verify_bundle
 from app.verify.evidence import BundleCandidate, Candidate, EvidenceLimits, collect_evidence
+from app.verify.keyless import KeylessIdentity
 from app.verify.legacy import verify_legacy
 from app.verify.model import Rejection, VerifiedSignature
 from app.verify.trust import (
     PUBLIC_GOOD,
-    IdentityRule,
     TrustAuthority,
     TrustedRootRef,
     get_authority,
@@ -180,7 +180,7 @@ def chosen_authority(
     image: ImageRef,
     key_pem: str | None = None,
     authority: str | None = None,
-    identity: IdentityRule | None = None,
+    identity: KeylessIdentity | None = None,
     trusted_root: TrustedRootRef | None = None,
 ) -> TrustAuthority:
     """The one source of trust a ``verify`` caller picked; ``InputError`` unless exactly one.
@@ -222,7 +222,7 @@ async def verify_image(
     image: str | ImageRef,
     key_pem: str | None = None,
     authority: str | None = None,
-    identity: IdentityRule | None = None,
+    identity: KeylessIdentity | None = None,
     trusted_root: TrustedRootRef | None = None,
 ) -> VerificationReport:
     """Verify ``image`` with the trust the caller chose (exactly one of key, authority, identity).

@@ -294,7 +294,7 @@ def verify_bundle(
     verified = verify_keyless_bundle(
         data,
         trusted_root_path=authority.trusted_root.path(),
-        identity=authority.identity.to_keyless(),
+        identity=authority.identity,
         expected_digest=expected_digest,
     )
     return verified.model_copy(

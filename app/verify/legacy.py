@@ -74,7 +74,7 @@ def verify_legacy(
             chain_pem=annotations.get(CHAIN_ANNOTATION),
             bundle_annotation=annotations.get(BUNDLE_ANNOTATION, ""),
             trusted_root_path=authority.trusted_root.path(),
-            identity=authority.identity.to_keyless(),
+            identity=authority.identity,
             expected_digest=expected_digest,
         )
         return verified.model_copy(

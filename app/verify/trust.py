@@ -33,7 +33,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -187,60 +187,32 @@ def split_pem_keys(text: str) -> list[str]:
 # -- keyless identities and trusted roots -------------------------------------------------------
 
 
-class IdentityRule(BaseModel):
-    """A keyless signer: subject and issuer, each either exact or a regular expression.
+def parse_identity(
+    *,
+    subject: str | None = None,
+    subject_regexp: str | None = None,
+    issuer: str | None = None,
+    issuer_regexp: str | None = None,
+) -> KeylessIdentity:
+    """A keyless identity from cosign-style fields; ``InputError`` naming what is wrong.
 
-    Regular expressions must match the whole value (``re.fullmatch``), as cosign's
-    ``--certificate-identity-regexp`` does.
+    Exactly one of ``subject``/``subject_regexp`` and one of ``issuer``/``issuer_regexp``;
+    regular expressions must match the whole value, as cosign's ``--certificate-identity-regexp``.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    subject: str | None = None
-    subject_regexp: str | None = None
-    issuer: str | None = None
-    issuer_regexp: str | None = None
-
-    @model_validator(mode="after")
-    def _one_of_each(self) -> IdentityRule:
-        for exact, regexp, what in (
-            (self.subject, self.subject_regexp, "certificate identity"),
-            (self.issuer, self.issuer_regexp, "certificate OIDC issuer"),
-        ):
-            if (exact is None) == (regexp is None):
-                raise ValueError(f"give exactly one of the {what} or its regexp")
-            if exact is not None and not exact.strip():
-                raise ValueError(f"the {what} is empty")
-            if regexp is not None:
-                try:
-                    re.compile(regexp)
-                except re.error as e:
-                    raise ValueError(f"the {what} regexp {regexp!r} is not valid: {e}") from e
-        return self
-
-    @classmethod
-    def parse(cls, **fields: str | None) -> IdentityRule:
-        """Build a rule from CLI/API fields; raise ``InputError`` naming what is missing."""
-        try:
-            return cls(**fields)
-        except ValueError as e:
-            raise InputError(f"keyless identity is not valid: {_first_error(e)}") from e
-
-    def to_keyless(self) -> KeylessIdentity:
+    for value, what in ((subject, "certificate identity"), (issuer, "certificate OIDC issuer")):
+        if value is not None and not value.strip():
+            raise InputError(f"keyless identity is not valid: the {what} is empty")
+    try:
         return KeylessIdentity(
-            subject=self.subject,
-            subject_regex=self.subject_regexp,
-            issuer=self.issuer,
-            issuer_regex=self.issuer_regexp,
+            subject=subject, subject_regex=subject_regexp, issuer=issuer, issuer_regex=issuer_regexp
         )
-
-
-def _first_error(e: ValueError) -> str:
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        return str(first.get("msg", e)).removeprefix("Value error, ")
-    return str(e)
+    except ValidationError as e:
+        message = str(e.errors()[0].get("msg", e)).removeprefix("Value error, ")
+        raise InputError(
+            f"keyless identity is not valid: {message} (give --certificate-identity or "
+            "--certificate-identity-regexp, and --certificate-oidc-issuer or "
+            "--certificate-oidc-issuer-regexp)"
+        ) from e
 
 
 @dataclass(frozen=True)
@@ -355,7 +327,7 @@ class TrustAuthority:
     name: str
     kind: AuthorityKind
     keys: tuple[TrustedKey, ...] = ()
-    identity: IdentityRule | None = None
+    identity: KeylessIdentity | None = None
     trusted_root: TrustedRootRef | None = None
     scopes: tuple[str, ...] = ()
     created_at: dt.datetime | None = None
@@ -399,7 +371,7 @@ def key_authority(*, name: str, keys: list[str], scopes: list[str] | None = None
 def keyless_authority(
     *,
     name: str,
-    identity: IdentityRule,
+    identity: KeylessIdentity,
     trusted_root: TrustedRootRef,
     scopes: list[str] | None = None,
 ) -> TrustAuthority:
@@ -484,7 +456,7 @@ def _from_row(row: Authority) -> TrustAuthority:
     return TrustAuthority(
         name=row.name,
         kind=row.kind,
-        identity=IdentityRule(**(row.identity or {})),
+        identity=KeylessIdentity(**(row.identity or {})),
         trusted_root=_stored_root(root_value),
         scopes=tuple(row.scopes),
         created_at=row.created_at,

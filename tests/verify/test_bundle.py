@@ -247,11 +247,11 @@ class TestMalformedBundles:
         assert e.value.code == "evidence.unsupported_media_type"
 
     def test_keyless_authority_refuses_key_bundle(self) -> None:
-        from app.verify.trust import IdentityRule, TrustedRootRef, keyless_authority
+        from app.verify.trust import TrustedRootRef, keyless_authority, parse_identity
 
         authority = keyless_authority(
             name="ci",
-            identity=IdentityRule(subject="a@b", issuer="https://issuer"),
+            identity=parse_identity(subject="a@b", issuer="https://issuer"),
             trusted_root=TrustedRootRef.builtin("public-good"),
         )
         assert authority.kind is AuthorityKind.keyless

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from app.db.models import AuthorityKind
 from app.errors import ConflictError, InputError, NotFoundError
 from app.verify.trust import (
-    IdentityRule,
     TrustedKey,
     TrustedRootRef,
     get_authority,
@@ -24,6 +23,7 @@ from app.verify.trust import (
     keyless_authority,
     list_authorities,
     matching_authorities,
+    parse_identity,
     remove_authority,
     save_authority,
 )
@@ -83,20 +83,21 @@ class TestTrustedKey:
         assert [k.algorithm for k in authority.keys] == ["ecdsa-p256", "ed25519"]
 
 
-class TestIdentityRule:
+class TestParseIdentity:
     def test_needs_one_of_each(self) -> None:
-        with pytest.raises(InputError, match="certificate OIDC issuer"):
-            IdentityRule.parse(subject="a@b")
-        with pytest.raises(InputError, match="certificate identity"):
-            IdentityRule.parse(subject="a@b", subject_regexp=".*", issuer="https://i")
+        with pytest.raises(InputError, match="issuer"):
+            parse_identity(subject="a@b")
+        with pytest.raises(InputError, match="subject"):
+            parse_identity(subject="a@b", subject_regexp=".*", issuer="https://i")
 
     def test_refuses_invalid_regexp(self) -> None:
-        with pytest.raises(InputError, match="not valid"):
-            IdentityRule.parse(subject_regexp="(", issuer="https://i")
+        with pytest.raises(InputError, match="not a valid regex"):
+            parse_identity(subject_regexp="(", issuer="https://i")
+        with pytest.raises(InputError, match="empty"):
+            parse_identity(subject=" ", issuer="https://i")
 
-    def test_maps_to_the_keyless_identity(self) -> None:
-        rule = IdentityRule.parse(subject_regexp="^a.*$", issuer="https://i")
-        identity = rule.to_keyless()
+    def test_maps_cosign_flags_to_the_keyless_identity(self) -> None:
+        identity = parse_identity(subject_regexp="^a.*$", issuer="https://i")
         assert identity.subject_regex == "^a.*$"
         assert identity.issuer == "https://i"
 
@@ -148,7 +149,7 @@ class TestAuthorityStore:
             db_session,
             keyless_authority(
                 name="ci",
-                identity=IdentityRule.parse(subject="a@b", issuer="https://i"),
+                identity=parse_identity(subject="a@b", issuer="https://i"),
                 trusted_root=TrustedRootRef.resolve("staging"),
             ),
         )
