@@ -444,6 +444,7 @@ class _TransparencyLog:
 class _LegacyTrust:
     authorities: tuple[_CertificateAuthority, ...]
     tlogs: tuple[_TransparencyLog, ...]
+    ctlogs: tuple[_TransparencyLog, ...]
 
 
 def _time(value: Any) -> dt.datetime | None:
@@ -471,15 +472,20 @@ def _read_legacy_trust(path: str, mtime_ns: int, size: int) -> _LegacyTrust:
         )
         for ca in doc.get("certificateAuthorities", [])
     )
-    tlogs = tuple(
-        _TransparencyLog(
-            log_id=base64.b64decode(log["logId"]["keyId"]),
-            key=serialization.load_der_public_key(base64.b64decode(log["publicKey"]["rawBytes"])),
-            validity=_validity(log["publicKey"]),
+    tlogs, ctlogs = (
+        tuple(
+            _TransparencyLog(
+                log_id=base64.b64decode(log["logId"]["keyId"]),
+                key=serialization.load_der_public_key(
+                    base64.b64decode(log["publicKey"]["rawBytes"])
+                ),
+                validity=_validity(log["publicKey"]),
+            )
+            for log in doc.get(kind, [])
         )
-        for log in doc.get("tlogs", [])
+        for kind in ("tlogs", "ctlogs")
     )
-    return _LegacyTrust(authorities=authorities, tlogs=tlogs)
+    return _LegacyTrust(authorities=authorities, tlogs=tlogs, ctlogs=ctlogs)
 
 
 def _legacy_trust(path: Path | str) -> _LegacyTrust:
@@ -554,7 +560,8 @@ def _verify_chain(
     certificate: x509.Certificate,
     presented_chain: list[x509.Certificate],
     when: dt.datetime,
-) -> None:
+) -> x509.Certificate:
+    """Return the certificate of the CA that issued ``certificate``."""
     # (3) the certificate chains to a Fulcio CA of the trusted root valid at `when`; the
     # chain annotation is never a trust anchor: each of its certificates must be one of
     # the trusted root's.
@@ -585,14 +592,57 @@ def _verify_chain(
             .build_client_verifier()
         )
         try:
-            verifier.verify(certificate, list(ca.chain[:-1]))
-            return
+            return verifier.verify(certificate, list(ca.chain[:-1])).chain[1]
         except (X509VerificationError, ValueError) as e:
             problems.append(str(e))
     raise _legacy_failure(
         f"certificate does not chain to a trusted Fulcio CA at {when}: {'; '.join(problems)}",
         "verify.untrusted_chain",
     )
+
+
+def _verify_sct(
+    trust: _LegacyTrust, certificate: x509.Certificate, issuer: x509.Certificate
+) -> None:
+    # (3b) Fulcio logged the certificate: an embedded SCT from a CT log of the trusted
+    # root signs the precertificate (RFC 6962 section 3.2, precert_entry).
+    try:
+        scts = list(
+            certificate.extensions.get_extension_for_class(
+                x509.PrecertificateSignedCertificateTimestamps
+            ).value
+        )
+        tbs = certificate.tbs_precertificate_bytes
+    except (x509.ExtensionNotFound, ValueError) as e:
+        raise _legacy_failure("certificate carries no embedded SCT") from e
+    issuer_key_hash = hashlib.sha256(
+        issuer.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).digest()
+    epoch = dt.datetime(1970, 1, 1)
+    for sct in scts:
+        logs = [log for log in trust.ctlogs if log.log_id == sct.log_id]
+        millis = (sct.timestamp.replace(tzinfo=None) - epoch) // dt.timedelta(milliseconds=1)
+        signed = b"".join(
+            (
+                b"\x00\x00",  # v1, certificate_timestamp
+                millis.to_bytes(8, "big"),
+                b"\x00\x01",  # precert_entry
+                issuer_key_hash,
+                len(tbs).to_bytes(3, "big"),
+                tbs,
+                len(sct.extension_bytes).to_bytes(2, "big"),
+                sct.extension_bytes,
+            )
+        )
+        for log in logs:
+            try:
+                _verify_with_key(log.key, sct.signature, signed)
+                return
+            except InvalidSignature:
+                continue
+    raise _legacy_failure("no embedded SCT verifies with a CT log of the trusted root")
 
 
 def _verify_entry_body(
@@ -659,14 +709,17 @@ def verify_legacy_keyless(
     """Verify a legacy cosign keyless ``.sig`` layer for ``expected_digest``.
 
     Takes the layer's simple-signing ``payload`` and its annotations (signature,
-    certificate, chain, Rekor bundle). Checks, in order: (1) the bundle annotation is
-    well formed; (2) its SET is signed by a Rekor key from the trusted root valid at
-    ``integratedTime``; (3) the certificate chains to a Fulcio CA of the trusted root
-    valid at ``integratedTime`` (so the certificate was valid then), is for code signing
-    and names ``identity``; (4) the log entry (hashedrekord/0.0.1) records this
-    signature, this certificate's key and sha256 of this payload; (5) the signature
-    verifies over the payload; (6) the payload names ``expected_digest``. Returns the
-    verified signature; raises ``VerificationError`` at the first failure.
+    certificate, chain, Rekor bundle). Checks, in order:
+    (1) the bundle annotation is well formed;
+    (2) its SET is signed by a Rekor key of the trusted root valid at ``integratedTime``;
+    (3) the certificate chains to a Fulcio CA of the trusted root valid at
+        ``integratedTime`` (so the certificate was valid then), carries an SCT from a CT
+        log of the trusted root, is for code signing and names ``identity``;
+    (4) the log entry (hashedrekord/0.0.1) records this signature, this certificate's
+        key and the sha256 of this payload;
+    (5) the signature verifies over the payload;
+    (6) the payload names ``expected_digest``.
+    Returns the verified signature; raises ``VerificationError`` at the first failure.
     """
     _check_digest(expected_digest)
     trust = _legacy_trust(trusted_root_path)
@@ -694,7 +747,8 @@ def verify_legacy_keyless(
     # (2)
     _verify_set(trust, entry, when)
     # (3)
-    _verify_chain(trust, certificate, chain, when)
+    issuer_certificate = _verify_chain(trust, certificate, chain, when)
+    _verify_sct(trust, certificate, issuer_certificate)
     _check_code_signing(certificate)
     subject, issuer = identity.match(certificate)
     # (4)

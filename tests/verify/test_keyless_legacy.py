@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -258,6 +259,27 @@ class TestLegacyKeyless:
         with pytest.raises(VerificationError) as caught:
             verify(sigstore_instance, layer)
         assert caught.value.code == "verify.untrusted_chain"
+
+    def test_sct_from_a_ct_log_outside_the_trusted_root_is_refused(
+        self, sigstore_instance: SigstoreInstance, layers: list[LegacyLayer], tmp_path: Path
+    ) -> None:
+        root = json.loads(sigstore_instance.trusted_root_path.read_text())
+        root["ctlogs"] = []
+        path = tmp_path / "root-without-ct.json"
+        path.write_text(json.dumps(root))
+        layer = layers[0]
+        with pytest.raises(VerificationError) as caught:
+            verify_legacy_keyless(
+                payload=layer.payload,
+                signature_b64=layer.signature_b64,
+                certificate_pem=layer.certificate_pem,
+                chain_pem=layer.chain_pem,
+                bundle_annotation=layer.bundle_annotation,
+                trusted_root_path=path,
+                identity=IDENTITY,
+                expected_digest=IMAGE_DIGEST,
+            )
+        assert "SCT" in caught.value.message
 
     def test_wrong_identity_is_refused(
         self, sigstore_instance: SigstoreInstance, layers: list[LegacyLayer]
