@@ -22,9 +22,11 @@ What it guarantees:
 - each request has ``registry_request_timeout`` and each public call ``registry_total_timeout``;
   only idempotent requests (GET, HEAD, PUT of a manifest by digest) are retried, with back-off,
   on connection errors, 429 (``Retry-After`` honoured up to 10 s), 502, 503 and 504;
-- plain HTTP is used only for ``localhost``, 127.0.0.0/8, ``::1`` and
-  ``settings.insecure_registries``; HTTPS verifies against ``settings.registry_ca_bundle`` when
-  set. Authentication is in ``app.oci.auth``.
+- HTTPS verifies against ``settings.registry_ca_bundle`` when set (else the system CAs); plain
+  HTTP is used only for ``localhost``, 127.0.0.0/8, ``::1`` and
+  ``settings.insecure_registries``, and for those only when they do not speak TLS (probed
+  once per registry; an untrusted certificate is ``registry.tls_untrusted``, never a reason to
+  fall back). Authentication is in ``app.oci.auth``.
 
 Every failure is a ``RegistryError`` with one of the codes of ``app.oci.errors`` and a message
 naming the registry, the repository and what went wrong. An invalid reference or digest given
@@ -160,6 +162,7 @@ class RegistryClient:
             plain_http_allowed=self.plain_http_allowed,
         )
         self._fallback_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._schemes: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryClient:
@@ -184,7 +187,7 @@ class RegistryClient:
             reply = await self._send(
                 "HEAD",
                 ref,
-                self._url(ref, f"manifests/{ref.reference}"),
+                await self._url(ref, f"manifests/{ref.reference}"),
                 headers={"Accept": ", ".join(media.MANIFEST_TYPES)},
                 limit=0,
                 idempotent=True,
@@ -271,7 +274,7 @@ class RegistryClient:
             reply = await self._send(
                 "GET",
                 ref,
-                self._url(ref, f"blobs/{digest}"),
+                await self._url(ref, f"blobs/{digest}"),
                 limit=max_bytes or self._settings.max_blob_bytes,
                 idempotent=True,
             )
@@ -405,10 +408,34 @@ class RegistryClient:
         except ValueError:
             return False
 
-    def _url(self, ref: ImageRef, path: str) -> httpx.URL:
+    async def _url(self, ref: ImageRef, path: str) -> httpx.URL:
         host = _DOCKER_HUB_API if ref.registry == DOCKER_HUB else ref.registry
-        scheme = "http" if self.plain_http_allowed(ref.registry) else "https"
+        scheme = await self._scheme(ref, host)
         return httpx.URL(f"{scheme}://{host}/v2/{ref.repository}/{path}")
+
+    async def _scheme(self, ref: ImageRef, host: str) -> str:
+        """``https``, or ``http`` for a host allowed plain HTTP that does not speak TLS.
+
+        As Docker does for insecure registries, HTTPS is tried first (once per registry) and
+        plain HTTP used only if the TLS handshake itself fails; a certificate that does not
+        verify is an error, never a reason to fall back.
+        """
+        if not self.plain_http_allowed(ref.registry):
+            return "https"
+        known = self._schemes.get(ref.registry)
+        if known is not None:
+            return known
+        try:
+            await self._http.get(f"https://{host}/v2/", follow_redirects=False)
+            scheme = "https"
+        except httpx.ConnectError as e:
+            if _certificate_rejected(e):
+                raise _untrusted(ref, e) from e
+            scheme = "http"
+        except httpx.HTTPError:
+            scheme = "http"
+        self._schemes[ref.registry] = scheme
+        return scheme
 
     @asynccontextmanager
     async def _deadline(self, ref: ImageRef, what: str) -> AsyncIterator[None]:
@@ -451,6 +478,8 @@ class RegistryClient:
                     method, ref, url, headers=request_headers, content=content, limit=limit
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                if _certificate_rejected(e):
+                    raise _untrusted(ref, e) from e
                 if idempotent and attempt < self._settings.registry_retries:
                     attempt += 1
                     await asyncio.sleep(_backoff(attempt))
@@ -561,7 +590,7 @@ class RegistryClient:
         reply = await self._send(
             "GET",
             ref,
-            self._url(ref, f"manifests/{ref.reference}"),
+            await self._url(ref, f"manifests/{ref.reference}"),
             headers={"Accept": ", ".join(media.MANIFEST_TYPES)},
             limit=self._settings.max_manifest_bytes,
             idempotent=True,
@@ -598,7 +627,7 @@ class RegistryClient:
         reply = await self._send(
             "PUT",
             ref,
-            self._url(ref, f"manifests/{target}"),
+            await self._url(ref, f"manifests/{target}"),
             headers={"Content-Type": media_type},
             content=raw,
             limit=_ERROR_BODY_LIMIT,
@@ -628,14 +657,19 @@ class RegistryClient:
         digest = compute_digest(data)
         descriptor = Descriptor(media_type=media_type, digest=digest, size=len(data))
         exists = await self._send(
-            "HEAD", ref, self._url(ref, f"blobs/{digest}"), limit=0, idempotent=True, push=True
+            "HEAD",
+            ref,
+            await self._url(ref, f"blobs/{digest}"),
+            limit=0,
+            idempotent=True,
+            push=True,
         )
         if exists.status == 200:
             return descriptor
         started = await self._send(
             "POST",
             ref,
-            self._url(ref, "blobs/uploads/"),
+            await self._url(ref, "blobs/uploads/"),
             limit=_ERROR_BODY_LIMIT,
             idempotent=False,
             push=True,
@@ -684,7 +718,7 @@ class RegistryClient:
         self, ref: ImageRef, *, subject: str, artifact_type: str | None
     ) -> list[Descriptor]:
         cap = self._settings.max_referrers
-        first = self._url(ref, f"referrers/{subject}")
+        first = await self._url(ref, f"referrers/{subject}")
         if artifact_type:
             first = first.copy_merge_params({"artifactType": artifact_type})
         url: httpx.URL | None = first
@@ -802,7 +836,7 @@ class RegistryClient:
                 reply = await self._send(
                     "PUT",
                     ref,
-                    self._url(ref, f"manifests/{tag}"),
+                    await self._url(ref, f"manifests/{tag}"),
                     headers={
                         "Content-Type": media.OCI_INDEX,
                         **({"If-Match": etag} if etag else {}),
@@ -836,6 +870,25 @@ def _tls_verification(settings: Settings) -> ssl.SSLContext | bool:
             f"SEALGATE_REGISTRY_CA_BUNDLE {settings.registry_ca_bundle} is not a usable "
             f"PEM bundle: {e}"
         ) from e
+
+
+def _certificate_rejected(error: BaseException) -> bool:
+    """Whether a connection failed because the server's certificate did not verify."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def _untrusted(ref: ImageRef, error: BaseException) -> RegistryError:
+    return registry_error(
+        errors.TLS_UNTRUSTED,
+        ref=ref,
+        problem=f"the TLS certificate of {ref.registry} is not trusted ({error}); "
+        "set SEALGATE_REGISTRY_CA_BUNDLE to the CA that issued it",
+    )
 
 
 def _pinned(ref: ImageRef, what: str) -> str:

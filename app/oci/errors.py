@@ -24,6 +24,7 @@ TRUNCATED: Final = "registry.truncated"
 TIMEOUT: Final = "registry.timeout"
 PROTOCOL: Final = "registry.protocol"
 CONFLICT: Final = "registry.conflict"
+TLS_UNTRUSTED: Final = "registry.tls_untrusted"
 
 # The HTTP status Sealgate's API answers with; everything not listed is a bad gateway.
 _STATUS = {NOT_FOUND: 404, TIMEOUT: 504, RATE_LIMITED: 503}
