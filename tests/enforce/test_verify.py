@@ -43,15 +43,7 @@ def repo(registry: RegistryProcess, name: str = "app") -> str:
 async def signed_image(
     services: Services, registry: RegistryProcess, key: wire.PrivateKey, *, legacy: bool = False
 ) -> ImageRef:
-    image, _ = await push_random_image(services.registry, repo(registry))
-    assert image.digest is not None
-    if legacy:
-        payload = wire.simple_signing(image.digest, image.name)
-        await wire.push_legacy(services.registry, image, [wire.legacy_layer(key, payload)])
-    else:
-        bundle = wire.dsse_bundle(key, wire.statement(image.digest, name=image.name))
-        await wire.push_bundle(services.registry, image, bundle)
-    return image
+    return await wire.push_signed_image(services.registry, repo(registry), key, legacy=legacy)
 
 
 class TestVerifyWithKey:

@@ -193,3 +193,37 @@ async def push_legacy(
 
 def legacy_layer(key: PrivateKey, payload: bytes) -> tuple[bytes, dict[str, str]]:
     return payload, {"dev.cosignproject.cosign/signature": b64(sign(key, payload))}
+
+
+async def push_signed_image(
+    client: RegistryClient, repository: str, key: PrivateKey, *, legacy: bool = False
+) -> ImageRef:
+    """Push a fresh image to ``repository`` and sign it with ``key`` (bundle or legacy)."""
+    from tests.fixtures.images import push_random_image
+
+    image, _ = await push_random_image(client, repository)
+    assert image.digest is not None
+    if legacy:
+        payload = simple_signing(image.digest, image.name)
+        await push_legacy(client, image, [legacy_layer(key, payload)])
+    else:
+        await push_bundle(client, image, dsse_bundle(key, statement(image.digest, name=image.name)))
+    return image
+
+
+def push_signed_image_sync(
+    registry: Any, repository: str, key: PrivateKey, *, legacy: bool = False
+) -> ImageRef:
+    """``push_signed_image`` for synchronous tests (own client and event loop)."""
+    import asyncio
+
+    from tests.fixtures.images import registry_settings
+
+    async def _push() -> ImageRef:
+        client = RegistryClient.from_settings(registry_settings(registry))
+        try:
+            return await push_signed_image(client, repository, key, legacy=legacy)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(_push())

@@ -1,0 +1,131 @@
+"""``/v1/authorities``: the stored trust (key and keyless authorities), administrators only.
+
+``POST`` creates a key authority (``keys``: PEM public keys) or a keyless one
+(``certificate_identity[_regexp]`` + ``certificate_oidc_issuer[_regexp]``, optional
+``trusted_root``: ``public-good`` (default), ``staging`` or the trusted root JSON itself; a
+file path is refused over HTTP), each with optional image ``scopes``. Answers carry public
+material only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.auth import AdminDep
+from app.api.deps import ServicesDep
+from app.db.session import session_scope
+from app.errors import InputError
+from app.verify.keyless import KeylessIdentity
+from app.verify.trust import (
+    PUBLIC_GOOD,
+    TrustAuthority,
+    TrustedRootRef,
+    get_authority,
+    key_authority,
+    keyless_authority,
+    list_authorities,
+    parse_identity,
+    remove_authority,
+    save_authority,
+)
+
+router = APIRouter(prefix="/v1/authorities", tags=["authorities"])
+
+
+class IdentityFields(BaseModel):
+    """cosign's identity flags as request fields (shared with ``POST /v1/verify``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    certificate_identity: str | None = Field(default=None, max_length=4096)
+    certificate_identity_regexp: str | None = Field(default=None, max_length=4096)
+    certificate_oidc_issuer: str | None = Field(default=None, max_length=4096)
+    certificate_oidc_issuer_regexp: str | None = Field(default=None, max_length=4096)
+    trusted_root: str | dict[str, Any] | None = Field(
+        default=None,
+        description="'public-good', 'staging', or the trusted root JSON (object or text)",
+    )
+
+    @property
+    def names_identity(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.certificate_identity,
+                self.certificate_identity_regexp,
+                self.certificate_oidc_issuer,
+                self.certificate_oidc_issuer_regexp,
+            )
+        )
+
+    def identity(self) -> KeylessIdentity:
+        return parse_identity(
+            subject=self.certificate_identity,
+            subject_regexp=self.certificate_identity_regexp,
+            issuer=self.certificate_oidc_issuer,
+            issuer_regexp=self.certificate_oidc_issuer_regexp,
+        )
+
+    def root(self) -> TrustedRootRef | None:
+        if self.trusted_root is None:
+            return None
+        if isinstance(self.trusted_root, dict):
+            return TrustedRootRef.from_text(json.dumps(self.trusted_root))
+        return TrustedRootRef.resolve(self.trusted_root, allow_path=False)
+
+
+class AuthorityRequest(IdentityFields):
+    name: str = Field(max_length=128)
+    keys: list[str] | None = Field(default=None, max_length=32)
+    scopes: list[str] = Field(default_factory=list, max_length=256)
+
+
+def build_authority(body: AuthorityRequest) -> TrustAuthority:
+    """The authority a request describes; ``InputError`` when it mixes or lacks kinds."""
+    if body.keys and body.names_identity:
+        raise InputError("an authority holds either public keys or a keyless identity, not both")
+    if body.keys:
+        if body.trusted_root is not None:
+            raise InputError("a trusted root goes with a keyless identity only")
+        return key_authority(name=body.name, keys=body.keys, scopes=body.scopes)
+    if body.names_identity:
+        return keyless_authority(
+            name=body.name,
+            identity=body.identity(),
+            trusted_root=body.root() or TrustedRootRef.builtin(PUBLIC_GOOD),
+            scopes=body.scopes,
+        )
+    raise InputError(
+        "give public keys ('keys') or a keyless identity ('certificate_identity[_regexp]' and "
+        "'certificate_oidc_issuer[_regexp]')"
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Add an authority")
+def create(body: AuthorityRequest, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
+    authority = build_authority(body)
+    with session_scope(services.sessions) as session:
+        return save_authority(session, authority).to_json()
+
+
+@router.get("", summary="List authorities")
+def list_(services: ServicesDep, admin: AdminDep) -> list[dict[str, Any]]:
+    with session_scope(services.sessions) as session:
+        return [a.to_json() for a in list_authorities(session)]
+
+
+@router.get("/{name}", summary="One authority")
+def show(name: str, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
+    with session_scope(services.sessions) as session:
+        return get_authority(session, name).to_json()
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an authority")
+def remove(name: str, services: ServicesDep, admin: AdminDep) -> Response:
+    with session_scope(services.sessions) as session:
+        remove_authority(session, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
