@@ -1,0 +1,77 @@
+"""``sealgate key`` against the suite's database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec
+
+from tests.conftest import Cli
+
+
+def _write_pem(path: Path, key: object, password: bytes | None = None) -> Path:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    path.write_bytes(
+        key.private_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+    )
+    return path
+
+
+class TestKeyCli:
+    def test_generate_list_public_disable(self, sealgate: Cli) -> None:
+        made = sealgate("key", "generate", "release", "--algorithm", "ecdsa-p384")
+        assert made.exit_code == 0, made.output
+        info = json.loads(made.stdout)
+        assert info["algorithm"] == "ecdsa-p384"
+        listed = json.loads(sealgate("key", "list").stdout)
+        assert [(k["name"], k["status"]) for k in listed] == [("release", "active")]
+        public = sealgate("key", "public", "release")
+        assert public.exit_code == 0
+        assert public.stdout == info["public_key_pem"]
+        serialization.load_pem_public_key(public.stdout.encode())
+        disabled = sealgate("key", "disable", "release")
+        assert json.loads(disabled.stdout)["status"] == "disabled"
+        assert sealgate("key", "public", "release").exit_code == 0
+
+    def test_default_is_ecdsa_p256(self, sealgate: Cli) -> None:
+        assert json.loads(sealgate("key", "generate", "k").stdout)["algorithm"] == "ecdsa-p256"
+
+    def test_import_with_password_env(self, sealgate: Cli, tmp_path: Path) -> None:
+        pem = _write_pem(tmp_path / "k.pem", ec.generate_private_key(ec.SECP256R1()), b"pw")
+        sealgate.env["KEY_PASSWORD"] = "pw"
+        result = sealgate(
+            "key", "import", "imp", "--pem", str(pem), "--password-env", "KEY_PASSWORD"
+        )
+        assert result.exit_code == 0, result.output
+        assert "PRIVATE" not in result.output
+        missing = sealgate("key", "import", "x", "--pem", str(pem), "--password-env", "NOT_SET_VAR")
+        assert missing.exit_code == 1
+        assert "NOT_SET_VAR is not set" in missing.stderr
+
+    def test_refusals_are_one_line(self, sealgate: Cli, tmp_path: Path) -> None:
+        pem = _write_pem(tmp_path / "dsa.pem", dsa.generate_private_key(key_size=2048))
+        refused = sealgate("key", "import", "d", "--pem", str(pem))
+        assert refused.exit_code == 1
+        assert refused.stderr.startswith("error: DSA keys are not supported")
+        assert "Traceback" not in refused.output
+        absent = sealgate("key", "import", "d", "--pem", str(tmp_path / "absent.pem"))
+        assert absent.exit_code == 1
+        assert "cannot read" in absent.stderr
+        bad = sealgate("key", "generate", "k", "--algorithm", "dsa")
+        assert bad.exit_code == 1
+        assert "unknown key algorithm 'dsa'" in bad.stderr
+        assert sealgate("key", "disable", "nope").exit_code == 1
+
+    def test_no_kek_refuses_generation(self, sealgate: Cli) -> None:
+        del sealgate.env["SEALGATE_KEY_ENCRYPTION_KEY"]
+        result = sealgate("key", "generate", "k")
+        assert result.exit_code == 1
+        assert "no key-encryption key is configured" in result.stderr
