@@ -84,12 +84,14 @@ def db_upgrade(
 cli.add_typer(db_cli, name="db")
 
 # Command groups of each domain register here, one line each.
+from app.cli import authority as _authority  # noqa: E402
 from app.cli import key as _key  # noqa: E402
 from app.cli import policy as _policy  # noqa: E402
 from app.cli import registry as _registry  # noqa: E402
 from app.cli import scan as _scan  # noqa: E402
 from app.cli import sign as _sign  # noqa: E402
 from app.cli import token as _token  # noqa: E402
+from app.cli import verify as _verify  # noqa: E402
 
 cli.add_typer(_registry.registry_cli, name="registry")
 cli.add_typer(_token.token_cli, name="token")
@@ -97,6 +99,8 @@ cli.add_typer(_scan.scan_cli, name="scan")
 cli.add_typer(_policy.policy_cli, name="policy")
 cli.add_typer(_key.key_cli, name="key")
 cli.command("sign")(_sign.sign_command)
+cli.command("verify")(_verify.verify_command)
+cli.add_typer(_authority.authority_cli, name="authority")
 
 
 def main() -> None:

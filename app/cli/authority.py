@@ -1,0 +1,125 @@
+"""``sealgate authority``: add, list, show and remove stored authorities (trust configuration).
+
+``add NAME --key FILE [--key FILE ...]`` makes a key authority (each file may hold several
+PEM public keys); ``add NAME --certificate-identity[-regexp] X
+--certificate-oidc-issuer[-regexp] Y [--trusted-root public-good|staging|FILE]`` a keyless
+one. ``--scope GLOB`` (repeatable) limits the images it vouches for; none means all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.context import open_services
+from app.cli.output import cli_errors, print_json
+from app.cli.verify import identity_from_flags, read_key_file
+from app.db.session import session_scope
+from app.errors import InputError
+from app.verify.trust import (
+    PUBLIC_GOOD,
+    TrustAuthority,
+    TrustedRootRef,
+    get_authority,
+    key_authority,
+    keyless_authority,
+    list_authorities,
+    remove_authority,
+    save_authority,
+)
+
+authority_cli = typer.Typer(
+    help="Authorities: the keys and keyless identities trusted to sign images.",
+    no_args_is_help=True,
+)
+
+
+@authority_cli.command("add")
+@cli_errors
+def add(
+    name: Annotated[str, typer.Argument(help="A name for the authority.")],
+    key: Annotated[
+        list[Path] | None,
+        typer.Option("--key", help="PEM public key file (repeatable; a file may hold several)."),
+    ] = None,
+    certificate_identity: Annotated[
+        str | None, typer.Option("--certificate-identity", help="Exact certificate subject.")
+    ] = None,
+    certificate_identity_regexp: Annotated[
+        str | None,
+        typer.Option("--certificate-identity-regexp", help="Regexp for the whole subject."),
+    ] = None,
+    certificate_oidc_issuer: Annotated[
+        str | None, typer.Option("--certificate-oidc-issuer", help="Exact OIDC issuer.")
+    ] = None,
+    certificate_oidc_issuer_regexp: Annotated[
+        str | None,
+        typer.Option("--certificate-oidc-issuer-regexp", help="Regexp for the whole issuer."),
+    ] = None,
+    trusted_root: Annotated[
+        str | None,
+        typer.Option(
+            "--trusted-root",
+            help="public-good (default), staging, or a trusted_root.json file (keyless only).",
+        ),
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="Image glob it covers, e.g. 'ghcr.io/acme/*' (repeatable)."),
+    ] = None,
+) -> None:
+    """Add an authority and print it as JSON."""
+    identity = identity_from_flags(
+        identity=certificate_identity,
+        identity_regexp=certificate_identity_regexp,
+        issuer=certificate_oidc_issuer,
+        issuer_regexp=certificate_oidc_issuer_regexp,
+    )
+    authority: TrustAuthority
+    if key and identity is not None:
+        raise InputError("give --key or a certificate identity, not both")
+    if key:
+        if trusted_root is not None:
+            raise InputError("--trusted-root goes with a certificate identity only")
+        authority = key_authority(name=name, keys=[read_key_file(k) for k in key], scopes=scope)
+    elif identity is not None:
+        authority = keyless_authority(
+            name=name,
+            identity=identity,
+            trusted_root=TrustedRootRef.resolve(trusted_root or PUBLIC_GOOD),
+            scopes=scope,
+        )
+    else:
+        raise InputError(
+            "give --key FILE, or --certificate-identity[-regexp] with "
+            "--certificate-oidc-issuer[-regexp]"
+        )
+    with open_services() as services, session_scope(services.sessions) as session:
+        print_json(save_authority(session, authority).to_json())
+
+
+@authority_cli.command("list")
+@cli_errors
+def list_() -> None:
+    """List authorities as JSON (public keys, identities, scopes)."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        print_json([a.to_json() for a in list_authorities(session)])
+
+
+@authority_cli.command("show")
+@cli_errors
+def show(name: Annotated[str, typer.Argument(help="The authority's name.")]) -> None:
+    """Print one authority as JSON."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        print_json(get_authority(session, name).to_json())
+
+
+@authority_cli.command("remove")
+@cli_errors
+def remove(name: Annotated[str, typer.Argument(help="The authority's name.")]) -> None:
+    """Remove an authority; signatures it vouched for no longer count."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        remove_authority(session, name)
+    typer.echo(f"removed authority {name}", err=True)
