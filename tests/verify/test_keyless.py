@@ -128,6 +128,39 @@ def _bundle_certificate(data: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(base64.b64decode(raw["rawBytes"]))
 
 
+def _artifact(
+    asset: Callable[[str], Path],
+    bundle: str,
+    *,
+    artifact: str | bytes,
+    root: str,
+    identity: KeylessIdentity,
+) -> Any:
+    data = artifact if isinstance(artifact, bytes) else asset(f"sigstore/{artifact}").read_bytes()
+    return verify_keyless_artifact(
+        asset(f"sigstore/{bundle}").read_bytes(),
+        artifact=data,
+        trusted_root_path=asset(ROOTS + root),
+        identity=identity,
+    )
+
+
+def _dsse(
+    asset: Callable[[str], Path],
+    bundle: str,
+    *,
+    root: str,
+    identity: KeylessIdentity,
+    digest: str,
+) -> Any:
+    return verify_keyless_bundle(
+        asset(f"sigstore/{bundle}").read_bytes(),
+        trusted_root_path=asset(ROOTS + root),
+        identity=identity,
+        expected_digest=digest,
+    )
+
+
 class TestThirdPartyBundles:
     @pytest.mark.parametrize(("bundle", "artifact", "root", "subject", "issuer"), ARTIFACT_BUNDLES)
     def test_artifact_bundle_verifies(
@@ -139,10 +172,11 @@ class TestThirdPartyBundles:
         subject: str,
         issuer: str,
     ) -> None:
-        verified = verify_keyless_artifact(
-            asset(f"sigstore/{bundle}").read_bytes(),
-            artifact=asset(f"sigstore/{artifact}").read_bytes(),
-            trusted_root_path=asset(ROOTS + root),
+        verified = _artifact(
+            asset,
+            bundle,
+            artifact=artifact,
+            root=root,
             identity=KeylessIdentity(subject=subject, issuer=issuer),
         )
         assert (verified.subject, verified.issuer) == (subject, issuer)
@@ -163,11 +197,12 @@ class TestThirdPartyBundles:
         digest: str,
         predicate: str,
     ) -> None:
-        verified = verify_keyless_bundle(
-            asset(f"sigstore/{bundle}").read_bytes(),
-            trusted_root_path=asset(ROOTS + root),
+        verified = _dsse(
+            asset,
+            bundle,
+            root=root,
             identity=KeylessIdentity(subject=subject, issuer=issuer),
-            expected_digest=digest,
+            digest=digest,
         )
         assert verified.format is SignatureFormat.bundle
         assert (verified.subject, verified.issuer) == (subject, issuer)
@@ -178,11 +213,12 @@ class TestThirdPartyBundles:
         self, asset: Callable[[str], Path]
     ) -> None:
         with pytest.raises(VerificationError) as caught:
-            verify_keyless_bundle(
-                asset("sigstore/cosign/oci-attestation.sigstore.json").read_bytes(),
-                trusted_root_path=asset(ROOTS + "production.trusted_root.json"),
+            _dsse(
+                asset,
+                "cosign/oci-attestation.sigstore.json",
+                root="production.trusted_root.json",
                 identity=KeylessIdentity(subject="cody@soyland.com", issuer=GITHUB_OAUTH),
-                expected_digest=OTHER_DIGEST,
+                digest=OTHER_DIGEST,
             )
         assert caught.value.code == "verify.digest_mismatch"
 
@@ -190,10 +226,11 @@ class TestThirdPartyBundles:
         self, asset: Callable[[str], Path]
     ) -> None:
         with pytest.raises(VerificationError) as caught:
-            verify_keyless_artifact(
-                asset("sigstore/sigstore-python/bundle_v3.txt.sigstore").read_bytes(),
-                artifact=asset("sigstore/sigstore-python/bundle_v3.txt").read_bytes(),
-                trusted_root_path=asset(ROOTS + "production.trusted_root.json"),
+            _artifact(
+                asset,
+                "sigstore-python/bundle_v3.txt.sigstore",
+                artifact="sigstore-python/bundle_v3.txt",
+                root="production.trusted_root.json",
                 identity=KeylessIdentity(subject="william@yossarian.net", issuer=GITHUB_OAUTH),
             )
         assert caught.value.code == "verify.keyless_failed"
@@ -215,14 +252,11 @@ class TestThirdPartyBundles:
 
     def test_bundle_without_signed_time_is_refused(self, asset: Callable[[str], Path]) -> None:
         with pytest.raises(VerificationError) as caught:
-            verify_keyless_artifact(
-                asset(
-                    "sigstore/sigstore-python/bundle_v3_no_signed_time.txt.sigstore.json"
-                ).read_bytes(),
-                artifact=asset(
-                    "sigstore/sigstore-python/bundle_v3_no_signed_time.txt"
-                ).read_bytes(),
-                trusted_root_path=asset(ROOTS + "staging.trusted_root.json"),
+            _artifact(
+                asset,
+                "sigstore-python/bundle_v3_no_signed_time.txt.sigstore.json",
+                artifact="sigstore-python/bundle_v3_no_signed_time.txt",
+                root="staging.trusted_root.json",
                 identity=KeylessIdentity(subject_regex=".*", issuer_regex=".*"),
             )
         assert caught.value.code == "verify.malformed_bundle"
@@ -232,31 +266,34 @@ class TestThirdPartyBundles:
         self, asset: Callable[[str], Path]
     ) -> None:
         with pytest.raises(VerificationError) as caught:
-            verify_keyless_bundle(
-                asset("sigstore/sigstore-js/bundleV01-dsse-no-proof.sigstore").read_bytes(),
-                trusted_root_path=asset(ROOTS + "production.trusted_root.json"),
+            _dsse(
+                asset,
+                "sigstore-js/bundleV01-dsse-no-proof.sigstore",
+                root="production.trusted_root.json",
                 identity=KeylessIdentity(subject="brian@dehamer.com", issuer=GITHUB_OAUTH),
-                expected_digest=DSSE_BUNDLES[3][4],
+                digest=DSSE_BUNDLES[3][4],
             )
         assert caught.value.code == "verify.malformed_bundle"
         assert "inclusionProof" in caught.value.message
 
     def test_intoto_entry_is_refused(self, asset: Callable[[str], Path]) -> None:
         with pytest.raises(VerificationError) as caught:
-            verify_keyless_bundle(
-                asset("sigstore/sigstore-js/bundleV03-intoto.sigstore").read_bytes(),
-                trusted_root_path=asset(ROOTS + "production.trusted_root.json"),
+            _dsse(
+                asset,
+                "sigstore-js/bundleV03-intoto.sigstore",
+                root="production.trusted_root.json",
                 identity=KeylessIdentity(subject="brian@dehamer.com", issuer=GITHUB_OAUTH),
-                expected_digest=DSSE_BUNDLES[3][4],
+                digest=DSSE_BUNDLES[3][4],
             )
         assert "dsse/hashedrekord 0.0.1" in caught.value.message
 
     def test_artifact_that_was_not_signed_is_refused(self, asset: Callable[[str], Path]) -> None:
         with pytest.raises(VerificationError) as caught:
-            verify_keyless_artifact(
-                asset("sigstore/sigstore-python/bundle_v3.txt.sigstore").read_bytes(),
+            _artifact(
+                asset,
+                "sigstore-python/bundle_v3.txt.sigstore",
                 artifact=b"something else",
-                trusted_root_path=asset(ROOTS + "staging.trusted_root.json"),
+                root="staging.trusted_root.json",
                 identity=KeylessIdentity(subject="william@yossarian.net", issuer=GITHUB_OAUTH),
             )
         assert caught.value.code == "verify.digest_mismatch"

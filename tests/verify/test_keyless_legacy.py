@@ -93,6 +93,7 @@ def verify(
     *,
     identity: KeylessIdentity = IDENTITY,
     digest: str = IMAGE_DIGEST,
+    trusted_root: Path | None = None,
 ) -> Any:
     return verify_legacy_keyless(
         payload=layer.payload,
@@ -100,7 +101,7 @@ def verify(
         certificate_pem=layer.certificate_pem,
         chain_pem=layer.chain_pem,
         bundle_annotation=layer.bundle_annotation,
-        trusted_root_path=instance.trusted_root_path,
+        trusted_root_path=trusted_root or instance.trusted_root_path,
         identity=identity,
         expected_digest=digest,
     )
@@ -267,18 +268,8 @@ class TestLegacyKeyless:
         root["ctlogs"] = []
         path = tmp_path / "root-without-ct.json"
         path.write_text(json.dumps(root))
-        layer = layers[0]
         with pytest.raises(VerificationError) as caught:
-            verify_legacy_keyless(
-                payload=layer.payload,
-                signature_b64=layer.signature_b64,
-                certificate_pem=layer.certificate_pem,
-                chain_pem=layer.chain_pem,
-                bundle_annotation=layer.bundle_annotation,
-                trusted_root_path=path,
-                identity=IDENTITY,
-                expected_digest=IMAGE_DIGEST,
-            )
+            verify(sigstore_instance, layers[0], trusted_root=path)
         assert "SCT" in caught.value.message
 
     def test_wrong_identity_is_refused(
@@ -334,16 +325,12 @@ class TestLegacyKeyless:
         skewed_sigstore_instance: SigstoreInstance,
         layers: list[LegacyLayer],
     ) -> None:
+        layer = replace(layers[0], chain_pem=None)
         with pytest.raises(VerificationError) as caught:
-            verify_legacy_keyless(
-                payload=layers[0].payload,
-                signature_b64=layers[0].signature_b64,
-                certificate_pem=layers[0].certificate_pem,
-                chain_pem=None,
-                bundle_annotation=layers[0].bundle_annotation,
-                trusted_root_path=skewed_sigstore_instance.trusted_root_path,
-                identity=IDENTITY,
-                expected_digest=IMAGE_DIGEST,
+            verify(
+                sigstore_instance,
+                layer,
+                trusted_root=skewed_sigstore_instance.trusted_root_path,
             )
         assert "no transparency log" in caught.value.message
 
