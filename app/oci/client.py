@@ -44,7 +44,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -360,12 +360,7 @@ class RegistryClient:
             for data, layer_type, layer_annotations in layers:
                 uploaded = await self._push_blob(subject, data, media_type=layer_type)
                 layer_descriptors.append(
-                    Descriptor(
-                        media_type=layer_type,
-                        digest=uploaded.digest,
-                        size=uploaded.size,
-                        annotations=dict(layer_annotations),
-                    ).to_json()
+                    replace(uploaded, annotations=dict(layer_annotations)).to_json()
                 )
             manifest: dict[str, Any] = {
                 "schemaVersion": 2,
@@ -744,6 +739,8 @@ class RegistryClient:
             for descriptor in page:
                 if artifact_type and not filtered and descriptor.artifact_type != artifact_type:
                     continue
+                if any(d.digest == descriptor.digest for d in found):
+                    continue
                 if len(found) >= cap:
                     log.warning(
                         "referrers of %s@%s exceed the cap of %d; the rest are ignored",
@@ -955,26 +952,25 @@ def _location(reply: _Reply, ref: ImageRef) -> httpx.URL:
         raise registry_error(
             errors.PROTOCOL, ref=ref, problem="blob upload answer has no Location header"
         )
-    url = reply.url.join(location)
-    if url.scheme != reply.url.scheme or url.netloc != reply.url.netloc:
-        raise registry_error(
-            errors.PROTOCOL,
-            ref=ref,
-            problem=f"blob upload Location {location} points to another host",
-        )
-    return url
+    return _same_origin(ref, reply, location, what="blob upload Location")
 
 
 def _next_page(ref: ImageRef, reply: _Reply) -> httpx.URL | None:
     match = _NEXT_LINK.search(reply.headers.get("Link", ""))
     if not match:
         return None
-    url = reply.url.join(match.group(1))
+    return _same_origin(ref, reply, match.group(1), what="referrers Link")
+
+
+def _same_origin(ref: ImageRef, reply: _Reply, target: str, *, what: str) -> httpx.URL:
+    """``target`` resolved against the answer's URL; it must stay on the same origin.
+
+    Credentials and tokens go with every request, so a registry may not send us elsewhere.
+    """
+    url = reply.url.join(target)
     if url.scheme != reply.url.scheme or url.netloc != reply.url.netloc:
         raise registry_error(
-            errors.PROTOCOL,
-            ref=ref,
-            problem=f"referrers Link {match.group(1)} points to another host",
+            errors.PROTOCOL, ref=ref, problem=f"{what} {target} points to another host"
         )
     return url
 

@@ -8,9 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from app.oci.client import RegistryClient
 from tests.conftest import Cli
-from tests.fixtures.images import push_random_image_sync, registry_settings
+from tests.fixtures.images import push_random_image_sync, registry_client
 from tests.fixtures.registry import RegistryProcess, free_port
 
 ARTIFACT = "application/vnd.example.sealgate.test+json"
@@ -61,8 +60,7 @@ class TestReferrers:
         ref, _ = push_random_image_sync(registry, "cli/referrers", tag="v1")
 
         async def _push() -> str:
-            client = RegistryClient.from_settings(registry_settings(registry))
-            try:
+            async with registry_client(registry) as client:
                 pushed = await client.push_referrer(
                     ref,
                     artifact_type=ARTIFACT,
@@ -76,8 +74,6 @@ class TestReferrers:
                     annotations={},
                 )
                 return pushed.digest
-            finally:
-                await client.aclose()
 
         digest = asyncio.run(_push())
         result = registry_cli(

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 
-from app.config import Settings
 from app.errors import InputError, RegistryError
 from app.oci import media
 from app.oci.client import RegistryClient
@@ -17,7 +16,7 @@ from app.oci.refs import ImageRef
 from tests.fixtures.images import (
     push_multiplatform_index,
     push_random_image,
-    registry_settings,
+    registry_client,
 )
 from tests.fixtures.registry import RegistryProcess
 
@@ -81,17 +80,12 @@ class TestResolveAndFetch:
     async def test_chunked_upload_above_threshold(
         self, registry: RegistryProcess, unique_repo: Callable[[str], str]
     ) -> None:
-        client = RegistryClient.from_settings(
-            registry_settings(registry, chunked_upload_threshold=1024)
-        )
-        try:
+        async with registry_client(registry, chunked_upload_threshold=1024) as client:
             ref = ImageRef.parse(unique_repo("chunked"))
             data = bytes(range(256)) * 20  # 5120 bytes: five chunks
             descriptor = await client.push_blob(ref, data, media_type=media.OCI_LAYER)
             assert descriptor.size == len(data)
             assert await client.get_blob(ref, descriptor.digest) == data
-        finally:
-            await client.aclose()
 
     async def test_push_blob_twice_is_harmless(
         self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
@@ -205,9 +199,8 @@ class TestFallbackReferrers:
         self, registry: RegistryProcess, unique_repo: Callable[[str], str]
     ) -> None:
         # Two clients (as two replicas would be): no shared in-process lock between them.
-        writers = [RegistryClient.from_settings(registry_settings(registry)) for _ in range(2)]
-        try:
-            ref, _ = await push_random_image(writers[0], unique_repo("race"))
+        async with registry_client(registry) as first, registry_client(registry) as second:
+            ref, _ = await push_random_image(first, unique_repo("race"))
             pushed = await asyncio.gather(
                 *(
                     w.push_referrer(
@@ -216,14 +209,11 @@ class TestFallbackReferrers:
                         layers=[(f"writer {i}".encode(), "text/plain", {})],
                         annotations={"writer": str(i)},
                     )
-                    for i, w in enumerate(writers)
+                    for i, w in enumerate((first, second))
                 )
             )
-            listed = await writers[0].list_referrers(ref)
+            listed = await first.list_referrers(ref)
             assert sorted(d.digest for d in listed) == sorted(d.digest for d in pushed)
-        finally:
-            for w in writers:
-                await w.aclose()
 
     async def test_invalid_fallback_index_means_no_referrers(
         self,
@@ -247,8 +237,7 @@ class TestFallbackReferrers:
     async def test_referrers_cap(
         self, registry: RegistryProcess, unique_repo: Callable[[str], str]
     ) -> None:
-        client = RegistryClient.from_settings(registry_settings(registry, max_referrers=2))
-        try:
+        async with registry_client(registry, max_referrers=2) as client:
             ref, _ = await push_random_image(client, unique_repo("cap"))
             for i in range(3):
                 await client.push_referrer(
@@ -258,26 +247,18 @@ class TestFallbackReferrers:
                     annotations={},
                 )
             assert len(await client.list_referrers(ref)) == 2
-        finally:
-            await client.aclose()
 
 
 class TestAuthRegistry:
     async def test_basic_credentials_from_settings(
         self, auth_registry: RegistryProcess, unique_repo: Callable[[str], str]
     ) -> None:
-        client = RegistryClient.from_settings(
-            registry_settings(
-                auth_registry,
-                registry_username=auth_registry.username,
-                registry_password=auth_registry.password,
-            )
-        )
-        try:
+        async with registry_client(
+            auth_registry,
+            credentials=True,
+        ) as client:
             ref, manifest = await push_random_image(client, f"{auth_registry.host}/team/app")
             assert await client.resolve_digest(ImageRef.parse(f"{ref.name}:v1")) == manifest.digest
-        finally:
-            await client.aclose()
 
     async def test_basic_credentials_from_docker_config(
         self, auth_registry: RegistryProcess, tmp_path: pytest.TempPathFactory
@@ -288,59 +269,43 @@ class TestAuthRegistry:
         config = Path(str(tmp_path)) / "config.json"
         pair = base64.b64encode(f"{auth_registry.username}:{auth_registry.password}".encode())
         config.write_text(json.dumps({"auths": {auth_registry.host: {"auth": pair.decode()}}}))
-        client = RegistryClient.from_settings(
-            registry_settings(auth_registry, docker_config=config)
-        )
-        try:
+        async with registry_client(auth_registry, docker_config=config) as client:
             ref, manifest = await push_random_image(client, f"{auth_registry.host}/team/cfg")
             assert (await client.get_manifest(ref)).digest == manifest.digest
-        finally:
-            await client.aclose()
 
     async def test_no_credentials_is_a_clear_401(self, auth_registry: RegistryProcess) -> None:
-        client = RegistryClient.from_settings(registry_settings(auth_registry))
-        try:
+        async with registry_client(auth_registry) as client:
             with pytest.raises(RegistryError) as caught:
                 await client.resolve_digest(ImageRef.parse(f"{auth_registry.host}/team/app:v1"))
             assert caught.value.code == "registry.unauthorized"
             assert "no credentials are configured" in caught.value.message
             assert auth_registry.host in caught.value.message
-        finally:
-            await client.aclose()
 
     async def test_wrong_password_is_refused(self, auth_registry: RegistryProcess) -> None:
-        client = RegistryClient.from_settings(
-            registry_settings(
-                auth_registry, registry_username="sealgate", registry_password="wrong"
-            )
-        )
-        try:
+        async with registry_client(
+            auth_registry, registry_username="sealgate", registry_password="wrong"
+        ) as client:
             with pytest.raises(RegistryError) as caught:
                 await client.resolve_digest(ImageRef.parse(f"{auth_registry.host}/team/app:v1"))
             assert caught.value.code == "registry.unauthorized"
             assert "credentials were refused" in caught.value.message
-        finally:
-            await client.aclose()
 
 
 class TestUnreachable:
-    async def test_closed_port_fails_fast_as_unreachable(self) -> None:
+    async def test_closed_port_fails_fast_as_unreachable(self, registry: RegistryProcess) -> None:
         from tests.fixtures.registry import free_port
 
         host = f"127.0.0.1:{free_port()}"
-        settings: Settings = Settings(registry_total_timeout=20.0, registry_retries=1)
-        client = RegistryClient.from_settings(settings)
-        try:
+        async with registry_client(registry, registry_retries=1) as client:
             with pytest.raises(RegistryError) as caught:
                 await client.resolve_digest(ImageRef.parse(f"{host}/a/b:v1"))
             assert caught.value.code == "registry.unreachable"
             assert host in caught.value.message
-        finally:
-            await client.aclose()
 
-    async def test_plain_http_only_for_loopback_and_listed_hosts(self) -> None:
-        client = RegistryClient.from_settings(Settings(insecure_registries=["reg.internal:5000"]))
-        try:
+    async def test_plain_http_only_for_loopback_and_listed_hosts(
+        self, registry: RegistryProcess
+    ) -> None:
+        async with registry_client(registry, insecure_registries=["reg.internal:5000"]) as client:
             assert client.plain_http_allowed("localhost:5000")
             assert client.plain_http_allowed("127.0.0.7:80")
             assert client.plain_http_allowed("[::1]:5000")
@@ -348,5 +313,3 @@ class TestUnreachable:
             assert not client.plain_http_allowed("reg.internal:5001")
             assert not client.plain_http_allowed("ghcr.io")
             assert not client.plain_http_allowed("10.0.0.1:5000")
-        finally:
-            await client.aclose()

@@ -8,7 +8,7 @@ error statuses, silence, endless pages) comes from ``HostileRegistryStandIn``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from app.oci import media
 from app.oci.client import RegistryClient
 from app.oci.digests import compute_digest, fallback_tag
 from app.oci.refs import ImageRef
-from tests.fixtures.images import push_random_image, registry_settings
+from tests.fixtures.images import push_random_image, registry_client
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.standins import (
     BearerTokenStandIn,
@@ -43,8 +43,7 @@ class TestReferrersApi:
     async def test_push_with_oci_subject_skips_the_fallback_tag(
         self, referrers_api_standin: ReferrersApiStandIn, registry: RegistryProcess
     ) -> None:
-        client = RegistryClient.from_settings(registry_settings(registry))
-        try:
+        async with registry_client(registry) as client:
             ref, image = await push_random_image(client, f"{referrers_api_standin.host}/api/app")
             referrer = await client.push_referrer(
                 ref,
@@ -60,33 +59,27 @@ class TestReferrersApi:
             assert not any(tag in path for _, path in referrers_api_standin.requests)
             direct = ImageRef.parse(f"{registry.host}/api/app:{tag}")
             await _expect("registry.not_found", client.get_manifest(direct))
-        finally:
-            await client.aclose()
 
-    async def test_pagination_collects_every_page(
-        self, referrers_api_standin: ReferrersApiStandIn, oci_client: RegistryClient
+    @pytest.mark.parametrize(
+        ("count", "listed_count", "pages_read"),
+        [(120, 120, 3), (3000, 128, 3)],  # pages of 50; the cap (128) is on the third
+    )
+    async def test_pagination_up_to_the_cap(
+        self,
+        referrers_api_standin: ReferrersApiStandIn,
+        oci_client: RegistryClient,
+        count: int,
+        listed_count: int,
+        pages_read: int,
     ) -> None:
         ref, image = await push_random_image(oci_client, f"{referrers_api_standin.host}/api/pages")
         referrers_api_standin.add_synthetic_referrers(
-            "api/pages", image.digest, count=120, artifact_type=ARTIFACT
+            "api/pages", image.digest, count=count, artifact_type=ARTIFACT
         )
         listed = await oci_client.list_referrers(ref)
-        assert len(listed) == 120
-        assert len({d.digest for d in listed}) == 120
-        pages = [p for m, p in referrers_api_standin.requests if "/referrers/" in p]
-        assert len(pages) == 3  # 50 + 50 + 20
-
-    async def test_cap_stops_paginating(
-        self, referrers_api_standin: ReferrersApiStandIn, oci_client: RegistryClient
-    ) -> None:
-        ref, image = await push_random_image(oci_client, f"{referrers_api_standin.host}/api/many")
-        referrers_api_standin.add_synthetic_referrers(
-            "api/many", image.digest, count=3000, artifact_type=ARTIFACT
-        )
-        listed = await oci_client.list_referrers(ref)
-        assert len(listed) == 128
-        pages = [p for m, p in referrers_api_standin.requests if "/referrers/" in p]
-        assert len(pages) == 3  # 128 referrers are on the first three pages of 50
+        assert len({d.digest for d in listed}) == len(listed) == listed_count
+        pages = [p for _, p in referrers_api_standin.requests if "/referrers/" in p]
+        assert len(pages) == pages_read
 
     async def test_filter_applied_by_the_registry(
         self, referrers_api_standin: ReferrersApiStandIn, oci_client: RegistryClient
@@ -117,14 +110,10 @@ class TestBearerTokens:
     async def test_token_flow_with_basic_credentials_and_caching(
         self, bearer_token_standin: BearerTokenStandIn, auth_registry: RegistryProcess
     ) -> None:
-        client = RegistryClient.from_settings(
-            registry_settings(
-                auth_registry,
-                registry_username=auth_registry.username,
-                registry_password=auth_registry.password,
-            )
-        )
-        try:
+        async with registry_client(
+            auth_registry,
+            credentials=True,
+        ) as client:
             ref, image = await push_random_image(client, f"{bearer_token_standin.host}/tok/app")
             tag_ref = ImageRef.parse(f"{ref.name}:v1")
             assert await client.resolve_digest(tag_ref) == image.digest
@@ -138,44 +127,29 @@ class TestBearerTokens:
                 q["service"] == [BearerTokenStandIn.service]
                 for q in bearer_token_standin.token_requests
             )
-        finally:
-            await client.aclose()
 
     async def test_no_credentials_is_refused_by_the_token_endpoint(
         self, bearer_token_standin: BearerTokenStandIn, auth_registry: RegistryProcess
     ) -> None:
-        client = RegistryClient.from_settings(registry_settings(auth_registry))
-        try:
+        async with registry_client(auth_registry) as client:
             error = await _expect(
                 "registry.unauthorized",
                 client.resolve_digest(ImageRef.parse(f"{bearer_token_standin.host}/tok/x:v1")),
             )
             assert "refused anonymous access" in error.message
-        finally:
-            await client.aclose()
 
     async def test_anonymous_pull_token(self, auth_registry: RegistryProcess) -> None:
-        stand_in = BearerTokenStandIn(auth_registry, anonymous_pull=True)
-        stand_in.start()
-        writer = RegistryClient.from_settings(
-            registry_settings(
-                auth_registry,
-                registry_username=auth_registry.username,
-                registry_password=auth_registry.password,
-            )
-        )
-        reader = RegistryClient.from_settings(registry_settings(auth_registry))
-        try:
-            ref, image = await push_random_image(writer, f"{stand_in.host}/anon/app")
-            assert (await reader.get_manifest(ref)).digest == image.digest
-            await _expect(
-                "registry.unauthorized",
-                reader.push_blob(ref, b"not allowed", media_type=media.OCI_LAYER),
-            )
-        finally:
-            await writer.aclose()
-            await reader.aclose()
-            stand_in.stop()
+        with BearerTokenStandIn(auth_registry, anonymous_pull=True) as stand_in:
+            async with (
+                registry_client(auth_registry, credentials=True) as writer,
+                registry_client(auth_registry) as reader,
+            ):
+                ref, image = await push_random_image(writer, f"{stand_in.host}/anon/app")
+                assert (await reader.get_manifest(ref)).digest == image.digest
+                await _expect(
+                    "registry.unauthorized",
+                    reader.push_blob(ref, b"not allowed", media_type=media.OCI_LAYER),
+                )
 
     async def test_plain_http_realm_on_a_remote_host_is_refused(
         self, hostile_registry: HostileRegistryStandIn, oci_client: RegistryClient
@@ -193,20 +167,19 @@ class TestBearerTokens:
 
 
 @pytest.fixture
-def hostile(
+async def hostile(
     hostile_registry: HostileRegistryStandIn, registry: RegistryProcess
-) -> Iterator[tuple[HostileRegistryStandIn, RegistryClient]]:
-    client = RegistryClient.from_settings(
-        registry_settings(
-            registry,
-            max_manifest_bytes=4096,
-            registry_request_timeout=0.5,
-            registry_total_timeout=5.0,
-            registry_retries=2,
-            max_referrers=128,
-        )
-    )
-    yield hostile_registry, client
+) -> AsyncIterator[tuple[HostileRegistryStandIn, RegistryClient]]:
+    """The hostile stand-in and a client with small limits, short time-outs and 2 retries."""
+    async with registry_client(
+        registry,
+        max_manifest_bytes=4096,
+        registry_request_timeout=0.5,
+        registry_total_timeout=5.0,
+        registry_retries=2,
+        max_referrers=128,
+    ) as client:
+        yield hostile_registry, client
 
 
 def _manifest_bytes(**extra: Any) -> bytes:
@@ -221,11 +194,6 @@ def _manifest_bytes(**extra: Any) -> bytes:
 
 
 class TestHostileRegistry:
-    @pytest.fixture(autouse=True)
-    async def _close(self, hostile: tuple[HostileRegistryStandIn, RegistryClient]) -> Any:
-        yield
-        await hostile[1].aclose()
-
     def _ref(self, server: HostileRegistryStandIn, reference: str = "v1") -> ImageRef:
         sep = "@" if ":" in reference else ":"
         return ImageRef.parse(f"{server.host}/evil/app{sep}{reference}")
@@ -391,15 +359,12 @@ class TestHostileRegistry:
     async def test_total_deadline_bounds_retries(
         self, hostile_registry: HostileRegistryStandIn, registry: RegistryProcess
     ) -> None:
-        client = RegistryClient.from_settings(
-            registry_settings(
-                registry,
-                registry_request_timeout=2.0,
-                registry_total_timeout=1.0,
-                registry_retries=10,
-            )
-        )
-        try:
+        async with registry_client(
+            registry,
+            registry_request_timeout=2.0,
+            registry_total_timeout=1.0,
+            registry_retries=10,
+        ) as client:
             hostile_registry.routes[("GET", "/v2/evil/app/manifests/v1")] = StandInResponse(
                 status=503, delay=0.3
             )
@@ -407,8 +372,6 @@ class TestHostileRegistry:
                 "registry.timeout", client.get_manifest(self._ref(hostile_registry))
             )
             assert "did not finish within 1 s" in error.message
-        finally:
-            await client.aclose()
 
     async def test_endless_referrer_pages_stop_at_the_cap(
         self, hostile: tuple[HostileRegistryStandIn, RegistryClient]

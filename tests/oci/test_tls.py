@@ -16,7 +16,7 @@ import yaml
 from app.errors import RegistryError
 from app.oci.client import RegistryClient
 from app.oci.refs import ImageRef
-from tests.fixtures.images import push_random_image, registry_settings
+from tests.fixtures.images import push_random_image, registry_client, registry_settings
 from tests.fixtures.registry import RegistryProcess, free_port, registry_binary, stop_registry
 from tests.fixtures.tls import TlsFiles
 
@@ -66,28 +66,20 @@ def tls_registry(
 async def test_ca_bundle_makes_the_registry_trusted(
     tls_registry: RegistryProcess, tls_files: TlsFiles
 ) -> None:
-    client = RegistryClient.from_settings(
-        registry_settings(tls_registry, registry_ca_bundle=tls_files.ca_cert)
-    )
-    try:
+    async with registry_client(tls_registry, registry_ca_bundle=tls_files.ca_cert) as client:
         ref, manifest = await push_random_image(client, f"{tls_registry.host}/tls/app")
         assert await client.resolve_digest(ImageRef.parse(f"{ref.name}:v1")) == manifest.digest
-    finally:
-        await client.aclose()
 
 
 async def test_untrusted_certificate_is_refused_not_downgraded(
     tls_registry: RegistryProcess,
 ) -> None:
     # Loopback may use plain HTTP, but a TLS server with an unknown CA must not be downgraded.
-    client = RegistryClient.from_settings(registry_settings(tls_registry))
-    try:
+    async with registry_client(tls_registry) as client:
         with pytest.raises(RegistryError) as caught:
             await client.resolve_digest(ImageRef.parse(f"{tls_registry.host}/tls/app:v1"))
         assert caught.value.code == "registry.tls_untrusted"
         assert "SEALGATE_REGISTRY_CA_BUNDLE" in caught.value.message
-    finally:
-        await client.aclose()
 
 
 def test_unusable_ca_bundle_is_a_config_error(tmp_path: Path, registry: RegistryProcess) -> None:
