@@ -11,15 +11,27 @@ statement unchanged. Every failure of sigstore-python or of the network surfaces
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pydantic import BaseModel, ConfigDict
 from sigstore.dsse import Statement
 from sigstore.errors import Error as SigstoreError
-from sigstore.models import ClientTrustConfig
+from sigstore.models import Bundle, ClientTrustConfig
 from sigstore.oidc import IdentityError, IdentityToken
-from sigstore.sign import SigningContext
+from sigstore.sign import Signer, SigningContext
 
 from app.errors import SigningError
+
+# cosign's legacy layer annotations (SIGNATURE_SPEC.md).
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
+BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 
 PUBLIC_GOOD = "public-good"
 STAGING = "staging"
@@ -67,6 +79,30 @@ def parse_identity_token(raw: str) -> IdentityToken:
         ) from e
 
 
+def _sign(
+    *,
+    identity_token: str,
+    trust: TrustConfigSource | ClientTrustConfig,
+    sign: Callable[[Signer], Bundle],
+) -> Bundle:
+    """Run ``sign`` with a signer holding a fresh Fulcio certificate for the token."""
+    token = parse_identity_token(identity_token)
+    config = trust if isinstance(trust, ClientTrustConfig) else load_trust_config(trust)
+    try:
+        context = SigningContext.from_trust_config(config)
+        # cache=True is required, not an optimisation: without it sigstore-python 4.5.1
+        # draws a fresh ephemeral key on every access, so the CSR and the signature use
+        # different keys and Rekor refuses the entry.
+        with context.signer(token, cache=True) as signer:
+            return sign(signer)
+    except SigstoreError as e:
+        raise SigningError(f"Sigstore signing failed: {e}", code="signing.sigstore") from e
+    except Exception as e:  # the Fulcio/Rekor/TSA clients raise requests and bare errors
+        raise SigningError(
+            f"Sigstore signing failed: {type(e).__name__}: {e}", code="signing.sigstore"
+        ) from e
+
+
 def sign_statement_keyless(
     *, statement: bytes, identity_token: str, trust: TrustConfigSource | ClientTrustConfig
 ) -> str:
@@ -84,19 +120,86 @@ def sign_statement_keyless(
         raise SigningError(
             f"not an in-toto statement: {e}", code="signing.statement", http_status=400
         ) from e
-    token = parse_identity_token(identity_token)
-    config = trust if isinstance(trust, ClientTrustConfig) else load_trust_config(trust)
-    try:
-        context = SigningContext.from_trust_config(config)
-        # cache=True is required, not an optimisation: without it sigstore-python 4.5.1
-        # draws a fresh ephemeral key on every access, so the CSR and the DSSE signature
-        # use different keys and Rekor refuses the entry.
-        with context.signer(token, cache=True) as signer:
-            bundle = signer.sign_dsse(parsed)
-    except SigstoreError as e:
-        raise SigningError(f"Sigstore signing failed: {e}", code="signing.sigstore") from e
-    except Exception as e:  # network and HTTP errors from the Fulcio/Rekor/TSA clients
-        raise SigningError(
-            f"Sigstore signing failed: {type(e).__name__}: {e}", code="signing.sigstore"
-        ) from e
+    bundle = _sign(
+        identity_token=identity_token, trust=trust, sign=lambda signer: signer.sign_dsse(parsed)
+    )
     return bundle.to_json()
+
+
+class LegacyKeylessSignature(BaseModel):
+    """A cosign legacy keyless signature: what goes in a ``.sig`` layer's annotations."""
+
+    model_config = ConfigDict(frozen=True)
+
+    signature: str  # base64 ECDSA signature over the payload bytes
+    certificate: str  # Fulcio leaf certificate, PEM
+    chain: str  # the Fulcio CA chain from the trusted root, PEM
+    bundle: str  # {"SignedEntryTimestamp", "Payload": {body, integratedTime, logIndex, logID}}
+
+    def annotations(self) -> dict[str, str]:
+        """cosign's layer annotations for this signature."""
+        return {
+            SIGNATURE_ANNOTATION: self.signature,
+            CERTIFICATE_ANNOTATION: self.certificate,
+            CHAIN_ANNOTATION: self.chain,
+            BUNDLE_ANNOTATION: self.bundle,
+        }
+
+
+def sign_payload_keyless(
+    *, payload: bytes, identity_token: str, trust: TrustConfigSource | ClientTrustConfig
+) -> LegacyKeylessSignature:
+    """Sign a simple-signing payload keylessly the way cosign's legacy format stores it.
+
+    The payload bytes are signed (ECDSA P-256, SHA-256) with a Fulcio certificate and
+    logged in Rekor as a hashedrekord entry; the entry and its SET become cosign's
+    ``dev.sigstore.cosign/bundle`` annotation. Raises ``SigningError`` like
+    ``sign_statement_keyless``.
+    """
+    config = trust if isinstance(trust, ClientTrustConfig) else load_trust_config(trust)
+    bundle = json.loads(
+        _sign(
+            identity_token=identity_token,
+            trust=config,
+            sign=lambda signer: signer.sign_artifact(payload),
+        ).to_json()
+    )
+    material = bundle["verificationMaterial"]
+    (entry,) = material["tlogEntries"]
+    leaf = x509.load_der_x509_certificate(base64.b64decode(material["certificate"]["rawBytes"]))
+    rekor_bundle = {
+        "SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+        "Payload": {
+            "body": entry["canonicalizedBody"],
+            "integratedTime": int(entry["integratedTime"]),
+            "logIndex": int(entry["logIndex"]),
+            "logID": base64.b64decode(entry["logId"]["keyId"]).hex(),
+        },
+    }
+    return LegacyKeylessSignature(
+        signature=bundle["messageSignature"]["signature"],
+        certificate=leaf.public_bytes(serialization.Encoding.PEM).decode(),
+        chain=_issuing_chain(config, leaf),
+        bundle=json.dumps(rekor_bundle, separators=(",", ":")),
+    )
+
+
+def _issuing_chain(config: ClientTrustConfig, leaf: x509.Certificate) -> str:
+    """PEM of the trusted root's Fulcio certificates from ``leaf``'s issuer up to the root
+    (what cosign writes in ``dev.sigstore.cosign/chain``)."""
+    known = config.trusted_root.get_fulcio_certs()
+    chain: list[x509.Certificate] = []
+    current = leaf
+    while len(chain) < len(known):
+        issuer = next((c for c in known if c.subject == current.issuer), None)
+        if issuer is None:
+            break
+        chain.append(issuer)
+        if issuer.subject == issuer.issuer:
+            break
+        current = issuer
+    if not chain:
+        raise SigningError(
+            "the Fulcio certificate's issuer is not in the trusted root", code="signing.sigstore"
+        )
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain)

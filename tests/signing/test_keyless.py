@@ -4,7 +4,10 @@ of sigstore-python over HTTP on 127.0.0.1), checked by an independent verifier."
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.errors import SigningError
-from app.signing.keyless import load_trust_config, parse_identity_token, sign_statement_keyless
-from app.signing.payloads import cosign_statement
+from app.signing.keyless import (
+    load_trust_config,
+    parse_identity_token,
+    sign_payload_keyless,
+    sign_statement_keyless,
+)
+from app.signing.payloads import cosign_statement, simple_signing_payload
 from tests.fixtures.sigstore import DEFAULT_ISSUER, SigstoreInstance
 
 DIGEST = "sha256:" + "ab" * 32
@@ -132,6 +140,88 @@ class TestSignStatementKeyless:
             )
         assert caught.value.code == "signing.statement"
         assert caught.value.http_status == 400
+
+
+def _openssl(command: str, *, cwd: Path) -> subprocess.CompletedProcess[str]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is not installed: run `sudo apt-get install openssl`")
+    return subprocess.run(
+        [openssl, *command.split()], cwd=cwd, capture_output=True, text=True, timeout=30
+    )
+
+
+class TestSignPayloadKeyless:
+    def test_legacy_signature_checks_out_with_openssl(
+        self, sigstore_instance: SigstoreInstance, tmp_path: Path
+    ) -> None:
+        # Independent of Sealgate's verifier: openssl checks the signature, the chain at
+        # the log's integrated time and the SET, written from cosign's and Rekor's specs.
+        payload = simple_signing_payload(
+            docker_reference=REPOSITORY, digest=DIGEST, annotations={"run": "42"}
+        )
+        signed = sign_payload_keyless(
+            payload=payload,
+            identity_token=sigstore_instance.mint_identity_token("ci@example.com"),
+            trust=sigstore_instance.trust_config_path,
+        )
+        annotations = signed.annotations()
+        rekor = json.loads(annotations["dev.sigstore.cosign/bundle"])
+        entry = rekor["Payload"]
+        body = json.loads(base64.b64decode(entry["body"]))
+        root = json.loads(sigstore_instance.trusted_root_path.read_text())
+        (tmp_path / "payload").write_bytes(payload)
+        (tmp_path / "sig").write_bytes(base64.b64decode(signed.signature))
+        (tmp_path / "leaf.pem").write_text(annotations["dev.sigstore.cosign/certificate"])
+        (tmp_path / "chain.pem").write_text(annotations["dev.sigstore.cosign/chain"])
+        (tmp_path / "rekor.der").write_bytes(
+            base64.b64decode(root["tlogs"][0]["publicKey"]["rawBytes"])
+        )
+        (tmp_path / "set").write_bytes(base64.b64decode(rekor["SignedEntryTimestamp"]))
+        (tmp_path / "set-payload").write_text(
+            json.dumps(
+                {k: entry[k] for k in ("body", "integratedTime", "logID", "logIndex")},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+        )
+
+        checks = [
+            _openssl(command, cwd=tmp_path)
+            for command in (
+                "x509 -in leaf.pem -pubkey -noout -out leaf.pub",
+                "dgst -sha256 -verify leaf.pub -signature sig payload",
+                f"verify -CAfile chain.pem -attime {entry['integratedTime']} leaf.pem",
+                "pkey -pubin -inform DER -in rekor.der -out rekor.pub",
+                "dgst -sha256 -verify rekor.pub -signature set set-payload",
+            )
+        ]
+
+        assert [c.returncode for c in checks] == [0] * len(checks), [c.stderr for c in checks]
+        assert body["kind"] == "hashedrekord"
+        assert body["spec"]["data"]["hash"]["value"] == hashlib.sha256(payload).hexdigest()
+        assert body["spec"]["signature"]["content"] == signed.signature
+        assert set(annotations) == {
+            "dev.cosignproject.cosign/signature",
+            "dev.sigstore.cosign/certificate",
+            "dev.sigstore.cosign/chain",
+            "dev.sigstore.cosign/bundle",
+        }
+
+    def test_openssl_refuses_the_certificate_after_its_validity(
+        self, sigstore_instance: SigstoreInstance, tmp_path: Path
+    ) -> None:
+        signed = sign_payload_keyless(
+            payload=b"{}",
+            identity_token=sigstore_instance.mint_identity_token("ci@example.com"),
+            trust=sigstore_instance.trust_config_path,
+        )
+        (tmp_path / "leaf.pem").write_text(signed.certificate)
+        (tmp_path / "chain.pem").write_text(signed.chain)
+        later = json.loads(signed.bundle)["Payload"]["integratedTime"] + 3600
+        result = _openssl(f"verify -CAfile chain.pem -attime {later} leaf.pem", cwd=tmp_path)
+        assert result.returncode != 0
+        assert "expired" in result.stdout + result.stderr
 
 
 class TestLoadTrustConfig:

@@ -1,8 +1,8 @@
 """Legacy cosign keyless ``.sig`` layers (SET only), verified by our own code.
 
-The layers are built here the way cosign's SIGNATURE_SPEC describes them, from real
-signings by the local Sigstore instance (Fulcio certificate, hashedrekord entry and SET
-from its Rekor); each tampering is a separate refusal.
+The layers come from real signings by the local Sigstore instance (Fulcio certificate,
+hashedrekord entry and SET from its Rekor) through ``sign_payload_keyless``; each
+tampering is a separate refusal.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from sigstore.models import ClientTrustConfig
-from sigstore.oidc import IdentityToken
-from sigstore.sign import SigningContext
 
 from app.errors import VerificationError
+from app.signing.keyless import sign_payload_keyless
 from app.signing.payloads import simple_signing_payload
 from app.verify.keyless import KeylessIdentity, verify_legacy_keyless
 from app.verify.model import SignatureFormat, SignatureKind
@@ -46,44 +44,24 @@ class LegacyLayer:
     bundle_annotation: str
 
 
-def _pem(der: bytes) -> str:
-    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
-
-
 def sign_legacy_layers(instance: SigstoreInstance, payloads: list[bytes]) -> list[LegacyLayer]:
-    """Sign each payload as cosign keyless does (one certificate, one Rekor entry each)."""
-    config = ClientTrustConfig.from_json(instance.trust_config_path.read_text())
-    context = SigningContext.from_trust_config(config)
-    token = IdentityToken(instance.mint_identity_token("ci@example.com"))
-    root = json.loads(instance.trusted_root_path.read_text())
-    chain = "".join(
-        _pem(base64.b64decode(c["rawBytes"]))
-        for c in root["certificateAuthorities"][0]["certChain"]["certificates"]
-    )
+    """Sign each payload as cosign keyless does (a certificate and a Rekor entry each)."""
     layers = []
-    with context.signer(token, cache=True) as signer:
-        for payload in payloads:
-            bundle = json.loads(signer.sign_artifact(payload).to_json())
-            material = bundle["verificationMaterial"]
-            (entry,) = material["tlogEntries"]
-            annotation = {
-                "SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
-                "Payload": {
-                    "body": entry["canonicalizedBody"],
-                    "integratedTime": int(entry["integratedTime"]),
-                    "logIndex": int(entry["logIndex"]),
-                    "logID": base64.b64decode(entry["logId"]["keyId"]).hex(),
-                },
-            }
-            layers.append(
-                LegacyLayer(
-                    payload=payload,
-                    signature_b64=bundle["messageSignature"]["signature"],
-                    certificate_pem=_pem(base64.b64decode(material["certificate"]["rawBytes"])),
-                    chain_pem=chain,
-                    bundle_annotation=json.dumps(annotation),
-                )
+    for payload in payloads:
+        signed = sign_payload_keyless(
+            payload=payload,
+            identity_token=instance.mint_identity_token("ci@example.com"),
+            trust=instance.trust_config_path,
+        )
+        layers.append(
+            LegacyLayer(
+                payload=payload,
+                signature_b64=signed.signature,
+                certificate_pem=signed.certificate,
+                chain_pem=signed.chain,
+                bundle_annotation=signed.bundle,
             )
+        )
     return layers
 
 
