@@ -26,12 +26,12 @@ from sigstore.oidc import IdentityError, IdentityToken
 from sigstore.sign import Signer, SigningContext
 
 from app.errors import SigningError
-
-# cosign's legacy layer annotations (SIGNATURE_SPEC.md).
-SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
-CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
-CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
-BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+from app.signing.publish import (
+    BUNDLE_ANNOTATION,
+    CERTIFICATE_ANNOTATION,
+    CHAIN_ANNOTATION,
+    SIGNATURE_ANNOTATION,
+)
 
 PUBLIC_GOOD = "public-good"
 STAGING = "staging"
