@@ -12,6 +12,7 @@ import typer
 from app.cli.context import open_services, run_async
 from app.cli.output import cli_errors, print_json
 from app.errors import InputError, ScanError
+from app.scans.attestation import key_scan_attester
 from app.scans.detect import AUTO, SUPPORTED_FORMATS, parse_report
 from app.scans.document import MAX_REPORT_BYTES
 from app.scans.ingest import collect_scans, ingest_scan
@@ -62,6 +63,14 @@ def ingest(
     image: Annotated[str, typer.Argument(help="The scanned image (a tag is resolved).")],
     report: ReportArgument,
     format: FormatOption = AUTO,
+    attest_key: Annotated[
+        str | None,
+        typer.Option(
+            "--attest-key",
+            help="Also sign the scan as an in-toto vulnerability attestation "
+            "(cosign's vuln predicate) with this stored signing key.",
+        ),
+    ] = None,
 ) -> None:
     """Check a report against IMAGE, attach it as a referrer and store it."""
     data = read_report(report)
@@ -72,6 +81,7 @@ def ingest(
             report=data,
             format=format,
             uploaded_by=f"cli:{getpass.getuser()}",
+            attest=key_scan_attester(services, key_name=attest_key) if attest_key else None,
         )
         stored = run_async(closing_registry(services, work))
     print_json(stored.model_dump(mode="json"))

@@ -9,13 +9,15 @@
    the image (or of one of its platforms, for an index); otherwise, when it names manifest
    digests (repo digests, Grype's ``manifestDigest``), one of them must be the image's or
    one of its platforms'; a report that names no image is bound to the image by the upload;
-4. attach the raw report to the image as an OCI referrer (see ``SCAN_ARTIFACT_TYPE``);
-5. optionally sign it as an in-toto vulnerability attestation (``attest`` hook);
+4. optionally sign it as an in-toto vulnerability attestation (``attest`` hook, e.g.
+   ``app.scans.attestation.key_scan_attester``) — first, so that a key problem stops
+   ingestion before anything is pushed;
+5. attach the raw report to the image as an OCI referrer (see ``SCAN_ARTIFACT_TYPE``);
 6. store a ``ScanRecord`` with the normalised findings and the raw report.
 
-A registry failure in steps 2-5 stores nothing (fail closed). If the database fails after
-the referrer was pushed, the referrer stays in the registry; it is unsigned, so readers
-treat it as an ``unsigned_referrer`` anyway.
+A registry or signing failure in steps 2-5 stores nothing (fail closed). If a later step
+fails after something was pushed, that referrer stays in the registry: the report
+referrer is unsigned, so readers treat it as an ``unsigned_referrer`` anyway.
 
 Referrer layout (our choice, so that other tools can read it): the manifest's
 ``artifactType`` is ``application/vnd.sealgate.scan.v1+json`` for every format, so one
@@ -70,10 +72,10 @@ MAX_INDEX_PLATFORMS = 32
 # Scan referrers read per image: a hostile registry cannot make us parse more.
 MAX_SCAN_REFERRERS = 8
 
-# The hook for signing a scan as an in-toto vulnerability attestation
-# (predicate https://in-toto.io/attestation/vulns) once a signing key is configured: it
-# receives the pinned image, the parsed report and the raw bytes and returns the digest
-# of the attestation referrer it pushed. Not wired yet; ``None`` pushes the report only.
+# The hook that signs a scan as an in-toto vulnerability attestation: it receives the
+# pinned image, the parsed report and the raw bytes and returns the digest of the
+# attestation referrer it pushed (``app.scans.attestation.key_scan_attester`` signs with a
+# stored key). ``None`` pushes the report only.
 ScanAttester = Callable[[ImageRef, ScanReport, bytes], Awaitable[str]]
 
 
@@ -130,7 +132,8 @@ async def ingest_scan(
 
     Raises ScanError (malformed, unknown format, too large, wrong image), InputError for a
     bad image reference, RegistryError when the registry cannot resolve the image or take
-    the referrer, StoreError when the database fails.
+    the referrer, what ``attest`` raises (SigningError, NotFoundError for its key), and
+    StoreError when the database fails.
     """
     ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
     parsed = parse_report(report, format)  # (1)
@@ -141,7 +144,8 @@ async def ingest_scan(
     await check_report_names_image(services, manifest=manifest, report=parsed)  # (3)
     media_type = REPORT_MEDIA_TYPES[parsed.format]
     scanned_at = parsed.scanned_at or utcnow()
-    referrer = await registry.push_referrer(  # (4)
+    attestation = await attest(pinned, parsed, report) if attest is not None else None  # (4)
+    referrer = await registry.push_referrer(  # (5)
         pinned,
         artifact_type=SCAN_ARTIFACT_TYPE,
         layers=[
@@ -157,7 +161,6 @@ async def ingest_scan(
             CREATED_ANNOTATION: scanned_at.isoformat(),
         },
     )
-    attestation = await attest(pinned, parsed, report) if attest is not None else None  # (5)
     display = f"{ref.name}:{ref.tag}" if ref.tag else ref.name
 
     def _store() -> StoredScan:  # (6)

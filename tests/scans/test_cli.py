@@ -67,3 +67,14 @@ class TestScanCli:
         body = json.loads(result.stdout)
         assert body["suppressed"] == 2
         assert {v["vex_status"] for v in body["vulnerabilities"]} == {"not_affected"}
+
+    def test_attest_key_that_does_not_exist_stores_nothing(
+        self, sealgate: Cli, registry: RegistryProcess, asset: Asset
+    ) -> None:
+        image = pushed_image(registry)
+        report = str(asset(UNBOUND_TRIVY))
+        result = sealgate("scan", "ingest", image, report, "--attest-key", "missing")
+        assert result.exit_code == 1
+        assert "no key named 'missing'" in result.stderr
+        assert "[not_found.key]" in result.stderr
+        assert json.loads(sealgate("scan", "list", image).stdout) == []

@@ -1,0 +1,84 @@
+"""Signing an ingested scan as an in-toto vulnerability attestation with a stored key.
+
+The statement uses cosign's vulnerability predicate (``cosign attest --type vuln``,
+predicate type ``https://cosign.sigstore.dev/attestation/vuln/v1``), which Kyverno and
+policy-controller read: ``invocation``, ``scanner`` (``uri``, ``version``, ``db`` and
+``result`` = the scanner's report as JSON) and ``metadata`` (``scanStartedOn``,
+``scanFinishedOn``). It is signed in a DSSE envelope inside a Sigstore bundle v0.3 and
+pushed as a bundle referrer of the image, like every other Sealgate signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from app.db.base import utcnow
+from app.db.session import session_scope
+from app.oci.refs import ImageRef
+from app.scans.ingest import ScanAttester
+from app.scans.model import ScanReport
+from app.services import Services
+from app.signing.bundles import key_dsse_bundle
+from app.signing.keys import load_signer
+from app.signing.payloads import STATEMENT_TYPE
+from app.signing.publish import publish_bundle
+from app.signing.signers import KeySigner
+
+VULN_PREDICATE_TYPE = "https://cosign.sigstore.dev/attestation/vuln/v1"
+_SCANNER_URIS = {
+    "trivy": "pkg:github/aquasecurity/trivy",
+    "grype": "pkg:github/anchore/grype",
+}
+
+
+def vuln_statement(*, image: ImageRef, report: ScanReport, raw: bytes) -> bytes:
+    """The in-toto Statement of ``report`` (raw bytes ``raw``) about the pinned ``image``."""
+    if image.digest is None:
+        raise ValueError("a vulnerability statement needs an image pinned to a digest")
+    algorithm, _, encoded = image.digest.partition(":")
+    scanned = (report.scanned_at or utcnow()).strftime("%Y-%m-%dT%H:%M:%SZ")
+    scanner_uri = _SCANNER_URIS.get(report.scanner, report.scanner)
+    if report.scanner_version:
+        scanner_uri += f"@{report.scanner_version}"
+    predicate: dict[str, Any] = {
+        "invocation": {"parameters": None, "uri": "", "event_id": "", "builder.id": ""},
+        "scanner": {
+            "uri": scanner_uri,
+            "version": report.scanner_version or "",
+            "db": {"uri": "", "version": ""},
+            "result": json.loads(raw),  # already parsed once: it is valid JSON
+        },
+        "metadata": {"scanStartedOn": scanned, "scanFinishedOn": scanned},
+    }
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": image.name, "digest": {algorithm: encoded}}],
+        "predicateType": VULN_PREDICATE_TYPE,
+        "predicate": predicate,
+    }
+    return json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
+
+
+def key_scan_attester(services: Services, *, key_name: str) -> ScanAttester:
+    """An ``ingest_scan`` hook that signs each scan with the stored key ``key_name``.
+
+    The key is loaded when a scan is attested (NotFoundError for an unknown key,
+    SigningError for a disabled one or a missing key-encryption key), before anything is
+    stored, so a scan that cannot be attested is not stored either.
+    """
+
+    async def attest(image: ImageRef, report: ScanReport, raw: bytes) -> str:
+        def _signer() -> KeySigner:
+            with session_scope(services.sessions) as session:
+                return load_signer(session, settings=services.settings, name=key_name)
+
+        signer = await asyncio.to_thread(_signer)
+        statement = vuln_statement(image=image, report=report, raw=raw)
+        bundle = key_dsse_bundle(statement=statement, signer=signer)
+        return await publish_bundle(
+            services.registry, image=image, bundle=bundle, predicate_type=VULN_PREDICATE_TYPE
+        )
+
+    return attest
