@@ -57,8 +57,7 @@ def fired_rules(
         name = head["name"]
         if not include_helpers and name not in {"violations", "warnings", "deny", "warn"}:
             continue
-        local_values = [v for v in (event.get("locals") or {}).values() if isinstance(v, dict)]
-        produced = local_values[0] if len(local_values) == 1 else None
+        produced = _finding(event.get("locals") or {})
         key = (location.group(0), repr(produced))
         if key in seen:
             continue
@@ -72,6 +71,14 @@ def fired_rules(
             )
         )
     return fired
+
+
+def _finding(local_values: dict[str, Any]) -> dict[str, Any] | None:
+    """The finding a rule body produced: the one bound value shaped like a finding."""
+    for value in local_values.values():
+        if isinstance(value, dict) and isinstance(value.get("code"), str):
+            return value
+    return None
 
 
 def _rule_source(source: str, line: int) -> list[str]:
