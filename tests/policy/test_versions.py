@@ -108,7 +108,11 @@ class TestReplicasFollowTheActiveVersion:
         high = make_input(vulnerabilities=[vulnerability("CVE-8", "high")])
         engines = [EmbeddedOpaEngine(default_bundle), EmbeddedOpaEngine(default_bundle)]
         pollers = [
-            ActiveVersionPoller(engine_source=lambda e=e: e, sessions=s.sessions, interval=0.1)
+            ActiveVersionPoller(
+                engine_source=constant(e),
+                sessions=s.sessions,
+                interval=0.1,
+            )
             for e, s in zip(engines, (services, second_replica), strict=True)
         ]
         for poller in pollers:
@@ -140,6 +144,10 @@ class TestReplicasFollowTheActiveVersion:
             assert engine.revision == default_bundle.content_hash
         finally:
             engine.close()
+
+
+def constant(engine: EmbeddedOpaEngine) -> Callable[[], EmbeddedOpaEngine]:
+    return lambda: engine
 
 
 def wait_until(condition: Callable[[], bool], *, limit: float = 15.0) -> None:
