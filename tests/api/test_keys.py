@@ -15,6 +15,7 @@ from app.db.session import session_scope
 from app.errors import ConfigError
 from app.main import create_app
 from app.services import Services
+from tests.signing.keyfiles import private_pem
 
 
 def _token(services: Services, name: str, *scopes: str) -> dict[str, str]:
@@ -26,17 +27,6 @@ def _token(services: Services, name: str, *scopes: str) -> dict[str, str]:
 @pytest.fixture
 def admin(services: Services) -> dict[str, str]:
     return _token(services, "admin", "admin")
-
-
-def _pem(key: object, password: bytes | None = None) -> str:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
-    return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    ).decode()
 
 
 class TestAuth:
@@ -103,7 +93,7 @@ class TestImport:
         key = ec.generate_private_key(ec.SECP256R1())
         response = client.post(
             "/v1/keys/import",
-            json={"name": "imp", "pem": _pem(key, b"pw"), "password": "pw"},
+            json={"name": "imp", "pem": private_pem(key, b"pw").decode(), "password": "pw"},
             headers=admin,
         )
         assert response.status_code == 201, response.text
@@ -112,11 +102,11 @@ class TestImport:
     def test_unsupported_and_wrong_password_do_not_echo_the_key(
         self, client: TestClient, admin: dict[str, str]
     ) -> None:
-        dsa_pem = _pem(dsa.generate_private_key(key_size=2048))
+        dsa_pem = private_pem(dsa.generate_private_key(key_size=2048)).decode()
         refused = client.post("/v1/keys/import", json={"name": "d", "pem": dsa_pem}, headers=admin)
         assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "input.key_unsupported"
-        ec_pem = _pem(ec.generate_private_key(ec.SECP256R1()), b"right")
+        ec_pem = private_pem(ec.generate_private_key(ec.SECP256R1()), b"right").decode()
         wrong = client.post(
             "/v1/keys/import",
             json={"name": "w", "pem": ec_pem, "password": "wrong"},
@@ -130,7 +120,7 @@ class TestImport:
     def test_malformed_body_does_not_echo_the_pem(
         self, client: TestClient, admin: dict[str, str]
     ) -> None:
-        pem = _pem(ec.generate_private_key(ec.SECP256R1()))
+        pem = private_pem(ec.generate_private_key(ec.SECP256R1())).decode()
         response = client.post(
             "/v1/keys/import", json={"name": "x", "pem": pem, "extra": 1}, headers=admin
         )
@@ -144,7 +134,7 @@ class TestNoSecrets:
     ) -> None:
         caplog.set_level(logging.DEBUG)
         key = ec.generate_private_key(ec.SECP256R1())
-        pem = _pem(key)
+        pem = private_pem(key).decode()
         texts = [
             client.post("/v1/keys/import", json={"name": "i", "pem": pem}, headers=admin).text,
             client.post("/v1/keys", json={"name": "g"}, headers=admin).text,

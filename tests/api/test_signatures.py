@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 from app.auth.tokens import create_token
 from app.config import Settings
 from app.db.session import session_scope
-from app.main import create_app
 from app.oci.client import RegistryClient
 from app.oci.refs import ImageRef
 from app.services import Services
@@ -19,15 +18,6 @@ from app.signing.keys import generate_key
 from app.signing.signers import Algorithm
 from tests.fixtures.images import push_random_image_sync
 from tests.fixtures.registry import RegistryProcess
-
-
-@pytest.fixture
-def client(services: Services) -> Iterator[TestClient]:
-    """The real app; its registry client is closed on the app's own event loop."""
-    with TestClient(create_app(services=services)) as test_client:
-        yield test_client
-        if services._registry is not None:
-            test_client.portal.call(services._registry.aclose)  # type: ignore[union-attr]
 
 
 def _token(services: Services, name: str, *scopes: str) -> dict[str, str]:

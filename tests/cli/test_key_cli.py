@@ -7,21 +7,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from tests.conftest import Cli
+from tests.signing.keyfiles import private_pem
 
 
-def _write_pem(path: Path, key: object, password: bytes | None = None) -> Path:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
-    path.write_bytes(
-        key.private_bytes(  # type: ignore[attr-defined]
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
-    )
+def _write_pem(path: Path, key: PrivateKeyTypes, password: bytes | None = None) -> Path:
+    path.write_bytes(private_pem(key, password))
     return path
 
 

@@ -25,19 +25,9 @@ from app.signing.keys import (
     open_private_key,
 )
 from app.signing.signers import GENERATABLE, Algorithm, key_id
+from tests.signing.keyfiles import private_pem
 
 OTHER_KEK = base64.b64encode(b"another-32-byte-key-encrypt-key!").decode()
-
-
-def _pem(key: object, password: bytes | None = None) -> bytes:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
-    return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
 
 
 @pytest.fixture
@@ -85,7 +75,7 @@ class TestEncryptionAtRest:
         self, db_session: Session, kek_settings: Settings
     ) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        import_key(db_session, settings=kek_settings, name="k", pem=_pem(key))
+        import_key(db_session, settings=kek_settings, name="k", pem=private_pem(key))
         row = db_session.scalar(select(SigningKey).where(SigningKey.name == "k"))
         assert row is not None
         scalar = key.private_numbers().private_value.to_bytes(32, "big")
@@ -100,8 +90,8 @@ class TestEncryptionAtRest:
 
     def test_nonce_is_fresh_per_key(self, db_session: Session, kek_settings: Settings) -> None:
         key = ed25519.Ed25519PrivateKey.generate()
-        import_key(db_session, settings=kek_settings, name="a", pem=_pem(key))
-        import_key(db_session, settings=kek_settings, name="b", pem=_pem(key))
+        import_key(db_session, settings=kek_settings, name="a", pem=private_pem(key))
+        import_key(db_session, settings=kek_settings, name="b", pem=private_pem(key))
         blobs = [r.encrypted_private_key for r in db_session.scalars(select(SigningKey))]
         assert blobs[0][1:13] != blobs[1][1:13]
 
@@ -133,26 +123,26 @@ class TestImport:
         self, db_session: Session, kek_settings: Settings
     ) -> None:
         plain = ec.generate_private_key(ec.SECP384R1())
-        info = import_key(db_session, settings=kek_settings, name="p", pem=_pem(plain))
+        info = import_key(db_session, settings=kek_settings, name="p", pem=private_pem(plain))
         assert info.algorithm == "ecdsa-p384"
         locked = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         info = import_key(
             db_session,
             settings=kek_settings,
             name="r",
-            pem=_pem(locked, b"pw-1234"),
+            pem=private_pem(locked, b"pw-1234"),
             password=b"pw-1234",
         )
         assert info.algorithm == "rsa-2048"
         assert info.key_id == key_id(locked.public_key())
 
     def test_encrypted_without_password(self, db_session: Session, kek_settings: Settings) -> None:
-        pem = _pem(ed25519.Ed25519PrivateKey.generate(), b"secret")
+        pem = private_pem(ed25519.Ed25519PrivateKey.generate(), b"secret")
         with pytest.raises(InputError, match="is encrypted"):
             import_key(db_session, settings=kek_settings, name="e", pem=pem)
 
     def test_wrong_password(self, db_session: Session, kek_settings: Settings) -> None:
-        pem = _pem(ed25519.Ed25519PrivateKey.generate(), b"secret")
+        pem = private_pem(ed25519.Ed25519PrivateKey.generate(), b"secret")
         with pytest.raises(InputError, match="password is wrong"):
             import_key(db_session, settings=kek_settings, name="e", pem=pem, password=b"nope")
 
@@ -169,7 +159,7 @@ class TestImport:
     def test_unsupported_types_refused(
         self, db_session: Session, kek_settings: Settings, make: object, message: str
     ) -> None:
-        pem = _pem(make())  # type: ignore[operator]
+        pem = private_pem(make())  # type: ignore[operator]
         with pytest.raises(InputError, match=message) as e:
             import_key(db_session, settings=kek_settings, name="bad", pem=pem)
         assert e.value.code == "input.key_unsupported"
@@ -254,7 +244,7 @@ class TestNoSecretsInLogs:
     ) -> None:
         caplog.set_level(logging.DEBUG)
         key = ec.generate_private_key(ec.SECP256R1())
-        pem = _pem(key)
+        pem = private_pem(key)
         import_key(db_session, settings=kek_settings, name="imp", pem=pem)
         generate_key(db_session, settings=kek_settings, name="gen", algorithm=Algorithm.ecdsa_p256)
         signer = load_signer(db_session, settings=kek_settings, name="gen")
