@@ -16,7 +16,9 @@ from typing import Any
 
 from app.db.base import utcnow
 from app.db.session import session_scope
+from app.errors import ScanError
 from app.oci.refs import ImageRef
+from app.scans.detect import parse_report
 from app.scans.ingest import ScanAttester
 from app.scans.model import ScanReport
 from app.services import Services
@@ -59,6 +61,20 @@ def vuln_statement(*, image: ImageRef, report: ScanReport, raw: bytes) -> bytes:
         "predicate": predicate,
     }
     return json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
+
+
+def report_from_vuln_predicate(predicate: Any) -> ScanReport:
+    """The scan inside a (verified) vuln attestation's predicate: ``scanner.result`` parsed
+    in whichever supported format it is. ScanError when there is none or it is unreadable.
+
+    For the evidence collector: a verified attestation with ``VULN_PREDICATE_TYPE`` becomes a
+    scan with source ``verified_attestation``.
+    """
+    scanner = predicate.get("scanner") if isinstance(predicate, dict) else None
+    result = scanner.get("result") if isinstance(scanner, dict) else None
+    if result is None:
+        raise ScanError("the vuln attestation has no scanner.result", code="scan.malformed")
+    return parse_report(json.dumps(result).encode())
 
 
 def key_scan_attester(services: Services, *, key_name: str) -> ScanAttester:

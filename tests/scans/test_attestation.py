@@ -11,9 +11,13 @@ from sqlalchemy import func, select
 
 from app.db.models import ScanRecord
 from app.db.session import session_scope
-from app.errors import NotFoundError, VerificationError
+from app.errors import NotFoundError, ScanError, VerificationError
 from app.oci.media import SIGSTORE_BUNDLE_V03
-from app.scans.attestation import VULN_PREDICATE_TYPE, key_scan_attester
+from app.scans.attestation import (
+    VULN_PREDICATE_TYPE,
+    key_scan_attester,
+    report_from_vuln_predicate,
+)
 from app.scans.ingest import SCAN_ARTIFACT_TYPE, ingest_scan
 from app.services import Services
 from app.signing.keys import KeyInfo, generate_key
@@ -68,6 +72,12 @@ class TestVulnAttestation:
         assert parse_statement(bundle.dsse.payload).names_digest(pinned.digest)
         payload = json.loads(bundle.dsse.payload)
         assert payload["predicate"]["scanner"]["result"] == json.loads(raw)
+        assert report_from_vuln_predicate(payload["predicate"]).counts == stored.counts
+
+    @pytest.mark.parametrize("predicate", [None, {}, {"scanner": {}}, {"scanner": {"result": 5}}])
+    def test_predicate_without_a_report_is_refused(self, predicate: object) -> None:
+        with pytest.raises(ScanError):
+            report_from_vuln_predicate(predicate)
 
     async def test_another_key_does_not_verify(
         self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
