@@ -15,7 +15,15 @@ import typer
 
 from app.cli.context import open_services
 from app.cli.output import cli_errors, print_json
-from app.cli.verify import identity_from_flags, read_key_file
+from app.cli.verify import (
+    CertificateIdentity,
+    CertificateIdentityRegexp,
+    CertificateOidcIssuer,
+    CertificateOidcIssuerRegexp,
+    TrustedRootOption,
+    identity_from_flags,
+    read_key_file,
+)
 from app.db.session import session_scope
 from app.errors import InputError
 from app.verify.trust import (
@@ -44,27 +52,11 @@ def add(
         list[Path] | None,
         typer.Option("--key", help="PEM public key file (repeatable; a file may hold several)."),
     ] = None,
-    certificate_identity: Annotated[
-        str | None, typer.Option("--certificate-identity", help="Exact certificate subject.")
-    ] = None,
-    certificate_identity_regexp: Annotated[
-        str | None,
-        typer.Option("--certificate-identity-regexp", help="Regexp for the whole subject."),
-    ] = None,
-    certificate_oidc_issuer: Annotated[
-        str | None, typer.Option("--certificate-oidc-issuer", help="Exact OIDC issuer.")
-    ] = None,
-    certificate_oidc_issuer_regexp: Annotated[
-        str | None,
-        typer.Option("--certificate-oidc-issuer-regexp", help="Regexp for the whole issuer."),
-    ] = None,
-    trusted_root: Annotated[
-        str | None,
-        typer.Option(
-            "--trusted-root",
-            help="public-good (default), staging, or a trusted_root.json file (keyless only).",
-        ),
-    ] = None,
+    certificate_identity: CertificateIdentity = None,
+    certificate_identity_regexp: CertificateIdentityRegexp = None,
+    certificate_oidc_issuer: CertificateOidcIssuer = None,
+    certificate_oidc_issuer_regexp: CertificateOidcIssuerRegexp = None,
+    trusted_root: TrustedRootOption = None,
     scope: Annotated[
         list[str] | None,
         typer.Option("--scope", help="Image glob it covers, e.g. 'ghcr.io/acme/*' (repeatable)."),

@@ -27,6 +27,30 @@ from app.verify.trust import TrustedRootRef, parse_identity
 MAX_KEY_FILE_BYTES = 64 * 1024
 
 
+# cosign's identity flags, shared with ``sealgate authority add``.
+CertificateIdentity = Annotated[
+    str | None, typer.Option("--certificate-identity", help="Exact certificate subject.")
+]
+CertificateIdentityRegexp = Annotated[
+    str | None,
+    typer.Option("--certificate-identity-regexp", help="Regexp for the whole subject."),
+]
+CertificateOidcIssuer = Annotated[
+    str | None, typer.Option("--certificate-oidc-issuer", help="Exact OIDC issuer.")
+]
+CertificateOidcIssuerRegexp = Annotated[
+    str | None,
+    typer.Option("--certificate-oidc-issuer-regexp", help="Regexp for the whole issuer."),
+]
+TrustedRootOption = Annotated[
+    str | None,
+    typer.Option(
+        "--trusted-root",
+        help="public-good (default), staging, or a trusted_root.json file (keyless only).",
+    ),
+]
+
+
 def read_key_file(path: Path) -> str:
     """The PEM text of ``path`` (``-`` reads stdin); ``InputError`` when unreadable."""
     if str(path) == "-":
@@ -86,27 +110,11 @@ def verify(
     authority: Annotated[
         str | None, typer.Option("--authority", help="Name of a stored authority.")
     ] = None,
-    certificate_identity: Annotated[
-        str | None, typer.Option("--certificate-identity", help="Exact certificate subject.")
-    ] = None,
-    certificate_identity_regexp: Annotated[
-        str | None,
-        typer.Option("--certificate-identity-regexp", help="Regexp for the whole subject."),
-    ] = None,
-    certificate_oidc_issuer: Annotated[
-        str | None, typer.Option("--certificate-oidc-issuer", help="Exact OIDC issuer.")
-    ] = None,
-    certificate_oidc_issuer_regexp: Annotated[
-        str | None,
-        typer.Option("--certificate-oidc-issuer-regexp", help="Regexp for the whole issuer."),
-    ] = None,
-    trusted_root: Annotated[
-        str | None,
-        typer.Option(
-            "--trusted-root",
-            help="public-good (default), staging, or a trusted_root.json file (keyless only).",
-        ),
-    ] = None,
+    certificate_identity: CertificateIdentity = None,
+    certificate_identity_regexp: CertificateIdentityRegexp = None,
+    certificate_oidc_issuer: CertificateOidcIssuer = None,
+    certificate_oidc_issuer_regexp: CertificateOidcIssuerRegexp = None,
+    trusted_root: TrustedRootOption = None,
 ) -> None:
     """Verify IMAGE's signatures; print the verified ones as JSON, or exit 1 with reasons."""
     identity = identity_from_flags(

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict
 
 from app.db.models import AuthorityKind
 from app.errors import EvidenceError, VerificationError
-from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE, dsse_pae, parse_statement
+from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE, dsse_pae
+from app.verify.binding import SignedClaims, bind_statement
 from app.verify.keyless import verify_keyless_bundle
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
 from app.verify.trust import TrustAuthority, TrustedKey, verify_with_any_key
@@ -209,30 +210,27 @@ def verify_key_bundle(
         signature = envelope.signatures[0]
         key = verify_with_any_key(ordered, lambda k: k.verify(signature=signature, data=pae))
         # (3) the payload is trusted now; it must name the image.
-        statement = parse_statement(envelope.payload)
-        if not statement.names_digest(expected_digest):
-            raise VerificationError(
-                f"the signed statement names {_subject_digests(statement)}, not {expected_digest}",
-                code="verify.digest_mismatch",
-            )
-        algorithm, _, encoded = expected_digest.partition(":")
-        annotations: dict[str, str] = {}
-        for subject in statement.subjects:
-            if subject.digest.get(algorithm) == encoded and subject.annotations:
-                annotations.update({k: str(v) for k, v in subject.annotations.items()})
-        return VerifiedSignature(
-            format=SignatureFormat.bundle,
-            kind=SignatureKind.key,
-            authority=authority,
-            key_id=key.key_id,
-            digest=expected_digest,
-            signature_digest=signature_digest,
-            predicate_type=statement.predicate_type,
-            annotations=annotations,
-        )
-    # (4) a message signature over the image digest.
-    assert bundle.message is not None
-    message = bundle.message
+        claims = bind_statement(envelope.payload, expected_digest=expected_digest)
+    else:
+        # (4) a message signature over the image digest.
+        assert bundle.message is not None
+        key = _verify_message(bundle.message, ordered, expected_digest=expected_digest)
+        claims = SignedClaims()
+    return VerifiedSignature(
+        format=SignatureFormat.bundle,
+        kind=SignatureKind.key,
+        authority=authority,
+        key_id=key.key_id,
+        digest=expected_digest,
+        signature_digest=signature_digest,
+        predicate_type=claims.predicate_type,
+        annotations=claims.annotations,
+    )
+
+
+def _verify_message(
+    message: MessageContent, keys: list[TrustedKey], *, expected_digest: str
+) -> TrustedKey:
     algorithm, _, encoded = expected_digest.partition(":")
     if message.algorithm != "SHA2_256" or algorithm != "sha256":
         raise VerificationError(
@@ -245,22 +243,9 @@ def verify_key_bundle(
             f"the message signature is over sha256:{message.digest.hex()}, not {expected_digest}",
             code="verify.digest_mismatch",
         )
-    key = verify_with_any_key(
-        ordered, lambda k: k.verify_digest(signature=message.signature, digest=message.digest)
+    return verify_with_any_key(
+        keys, lambda k: k.verify_digest(signature=message.signature, digest=message.digest)
     )
-    return VerifiedSignature(
-        format=SignatureFormat.bundle,
-        kind=SignatureKind.key,
-        authority=authority,
-        key_id=key.key_id,
-        digest=expected_digest,
-        signature_digest=signature_digest,
-    )
-
-
-def _subject_digests(statement: Any) -> str:
-    names = [f"{alg}:{value}" for s in statement.subjects for alg, value in s.digest.items()]
-    return ", ".join(names[:4]) or "no digest"
 
 
 def verify_bundle(

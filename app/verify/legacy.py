@@ -15,7 +15,7 @@ import binascii
 
 from app.db.models import AuthorityKind
 from app.errors import EvidenceError, VerificationError
-from app.signing.payloads import parse_simple_signing
+from app.verify.binding import bind_simple_signing
 from app.verify.keyless import verify_legacy_keyless
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
 from app.verify.trust import TrustAuthority, verify_with_any_key
@@ -84,12 +84,7 @@ def verify_legacy(
         authority.keys, lambda k: k.verify(signature=signature, data=payload)
     )
     # The payload is trusted only now that its signature verified.
-    signed = parse_simple_signing(payload)
-    if signed.digest != expected_digest:
-        raise VerificationError(
-            f"the signed payload names {signed.digest}, not {expected_digest}",
-            code="verify.digest_mismatch",
-        )
+    claims = bind_simple_signing(payload, expected_digest=expected_digest)
     return VerifiedSignature(
         format=SignatureFormat.legacy,
         kind=SignatureKind.key,
@@ -97,5 +92,5 @@ def verify_legacy(
         key_id=verified_key.key_id,
         digest=expected_digest,
         signature_digest=signature_digest,
-        annotations={k: str(v) for k, v in (signed.optional or {}).items()},
+        annotations=claims.annotations,
     )

@@ -78,42 +78,36 @@ def test_verifies_with_a_stored_authority(
     assert answer.json()["signatures"][0]["format"] == "legacy"
 
 
-def test_wrong_key_is_422_with_reasons(
-    client: TestClient, services: Services, registry: RegistryProcess
+@pytest.mark.parametrize(
+    ("trust", "code"),
+    [
+        ({"key": wire.public_pem(wire.new_key())}, "verify.bad_signature"),
+        (
+            {
+                "certificate_identity": "ci@example.com",
+                "certificate_oidc_issuer": "https://issuer.example",
+            },
+            "verify.wrong_kind",
+        ),
+    ],
+    ids=["wrong-key", "keyless-identity"],
+)
+def test_nothing_verifies_is_422_with_reasons(
+    client: TestClient,
+    services: Services,
+    registry: RegistryProcess,
+    trust: dict[str, str],
+    code: str,
 ) -> None:
     image = wire.push_signed_image_sync(registry, repository(registry), wire.new_key())
     headers = bearer(services, "ci", "verify:**")
 
-    answer = client.post(
-        "/v1/verify",
-        headers=headers,
-        json={"image": str(image), "key": wire.public_pem(wire.new_key())},
-    )
+    answer = client.post("/v1/verify", headers=headers, json={"image": str(image), **trust})
 
     assert answer.status_code == 422
     error = answer.json()["error"]
     assert error["code"] == "verify.no_valid_signature"
-    assert [r["code"] for r in error["details"]["rejections"]] == ["verify.bad_signature"]
-
-
-def test_keyless_identity_that_matches_nothing_is_422(
-    client: TestClient, services: Services, registry: RegistryProcess
-) -> None:
-    image = wire.push_signed_image_sync(registry, repository(registry), wire.new_key())
-    headers = bearer(services, "ci", "verify:**")
-
-    answer = client.post(
-        "/v1/verify",
-        headers=headers,
-        json={
-            "image": str(image),
-            "certificate_identity": "ci@example.com",
-            "certificate_oidc_issuer": "https://issuer.example",
-        },
-    )
-
-    assert answer.status_code == 422
-    assert answer.json()["error"]["details"]["rejections"][0]["code"] == "verify.wrong_kind"
+    assert [r["code"] for r in error["details"]["rejections"]] == [code]
 
 
 @pytest.mark.parametrize(

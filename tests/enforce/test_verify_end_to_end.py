@@ -52,6 +52,20 @@ async def new_image(services: Services, registry: RegistryProcess) -> ImageRef:
     return image
 
 
+async def keyless_signed_image(
+    services: Services, registry: RegistryProcess, instance: SigstoreInstance
+) -> ImageRef:
+    """A fresh image signed by Sealgate's sign flow as SUBJECT through the local Sigstore."""
+    image = await new_image(services, registry)
+    await sign_image(
+        services,
+        image=str(image),
+        principal=ADMIN,
+        identity_token=instance.mint_identity_token(SUBJECT),
+    )
+    return image
+
+
 def local_root(instance: SigstoreInstance) -> TrustedRootRef:
     return TrustedRootRef.resolve(str(instance.trusted_root_path))
 
@@ -95,13 +109,7 @@ class TestKeyless:
     async def test_keyless_bundle_verifies_with_identity_and_local_root(
         self, services: Services, registry: RegistryProcess, sigstore_instance: SigstoreInstance
     ) -> None:
-        image = await new_image(services, registry)
-        await sign_image(
-            services,
-            image=str(image),
-            principal=ADMIN,
-            identity_token=sigstore_instance.mint_identity_token(SUBJECT),
-        )
+        image = await keyless_signed_image(services, registry, sigstore_instance)
 
         report = await verify_image(
             services,
@@ -129,13 +137,7 @@ class TestKeyless:
         subject: str,
         issuer: str,
     ) -> None:
-        image = await new_image(services, registry)
-        await sign_image(
-            services,
-            image=str(image),
-            principal=ADMIN,
-            identity_token=sigstore_instance.mint_identity_token(SUBJECT),
-        )
+        image = await keyless_signed_image(services, registry, sigstore_instance)
 
         report = await verify_image(
             services,
@@ -151,13 +153,7 @@ class TestKeyless:
     async def test_public_good_root_does_not_trust_the_local_instance(
         self, services: Services, registry: RegistryProcess, sigstore_instance: SigstoreInstance
     ) -> None:
-        image = await new_image(services, registry)
-        await sign_image(
-            services,
-            image=str(image),
-            principal=ADMIN,
-            identity_token=sigstore_instance.mint_identity_token(SUBJECT),
-        )
+        image = await keyless_signed_image(services, registry, sigstore_instance)
 
         report = await verify_image(
             services,
@@ -171,13 +167,7 @@ class TestKeyless:
     async def test_policy_sees_keyless_signature_through_a_stored_authority(
         self, services: Services, registry: RegistryProcess, sigstore_instance: SigstoreInstance
     ) -> None:
-        image = await new_image(services, registry)
-        await sign_image(
-            services,
-            image=str(image),
-            principal=ADMIN,
-            identity_token=sigstore_instance.mint_identity_token(SUBJECT),
-        )
+        image = await keyless_signed_image(services, registry, sigstore_instance)
         with session_scope(services.sessions) as session:
             save_authority(
                 session,

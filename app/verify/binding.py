@@ -1,0 +1,72 @@
+"""Binding: a verified payload must name the image digest it is presented for.
+
+A signature proves who signed some bytes; only the bytes say *what* was signed. These
+checks run after the signature verified and before anything in the payload counts:
+an in-toto statement must carry the expected digest among its subjects, a simple-signing
+payload must be of cosign's type and name it as ``docker-manifest-digest``. A signature
+copied onto another image fails here with ``verify.digest_mismatch``. The signed
+annotations come back with the binding, as the only payload content policy may see.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.errors import VerificationError
+from app.signing.payloads import (
+    SIMPLE_SIGNING_TYPE,
+    Statement,
+    parse_simple_signing,
+    parse_statement,
+)
+
+
+class SignedClaims(BaseModel):
+    """What a bound payload says beyond the digest: predicate type and signed annotations."""
+
+    model_config = ConfigDict(frozen=True)
+
+    predicate_type: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+def _mismatch(named: str, expected_digest: str) -> VerificationError:
+    return VerificationError(
+        f"the signed payload names {named}, not {expected_digest}", code="verify.digest_mismatch"
+    )
+
+
+def bind_statement(payload: bytes, *, expected_digest: str) -> SignedClaims:
+    """Check that the in-toto statement ``payload`` names ``expected_digest`` (``alg:hex``).
+
+    Raises ``EvidenceError`` when it is not a statement and ``VerificationError`` when no
+    subject carries the digest. Annotations of the matching subjects are returned.
+    """
+    statement: Statement = parse_statement(payload)
+    if not statement.names_digest(expected_digest):
+        named = [f"{alg}:{value}" for s in statement.subjects for alg, value in s.digest.items()]
+        raise _mismatch(", ".join(named[:4]) or "no digest", expected_digest)
+    algorithm, _, encoded = expected_digest.partition(":")
+    annotations: dict[str, str] = {}
+    for subject in statement.subjects:
+        if subject.digest.get(algorithm) == encoded and subject.annotations:
+            annotations.update({k: str(v) for k, v in subject.annotations.items()})
+    return SignedClaims(predicate_type=statement.predicate_type, annotations=annotations)
+
+
+def bind_simple_signing(payload: bytes, *, expected_digest: str) -> SignedClaims:
+    """Check that the simple-signing ``payload`` is cosign's and names ``expected_digest``.
+
+    Raises ``EvidenceError`` when it is not a simple-signing payload and
+    ``VerificationError`` for another type or digest. ``optional`` is returned as the
+    annotations.
+    """
+    signed = parse_simple_signing(payload)
+    if signed.type != SIMPLE_SIGNING_TYPE:
+        raise VerificationError(
+            f"payload type {signed.type!r} is not {SIMPLE_SIGNING_TYPE!r}",
+            code="verify.bad_payload",
+        )
+    if signed.digest != expected_digest:
+        raise _mismatch(signed.digest, expected_digest)
+    return SignedClaims(annotations={k: str(v) for k, v in (signed.optional or {}).items()})
