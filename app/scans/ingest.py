@@ -177,7 +177,7 @@ async def ingest_scan(
                 raw_report=report,
                 raw_media_type=media_type,
                 referrer_digest=referrer.digest,
-                uploaded_by=uploaded_by,
+                uploaded_by=uploaded_by[:128],
             )
             session.add(row)
             session.flush()

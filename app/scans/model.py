@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 
 MAX_TITLE_CHARS = 240
 MAX_URLS = 16
+MAX_SCANNER_CHARS = 64
 
 
 class Severity(StrEnum):
@@ -238,6 +239,12 @@ class ScanReport(BaseModel):
     scanned_at: dt.datetime | None = None
     vulnerabilities: tuple[Vulnerability, ...] = ()
     warnings: tuple[str, ...] = ()
+
+    @field_validator("scanner")
+    @classmethod
+    def _short_scanner(cls, value: str) -> str:
+        # A name, not free text: reports write anything here, storage keeps 64 characters.
+        return value.strip()[:MAX_SCANNER_CHARS] or "unknown"
 
     @field_validator("vulnerabilities")
     @classmethod

@@ -8,6 +8,7 @@ calling the parser a second time.
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -316,6 +317,10 @@ class TestSarif:
             Severity.medium,  # SARIF's default level is "warning"
         ]
 
+    def test_long_tool_names_are_cut(self) -> None:
+        document = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "X" * 500}}}]}
+        assert parse_sarif(json.dumps(document).encode()).scanner == "x" * 64
+
     def test_other_versions_are_refused(self) -> None:
         with pytest.raises(ScanError, match="SARIF version"):
             parse_sarif(b'{"version": "2.0.0", "runs": []}')
@@ -505,3 +510,47 @@ class TestMerging:
         assert merged.fixed_versions == ("1.1",)
         assert not merged.suppressed
         assert report.counts == zeroes(high=1)
+
+
+_ODD_VALUES: list[Any] = [None, 0, -1, 1.5, "", "x", [], {}, [None], {"a": None}, True, "9.8"]
+
+
+def _mutate(node: Any, rng: random.Random) -> None:
+    """Delete a key, replace a value with one of another type, or recurse (in place)."""
+    if isinstance(node, dict) and node:
+        key = rng.choice(list(node))
+        roll = rng.random()
+        if roll < 0.3:
+            del node[key]
+        elif roll < 0.6:
+            node[key] = rng.choice(_ODD_VALUES)
+        else:
+            _mutate(node[key], rng)
+    elif isinstance(node, list) and node:
+        index = rng.randrange(len(node))
+        if rng.random() < 0.3:
+            node[index] = rng.choice(_ODD_VALUES)
+        else:
+            _mutate(node[index], rng)
+
+
+class TestDamagedReports:
+    def test_damaged_samples_parse_or_raise_scan_error_only(self, asset: Asset) -> None:
+        """Bad input must give a ScanError (a 4xx), never another exception (a 500)."""
+        rng = random.Random(20261128)
+        root = asset("trivy").parent
+        outcomes: Counter[str] = Counter()
+        for folder in ("trivy", "grype", "sarif", "cyclonedx"):
+            for path in sorted((root / folder).glob("*.json")):
+                original = path.read_text()
+                for _ in range(60):
+                    document = json.loads(original)
+                    for _ in range(rng.randint(1, 4)):
+                        _mutate(document, rng)
+                    try:
+                        parse_report(json.dumps(document).encode())
+                        outcomes["parsed"] += 1
+                    except ScanError:
+                        outcomes["refused"] += 1
+        assert outcomes["parsed"] + outcomes["refused"] == 19 * 60
+        assert outcomes["parsed"] > 0 and outcomes["refused"] > 0
