@@ -10,6 +10,8 @@ annotations come back with the binding, as the only payload content policy may s
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import VerificationError
@@ -22,11 +24,12 @@ from app.signing.payloads import (
 
 
 class SignedClaims(BaseModel):
-    """What a bound payload says beyond the digest: predicate type and signed annotations."""
+    """What a bound payload says beyond the digest: predicate and signed annotations."""
 
     model_config = ConfigDict(frozen=True)
 
     predicate_type: str | None = None
+    predicate: dict[str, Any] | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
@@ -51,7 +54,11 @@ def bind_statement(payload: bytes, *, expected_digest: str) -> SignedClaims:
     for subject in statement.subjects:
         if subject.digest.get(algorithm) == encoded and subject.annotations:
             annotations.update({k: str(v) for k, v in subject.annotations.items()})
-    return SignedClaims(predicate_type=statement.predicate_type, annotations=annotations)
+    return SignedClaims(
+        predicate_type=statement.predicate_type,
+        predicate=statement.predicate,
+        annotations=annotations,
+    )
 
 
 def bind_simple_signing(payload: bytes, *, expected_digest: str) -> SignedClaims:

@@ -224,6 +224,7 @@ def verify_key_bundle(
         digest=expected_digest,
         signature_digest=signature_digest,
         predicate_type=claims.predicate_type,
+        predicate=claims.predicate,
         annotations=claims.annotations,
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,7 +39,8 @@ class VerifiedSignature(BaseModel):
     the signature (the referrer or the ``.sig`` manifest), when it came from a registry.
     ``predicate_type`` is the in-toto predicate of a DSSE statement (cosign v3 image
     signatures use ``https://sigstore.dev/cosign/sign/v1``; attestations name theirs);
-    None for simple-signing and message signatures. ``annotations`` are the signed ones.
+    None for simple-signing and message signatures; ``predicate`` is that statement's
+    (verified) predicate, for attestations. ``annotations`` are the signed ones.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +56,7 @@ class VerifiedSignature(BaseModel):
     digest: str
     signature_digest: str | None = None
     predicate_type: str | None = None
+    predicate: dict[str, Any] | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:

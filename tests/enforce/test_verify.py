@@ -184,6 +184,34 @@ class TestAdversarial:
         assert not report.verified
         assert [r.code for r in report.rejections] == ["verify.bad_signature"]
 
+    async def test_bare_in_toto_referrer_never_counts(
+        self, services: Services, registry: RegistryProcess
+    ) -> None:
+        # The exact shape of policy-controller PR #1971: artifactType in-toto, a DSSE
+        # envelope naming the image, no valid signature. It is not even a candidate.
+        key = wire.new_key()
+        image, _ = await push_random_image(services.registry, repo(registry))
+        assert image.digest is not None
+        envelope = json.dumps(
+            {
+                "payloadType": wire.IN_TOTO,
+                "payload": wire.b64(wire.statement(image.digest)),
+                "signatures": [{"keyid": "", "sig": wire.b64(b"forged")}],
+            }
+        ).encode()
+        await services.registry.push_referrer(
+            image,
+            artifact_type=wire.IN_TOTO,
+            layers=[(envelope, "application/vnd.dsse.envelope.v1+json", {})],
+            annotations={},
+        )
+
+        report = await verify_image(services, image=str(image), key_pem=wire.public_pem(key))
+
+        assert report.signatures == () and report.rejections == ()
+        with pytest.raises(VerificationError, match="no signatures found"):
+            report.require_verified()
+
     async def test_malformed_bundle_referrer_is_refused_and_others_still_verify(
         self, services: Services, registry: RegistryProcess
     ) -> None:

@@ -23,6 +23,7 @@ class TestStatement:
         claims = bind_statement(json.dumps(doc).encode(), expected_digest=DIGEST)
         assert claims.annotations == {"a": "1"}
         assert claims.predicate_type == "https://sigstore.dev/cosign/sign/v1"
+        assert claims.predicate == {}
 
     def test_other_digest_is_a_mismatch(self) -> None:
         with pytest.raises(VerificationError) as e:

@@ -67,6 +67,17 @@ class TestDsseKeyBundles:
 
         assert verified.annotations == {"build": "42"}
 
+    def test_attestation_predicate_is_reported(self) -> None:
+        key = wire.new_key()
+        doc = json.loads(wire.statement(DIGEST, predicate_type="https://slsa.dev/provenance/v1"))
+        doc["predicate"] = {"buildDefinition": {"buildType": "https://example/ci"}}
+        bundle = wire.dsse_bundle(key, json.dumps(doc).encode())
+
+        verified = verify_bundle(bundle, authority=authority_for(key), expected_digest=DIGEST)
+
+        assert verified.predicate_type == "https://slsa.dev/provenance/v1"
+        assert verified.predicate == doc["predicate"]
+
     def test_refuses_tampered_payload(self) -> None:
         key = wire.new_key()
         signed = wire.statement(DIGEST)
