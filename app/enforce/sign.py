@@ -12,9 +12,9 @@
 5. record one ``SignatureRecord`` per signed digest (who, image, digest, key or identity,
    formats, signature manifest digests, time).
 
-Keyless signatures are written as bundles only: a legacy keyless ``.sig`` layer needs a
-Fulcio certificate over the simple-signing payload and a hashedrekord entry, which the
-keyless signer does not produce; asking for it is refused before anything is written.
+Keyless legacy layers carry cosign's certificate, chain and Rekor bundle annotations; each
+keyless signing has its own certificate and log entry, so they are never deduplicated (key
+signatures are: one layer per payload and key).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import functools
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from app.auth.tokens import Principal
@@ -132,7 +132,7 @@ def _check_annotations(annotations: dict[str, Any]) -> dict[str, str]:
 class _Keyless(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    token: str
+    token: str = Field(repr=False)  # the caller's OIDC token: a bearer credential
     identity: str
     issuer: str
 
@@ -188,18 +188,24 @@ async def _sign_one(
                 bundle = await _keyless_bundle(services, statement, keyless)
             digest = await publish_bundle(services.registry, image=ref, bundle=bundle)
         else:
-            assert signer is not None  # keyless legacy is refused before any write
             payload = simple_signing_payload(
                 docker_reference=ref.name, digest=ref.digest, annotations=annotations
             )
-            signature = signer.sign(payload)
-            digest = await publish_legacy(
-                services.registry,
-                image=ref,
-                payload=payload,
-                annotations={SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()},
-                is_duplicate=functools.partial(_made_by, signer, payload),
-            )
+            if signer is not None:
+                signature = signer.sign(payload)
+                digest = await publish_legacy(
+                    services.registry,
+                    image=ref,
+                    payload=payload,
+                    annotations={SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()},
+                    is_duplicate=functools.partial(_made_by, signer, payload),
+                )
+            else:
+                assert keyless is not None
+                layer = await _keyless_legacy(services, payload, keyless)
+                digest = await publish_legacy(
+                    services.registry, image=ref, payload=payload, annotations=layer
+                )
         written.append(SignedManifest(digest=ref.digest, format=fmt, signature_digest=digest))
     return written
 
@@ -210,6 +216,18 @@ def _made_by(signer: KeySigner, payload: bytes, layer_annotations: dict[str, str
     except (binascii.Error, ValueError):
         return False
     return signer.made(data=payload, signature=signature)
+
+
+async def _keyless_legacy(services: Services, payload: bytes, keyless: _Keyless) -> dict[str, str]:
+    from app.signing.keyless import sign_payload_keyless
+
+    signed = await asyncio.to_thread(
+        sign_payload_keyless,
+        payload=payload,
+        identity_token=keyless.token,
+        trust=services.settings.sigstore_trust_config,
+    )
+    return signed.annotations()
 
 
 async def _keyless_bundle(services: Services, statement: bytes, keyless: _Keyless) -> bytes:
@@ -237,8 +255,8 @@ async def sign_image(
 ) -> SignResult:
     """Sign ``image`` with the stored key ``key_name`` or keylessly with ``identity_token``.
 
-    Raises ``InputError`` (bad reference, both or neither of key and token, bad annotations,
-    keyless legacy), ``ForbiddenError`` (out of scope; nothing written), ``NotFoundError``
+    Raises ``InputError`` (bad reference, both or neither of key and token, bad annotations),
+    ``ForbiddenError`` (out of scope; nothing written), ``NotFoundError``
     (unknown key), ``SigningError`` (disabled key, Sigstore failure), ``RegistryError``.
     """
     ref = ImageRef.parse(image)
@@ -260,11 +278,6 @@ async def sign_image(
         signer = await asyncio.to_thread(_load_signer, services, key_name)
     else:
         assert identity_token is not None
-        if SignFormat.legacy in formats:
-            raise InputError(
-                "keyless signatures are written in the bundle format only; use --format bundle",
-                code="input.sign_format",
-            )
         keyless = _keyless(identity_token)
     # (3) only digests are signed.
     digest = ref.digest or await services.registry.resolve_digest(ref)

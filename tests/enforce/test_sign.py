@@ -255,20 +255,6 @@ class TestRefusals:
             await sign_image(services, image=str(image), principal=ADMIN, key_name="nope")
         await self._nothing_written(services, image)
 
-    async def test_keyless_legacy_is_refused_before_writing(
-        self, services: Services, new_repo: Callable[[], str]
-    ) -> None:
-        image, _ = await push_random_image(services.registry, new_repo())
-        with pytest.raises(InputError, match="bundle format only"):
-            await sign_image(
-                services,
-                image=str(image),
-                principal=ADMIN,
-                identity_token="eyJ.x.y",
-                formats=(SignFormat.legacy,),
-            )
-        await self._nothing_written(services, image)
-
     @pytest.mark.parametrize("image", ["", "foo::bar", "x/UPPER", "a@sha256:12"])
     async def test_bad_reference(self, services: Services, image: str) -> None:
         with pytest.raises(InputError):

@@ -11,10 +11,13 @@ import pytest
 from app.auth.scopes import Scope
 from app.auth.tokens import Principal
 from app.config import Settings, load_settings
-from app.enforce.sign import sign_image, signature_records
+from app.enforce.sign import parse_formats, sign_image, signature_records
+from app.enforce.verify import verify_image
 from app.errors import ForbiddenError, SigningError
 from app.oci import media
 from app.services import Services
+from app.verify.keyless import KeylessIdentity
+from app.verify.trust import TrustedRootRef
 from tests.fixtures.images import push_random_image
 from tests.fixtures.sigstore import DEFAULT_ISSUER, SigstoreInstance
 
@@ -81,3 +84,44 @@ async def test_malformed_identity_token_is_refused_before_writing(
     with pytest.raises(SigningError):
         await sign_image(services, image=str(image), principal=ADMIN, identity_token="not-a-jwt")
     assert await services.registry.list_referrers(image) == []
+
+
+async def test_keyless_both_formats_pass_the_verify_flow(
+    services: Services,
+    sigstore_instance: SigstoreInstance,
+    unique_repo: Callable[[str], str],
+) -> None:
+    image, _ = await push_random_image(services.registry, unique_repo("app"))
+    token = sigstore_instance.mint_identity_token("release@ci.example")
+    result = await sign_image(
+        services,
+        image=str(image),
+        principal=ADMIN,
+        identity_token=token,
+        formats=parse_formats("both"),
+    )
+    assert [s.format.value for s in result.signatures] == ["bundle", "legacy"]
+    tag = "sha256-" + (image.digest or "").split(":")[1] + ".sig"
+    (layer,) = (await services.registry.get_manifest(image.with_tag(tag))).layers
+    assert set(layer.annotations) == {
+        "dev.cosignproject.cosign/signature",
+        "dev.sigstore.cosign/certificate",
+        "dev.sigstore.cosign/chain",
+        "dev.sigstore.cosign/bundle",
+    }
+    root = TrustedRootRef.from_text(sigstore_instance.trusted_root_path.read_text())
+    report = await verify_image(
+        services,
+        image=str(image),
+        identity=KeylessIdentity(subject="release@ci.example", issuer=DEFAULT_ISSUER),
+        trusted_root=root,
+    )
+    assert sorted(s.format.value for s in report.signatures) == ["bundle", "legacy"], report
+    assert {s.subject for s in report.signatures} == {"release@ci.example"}
+    wrong = await verify_image(
+        services,
+        image=str(image),
+        identity=KeylessIdentity(subject="someone@else.example", issuer=DEFAULT_ISSUER),
+        trusted_root=root,
+    )
+    assert wrong.signatures == ()
