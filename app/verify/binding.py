@@ -10,17 +10,20 @@ annotations come back with the binding, as the only payload content policy may s
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import VerificationError
+from app.errors import EvidenceError, VerificationError
 from app.signing.payloads import (
     SIMPLE_SIGNING_TYPE,
     Statement,
     parse_simple_signing,
     parse_statement,
 )
+
+T = TypeVar("T")
 
 
 class SignedClaims(BaseModel):
@@ -31,6 +34,13 @@ class SignedClaims(BaseModel):
     predicate_type: str | None = None
     predicate: dict[str, Any] | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
+
+
+def _parsed(parse: Callable[[bytes], T], payload: bytes) -> T:
+    try:
+        return parse(payload)
+    except RecursionError as e:  # json's C scanner on absurdly nested input
+        raise EvidenceError("signed payload is nested too deeply", code="evidence.malformed") from e
 
 
 def _mismatch(named: str, expected_digest: str) -> VerificationError:
@@ -45,7 +55,7 @@ def bind_statement(payload: bytes, *, expected_digest: str) -> SignedClaims:
     Raises ``EvidenceError`` when it is not a statement and ``VerificationError`` when no
     subject carries the digest. Annotations of the matching subjects are returned.
     """
-    statement: Statement = parse_statement(payload)
+    statement: Statement = _parsed(parse_statement, payload)
     if not statement.names_digest(expected_digest):
         named = [f"{alg}:{value}" for s in statement.subjects for alg, value in s.digest.items()]
         raise _mismatch(", ".join(named[:4]) or "no digest", expected_digest)
@@ -68,7 +78,7 @@ def bind_simple_signing(payload: bytes, *, expected_digest: str) -> SignedClaims
     ``VerificationError`` for another type or digest. ``optional`` is returned as the
     annotations.
     """
-    signed = parse_simple_signing(payload)
+    signed = _parsed(parse_simple_signing, payload)
     if signed.type != SIMPLE_SIGNING_TYPE:
         raise VerificationError(
             f"payload type {signed.type!r} is not {SIMPLE_SIGNING_TYPE!r}",

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -305,8 +306,7 @@ def _builtin_root_path(name: str) -> Path:
 
 def _materialise(content: str) -> Path:
     digest = hashlib.sha256(content.encode()).hexdigest()
-    folder = Path(tempfile.gettempdir()) / "sealgate-trusted-roots"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder = _private_folder()
     path = folder / f"{digest}.json"
     if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
         return path
@@ -315,6 +315,25 @@ def _materialise(content: str) -> Path:
         out.write(content)
     os.replace(tmp, path)
     return path
+
+
+@lru_cache(maxsize=1)
+def _private_folder() -> Path:
+    """A folder only this user can write, for trusted roots handed to sigstore-python.
+
+    A shared temporary directory could hold a folder of that name planted by another
+    user, who could then swap a root between our check and sigstore's read; such a folder
+    is not used (a fresh private one is made instead).
+    """
+    folder = Path(tempfile.gettempdir()) / f"sealgate-trusted-roots-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="sealgate-trusted-roots-"))
 
 
 # -- authorities -------------------------------------------------------------------------------

@@ -36,9 +36,10 @@ class TestStatement:
         with pytest.raises(VerificationError):
             bind_statement(json.dumps(doc).encode(), expected_digest=DIGEST)
 
-    def test_not_a_statement(self) -> None:
+    @pytest.mark.parametrize("payload", [b"[]", b"[" * 200_000, b'{"a":' * 200_000])
+    def test_not_a_statement(self, payload: bytes) -> None:
         with pytest.raises(EvidenceError):
-            bind_statement(b"[]", expected_digest=DIGEST)
+            bind_statement(payload, expected_digest=DIGEST)
 
 
 class TestSimpleSigning:

@@ -200,3 +200,26 @@ class TestAuthorityStore:
     def test_refuses_bad_names(self, name: str) -> None:
         with pytest.raises(InputError):
             key_authority(name=name, keys=[wire.public_pem(wire.new_key())])
+
+
+class TestRootFolder:
+    def test_a_folder_others_can_write_is_not_used(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import os
+        import tempfile
+
+        from app.verify import trust
+
+        planted = tmp_path / f"sealgate-trusted-roots-{os.getuid()}"
+        planted.mkdir()
+        planted.chmod(0o777)
+        monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+        trust._private_folder.cache_clear()
+        try:
+            path = TrustedRootRef(name="custom", content='{"x": 1}').path()
+        finally:
+            trust._private_folder.cache_clear()
+        assert path.parent != planted
+        assert path.read_text() == '{"x": 1}'
+        assert not (path.parent.stat().st_mode & 0o077)
