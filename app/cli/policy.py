@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli.context import open_services
+from app.cli.context import open_services, run_async
 from app.cli.output import cli_errors, print_json
 from app.config import get_settings
 from app.db.session import session_scope
@@ -22,7 +22,13 @@ from app.policy.bundle import CompileProblem, PolicyBundle
 from app.policy.engines import EmbeddedOpaEngine, compile_bundle, decision_document
 from app.policy.explanation import fired_rules
 from app.policy.facts import input_for_image
-from app.policy.input import Entrypoint, KubernetesContext, PolicyInput, input_schema
+from app.policy.input import (
+    Entrypoint,
+    KubernetesContext,
+    PolicyInput,
+    SignatureFacts,
+    input_schema,
+)
 from app.policy.replay import parse_since, replay_decisions
 from app.policy.runner import run_tests
 from app.policy.versions import activate_version, list_versions, publish_bundle
@@ -141,27 +147,51 @@ def schema() -> None:
 def input_(
     image: Annotated[str, typer.Argument(help="Image reference.")],
     entrypoint: EntrypointOption = None,
-    digest: Annotated[
-        str | None, typer.Option("--digest", help="Resolved manifest digest (sha256:...).")
-    ] = None,
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Admission: the Kubernetes namespace.")
     ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Do not read the registry: no digest resolution, no signatures "
+            "(only the store's facts).",
+        ),
+    ] = False,
+    digest: Annotated[
+        str | None, typer.Option("--digest", help="With --offline: the manifest digest.")
+    ] = None,
 ) -> None:
-    """Print the policy input built for IMAGE from the store's facts.
+    """Print the policy input the service builds for IMAGE.
 
-    Authority scopes and the newest stored scan come from the database; verified
-    signatures are added by the enforcement layer, which passes them to the same
-    function (app.policy.facts.input_for_image).
+    The digest is resolved and every signature is verified against the stored
+    authorities whose scope covers the image (as enforcement does); authority scopes and
+    the newest stored scan come from the database.
     """
+    from app.cli.scan import closing_registry
+    from app.enforce.verify import verification_report_for_policy
+
     chosen = entrypoint or Entrypoint.admission
     kubernetes = None
     if chosen is Entrypoint.admission:
         kubernetes = KubernetesContext(namespace=namespace, kind="Pod", operation="CREATE")
-    with open_services() as services, session_scope(services.sessions) as session:
-        policy_input = input_for_image(
-            session, reference=image, entrypoint=chosen, digest=digest, kubernetes=kubernetes
-        )
+    with open_services() as services:
+        signatures: list[SignatureFacts] = []
+        if not offline:
+            report = run_async(
+                closing_registry(services, verification_report_for_policy(services, image))
+            )
+            digest = report.digest
+            signatures = [SignatureFacts.from_verified(s) for s in report.signatures]
+        with session_scope(services.sessions) as session:
+            policy_input = input_for_image(
+                session,
+                reference=image,
+                entrypoint=chosen,
+                digest=digest,
+                signatures=signatures,
+                kubernetes=kubernetes,
+            )
     print_json(policy_input.to_rego())
 
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 from pathlib import Path
 
+from app.db.session import session_scope
 from app.policy.bundle import PolicyBundle
 from app.policy.runner import discover_tests, run_tests
+from app.services import Services
+from app.verify.trust import key_authority, save_authority
 from tests.conftest import Cli
+from tests.fixtures.registry import RegistryProcess
 from tests.policy.conftest import POLICIES, InputFactory, vulnerability
+from tests.verify import cosign_wire as wire
 
 FAILING_TEST = """package extra_test
 
@@ -144,9 +150,36 @@ class TestPolicyEvalCommand:
 
 
 class TestPolicyInputCommand:
-    def test_input_from_store_facts(self, sealgate: Cli) -> None:
+    def test_input_with_verified_signatures_from_the_registry(
+        self, sealgate: Cli, services: Services, registry: RegistryProcess
+    ) -> None:
+        key = wire.new_key()
+        image = wire.push_signed_image_sync(
+            registry, f"{registry.host}/v{secrets.token_hex(4)}/app", key
+        )
+        with session_scope(services.sessions) as session:
+            save_authority(session, key_authority(name="team", keys=[wire.public_pem(key)]))
+            save_authority(
+                session,
+                key_authority(name="elsewhere", keys=[wire.public_pem(key)], scopes=["ghcr.io/*"]),
+            )
+        result = sealgate("policy", "input", f"{image.name}:{image.tag}", "-e", "push")
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.stdout)
+        assert document["entrypoint"] == "push"
+        assert document["image"]["digest"] == image.digest
+        assert document["authorities"] == ["team"]
+        assert [s["authority"] for s in document["signatures"]] == ["team"]
+        assert document["kubernetes"] is None
+
+    def test_input_from_store_facts_offline(self, sealgate: Cli) -> None:
         keyless = sealgate(
-            "policy", "input", "registry.example.com/team/app:2", "--namespace", "shop"
+            "policy",
+            "input",
+            "registry.example.com/team/app:2",
+            "--namespace",
+            "shop",
+            "--offline",
         )
         assert keyless.exit_code == 0, keyless.output
         document = json.loads(keyless.stdout)
@@ -158,7 +191,7 @@ class TestPolicyInputCommand:
         assert document["kubernetes"]["namespace"] == "shop"
 
     def test_bad_reference(self, sealgate: Cli) -> None:
-        result = sealgate("policy", "input", "foo::bar")
+        result = sealgate("policy", "input", "foo::bar", "--offline")
         assert result.exit_code == 1
         assert "not valid" in result.stderr
 
