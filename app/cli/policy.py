@@ -29,6 +29,7 @@ from app.policy.input import (
     SignatureFacts,
     input_schema,
 )
+from app.policy.parameters import check_parameters
 from app.policy.replay import parse_since, replay_decisions
 from app.policy.runner import run_tests
 from app.policy.versions import activate_version, list_versions, publish_bundle
@@ -87,6 +88,7 @@ def test(directory: DirArgument = None) -> None:
 def check(directory: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> None:
     """Compile a bundle; report each error as FILE:LINE:COLUMN: message."""
     bundle = _bundle(directory, with_overrides=False)
+    check_parameters(bundle.data)
     try:
         compile_bundle(bundle).close()
     except PolicyError as e:

@@ -19,6 +19,7 @@ from app.errors import ConfigError, PolicyError
 from app.policy.bundle import DATA_ROOT, CompileProblem, PolicyBundle, parse_opa_errors
 from app.policy.decision import PolicyDecision
 from app.policy.input import Entrypoint, PolicyInput
+from app.policy.parameters import check_parameters
 
 if TYPE_CHECKING:
     from opa_bindings import OpaEngine
@@ -286,10 +287,15 @@ def _describe(error: Exception) -> str:
 
 
 def load_configured_bundle(settings: Settings) -> PolicyBundle:
-    """The bundle in ``settings.policy_dir`` with ``settings.policy_data`` merged over it."""
-    return PolicyBundle.from_directory(settings.policy_dir).with_data_overrides(
+    """The bundle in ``settings.policy_dir`` with ``settings.policy_data`` merged over it.
+
+    Raises PolicyError when the merged parameters are unusable (see ``parameters``).
+    """
+    bundle = PolicyBundle.from_directory(settings.policy_dir).with_data_overrides(
         settings.policy_data
     )
+    check_parameters(bundle.data)
+    return bundle
 
 
 def build_engine(settings: Settings) -> PolicyEngine:

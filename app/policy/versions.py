@@ -26,6 +26,7 @@ from app.db.session import session_scope
 from app.errors import ConflictError, Error, NotFoundError, PolicyError
 from app.policy.bundle import PolicyBundle
 from app.policy.engines import PolicyEngine
+from app.policy.parameters import check_parameters
 from app.policy.runner import run_tests
 from app.services import Services
 
@@ -61,10 +62,13 @@ class PolicyVersionInfo(BaseModel):
 
 
 def check_bundle(bundle: PolicyBundle) -> None:
-    """Raise PolicyError unless ``bundle`` compiles and every one of its tests passes.
+    """Raise PolicyError unless ``bundle`` compiles, its parameters are usable and every
+    one of its tests passes.
 
-    The error names the file and line of the first compile error or failing test.
+    The error names the file and line of the first compile error or failing test, or
+    the place in data.json of the first unusable parameter.
     """
+    check_parameters(bundle.data)
     report = run_tests(bundle)
     if report.failed:
         failures = report.failures
@@ -199,7 +203,9 @@ class ActiveVersionPoller:
             if active is None or active == self.version:
                 return False
             version, bundle = stored_bundle(session, version=active)
-        self.engine_source().load(bundle.with_data_overrides(self.data_override))
+        merged = bundle.with_data_overrides(self.data_override)
+        check_parameters(merged.data)
+        self.engine_source().load(merged)
         self.version = version
         log.info("policy version loaded", extra={"policy_version": version})
         if self.on_load is not None:
