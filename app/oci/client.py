@@ -42,6 +42,7 @@ import logging
 import random
 import re
 import ssl
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -68,6 +69,7 @@ _DOCKER_HUB_API = "registry-1.docker.io"
 _ERROR_BODY_LIMIT = 64 * 1024
 _RETRY_AFTER_CAP = 10.0
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+_Locks = weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock]
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)*rel="?next"?')
 
 
@@ -161,7 +163,8 @@ class RegistryClient:
             credentials=CredentialStore(settings=settings),
             plain_http_allowed=self.plain_http_allowed,
         )
-        self._fallback_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._fallback_locks: _Locks = weakref.WeakValueDictionary()
+        self._blob_locks: _Locks = weakref.WeakValueDictionary()
         self._schemes: dict[str, str] = {}
 
     @classmethod
@@ -651,61 +654,64 @@ class RegistryClient:
     async def _push_blob(self, ref: ImageRef, data: bytes, *, media_type: str) -> Descriptor:
         digest = compute_digest(data)
         descriptor = Descriptor(media_type=media_type, digest=digest, size=len(data))
-        exists = await self._send(
-            "HEAD",
-            ref,
-            await self._url(ref, f"blobs/{digest}"),
-            limit=0,
-            idempotent=True,
-            push=True,
-        )
-        if exists.status == 200:
+        # One upload per blob at a time in this process: the others then find it present.
+        # (distribution 2.8 can fail a manifest whose blob is being committed twice at once.)
+        async with _keyed_lock(self._blob_locks, (ref.registry, ref.repository, digest)):
+            exists = await self._send(
+                "HEAD",
+                ref,
+                await self._url(ref, f"blobs/{digest}"),
+                limit=0,
+                idempotent=True,
+                push=True,
+            )
+            if exists.status == 200:
+                return descriptor
+            started = await self._send(
+                "POST",
+                ref,
+                await self._url(ref, "blobs/uploads/"),
+                limit=_ERROR_BODY_LIMIT,
+                idempotent=False,
+                push=True,
+            )
+            self._check_status(started, ref, "starting a blob upload")
+            location = _location(started, ref)
+            threshold = self._settings.chunked_upload_threshold
+            if len(data) > threshold:
+                for start in range(0, len(data), threshold):
+                    chunk = data[start : start + threshold]
+                    patched = await self._send(
+                        "PATCH",
+                        ref,
+                        location,
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Range": f"{start}-{start + len(chunk) - 1}",
+                        },
+                        content=chunk,
+                        limit=_ERROR_BODY_LIMIT,
+                        idempotent=False,
+                        push=True,
+                    )
+                    self._check_status(patched, ref, f"uploading bytes {start}+ of blob {digest}")
+                    location = _location(patched, ref)
+                body = b""
+            else:
+                body = data
+            finished = await self._send(
+                "PUT",
+                ref,
+                location.copy_merge_params({"digest": digest}),
+                headers={"Content-Type": "application/octet-stream"},
+                content=body,
+                limit=_ERROR_BODY_LIMIT,
+                idempotent=False,
+                push=True,
+            )
+            self._check_status(finished, ref, f"completing the upload of blob {digest}")
+            _check_echoed_digest(finished, ref, digest)
             return descriptor
-        started = await self._send(
-            "POST",
-            ref,
-            await self._url(ref, "blobs/uploads/"),
-            limit=_ERROR_BODY_LIMIT,
-            idempotent=False,
-            push=True,
-        )
-        self._check_status(started, ref, "starting a blob upload")
-        location = _location(started, ref)
-        threshold = self._settings.chunked_upload_threshold
-        if len(data) > threshold:
-            for start in range(0, len(data), threshold):
-                chunk = data[start : start + threshold]
-                patched = await self._send(
-                    "PATCH",
-                    ref,
-                    location,
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{start}-{start + len(chunk) - 1}",
-                    },
-                    content=chunk,
-                    limit=_ERROR_BODY_LIMIT,
-                    idempotent=False,
-                    push=True,
-                )
-                self._check_status(patched, ref, f"uploading bytes {start}+ of blob {digest}")
-                location = _location(patched, ref)
-            body = b""
-        else:
-            body = data
-        finished = await self._send(
-            "PUT",
-            ref,
-            location.copy_merge_params({"digest": digest}),
-            headers={"Content-Type": "application/octet-stream"},
-            content=body,
-            limit=_ERROR_BODY_LIMIT,
-            idempotent=False,
-            push=True,
-        )
-        self._check_status(finished, ref, f"completing the upload of blob {digest}")
-        _check_echoed_digest(finished, ref, digest)
-        return descriptor
 
     # -- referrers ---------------------------------------------------------------------------
 
@@ -814,8 +820,7 @@ class RegistryClient:
         ref = target.ref
         tag = fallback_tag(target.digest)
         key = (ref.registry, ref.repository, tag)
-        lock = self._fallback_locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with _keyed_lock(self._fallback_locks, key):
             for attempt in range(self.fallback_attempts + 1):
                 entries, raw_entries, etag = await self._read_fallback_index(
                     ref, subject=target.digest
@@ -867,6 +872,15 @@ def _tls_verification(settings: Settings) -> ssl.SSLContext | bool:
             f"SEALGATE_REGISTRY_CA_BUNDLE {settings.registry_ca_bundle} is not a usable "
             f"PEM bundle: {e}"
         ) from e
+
+
+def _keyed_lock(locks: _Locks, key: tuple[str, str, str]) -> asyncio.Lock:
+    """The lock for ``key``; it lives as long as someone holds or awaits it."""
+    lock = locks.get(key)
+    if lock is None:
+        lock = asyncio.Lock()
+        locks[key] = lock
+    return lock
 
 
 def _certificate_rejected(error: BaseException) -> bool:

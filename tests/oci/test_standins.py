@@ -7,6 +7,7 @@ error statuses, silence, endless pages) comes from ``HostileRegistryStandIn``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -453,3 +454,18 @@ class TestHostileRegistry:
             client.push_blob(self._ref(server), b"secret layer", media_type=media.OCI_LAYER),
         )
         assert "another host" in error.message
+
+
+class TestConcurrentUploads:
+    async def test_one_upload_per_blob_under_concurrency(
+        self, referrers_api_standin: ReferrersApiStandIn, oci_client: RegistryClient
+    ) -> None:
+        # The stand-in proxies the real registry and records what reaches it.
+        ref = ImageRef.parse(f"{referrers_api_standin.host}/up/app")
+        pushed = await asyncio.gather(
+            *(oci_client.push_blob(ref, b"shared", media_type=media.OCI_LAYER) for _ in range(16))
+        )
+        assert len({d.digest for d in pushed}) == 1
+        posts = [p for m, p in referrers_api_standin.requests if m == "POST"]
+        assert posts == ["/v2/up/app/blobs/uploads/"]
+        assert await oci_client.get_blob(ref, pushed[0].digest) == b"shared"
