@@ -86,6 +86,11 @@ class TestVerifyCli:
             (("verify", "Bad::Ref", "--key", "x"), "cannot read key file"),
             (("verify", "127.0.0.1:1/a/b"), "choose exactly one"),
             (("verify", "127.0.0.1:1/a/b", "--authority", "nobody"), "no authority named"),
+            # Fail closed: an unreachable registry is an error, never "unsigned" or "fine".
+            (
+                ("verify", "127.0.0.1:1/a/b", "--key", key_file(tmp_path, wire.new_key())),
+                "[registry.",
+            ),
         ]:
             result = sealgate(*args)
             assert result.exit_code == 1, (args, result.output)
