@@ -195,6 +195,8 @@ class RegistryClient:
                 limit=0,
                 idempotent=True,
             )
+            if reply.status in (405, 501):  # HEAD not supported: GET below
+                reply = replace(reply, status=200, headers=httpx.Headers())
             self._check_status(reply, ref, f"manifest {ref.reference}")
             header = reply.headers.get("Docker-Content-Digest")
             if header:
@@ -827,6 +829,13 @@ class RegistryClient:
                 )
                 if any(d.digest == referrer.digest for d in entries):
                     return
+                if attempt > 0:
+                    log.info(
+                        "referrers tag %s of %s lost %s to a concurrent writer; adding it again",
+                        tag,
+                        ref.name,
+                        referrer.digest,
+                    )
                 if attempt == self.fallback_attempts:
                     break
                 index = {

@@ -17,6 +17,7 @@ import pytest
 from app.errors import RegistryError
 from app.oci import media
 from app.oci.client import RegistryClient
+from app.oci.descriptor import Descriptor
 from app.oci.digests import compute_digest, fallback_tag
 from app.oci.refs import ImageRef
 from tests.fixtures.images import push_random_image, registry_client
@@ -24,6 +25,7 @@ from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.standins import (
     BearerTokenStandIn,
     HostileRegistryStandIn,
+    LostUpdateStandIn,
     ReferrersApiStandIn,
     StandInRequest,
     StandInResponse,
@@ -198,6 +200,21 @@ class TestHostileRegistry:
     def _ref(self, server: HostileRegistryStandIn, reference: str = "v1") -> ImageRef:
         sep = "@" if ":" in reference else ":"
         return ImageRef.parse(f"{server.host}/evil/app{sep}{reference}")
+
+    @pytest.mark.parametrize("head_status", [200, 405])
+    async def test_resolve_falls_back_to_get(
+        self, hostile: tuple[HostileRegistryStandIn, RegistryClient], head_status: int
+    ) -> None:
+        server, client = hostile
+        body = _manifest_bytes()
+        server.routes[("HEAD", "/v2/evil/app/manifests/v1")] = StandInResponse(
+            status=head_status  # and no Docker-Content-Digest
+        )
+        server.routes[("GET", "/v2/evil/app/manifests/v1")] = StandInResponse(
+            headers={"Content-Type": media.OCI_MANIFEST}, body=body
+        )
+        assert await client.resolve_digest(self._ref(server)) == compute_digest(body)
+        assert [m for m, _ in server.requests] == ["HEAD", "GET"]
 
     async def test_wrong_content_for_a_digest(
         self, hostile: tuple[HostileRegistryStandIn, RegistryClient]
@@ -469,3 +486,55 @@ class TestConcurrentUploads:
         posts = [p for m, p in referrers_api_standin.requests if m == "POST"]
         assert posts == ["/v2/up/app/blobs/uploads/"]
         assert await oci_client.get_blob(ref, pushed[0].digest) == b"shared"
+
+
+class TestFallbackIndexRace:
+    """A second writer overwrites the fallback tag right after us: we must notice and re-add."""
+
+    async def _setup(
+        self, stand_in: LostUpdateStandIn, client: RegistryClient
+    ) -> tuple[ImageRef, Descriptor]:
+        ref, image = await push_random_image(client, f"{stand_in.host}/race/app")
+        # The other writer's referrer: a real manifest, pushed without touching the tag.
+        await client.push_blob(ref, media.EMPTY_CONFIG_DATA, media_type=media.OCI_EMPTY)
+        other = await client.push_manifest(
+            ref,
+            {
+                "schemaVersion": 2,
+                "mediaType": media.OCI_MANIFEST,
+                "artifactType": OTHER,
+                "config": media.EMPTY_CONFIG.to_json(),
+                "layers": [],
+                "subject": image.descriptor.to_json(),
+            },
+            media_type=media.OCI_MANIFEST,
+        )
+        stand_in.other_entry = other.to_json()
+        return ref, other
+
+    async def test_lost_update_is_detected_and_repaired(
+        self, lost_update_standin: LostUpdateStandIn, oci_client: RegistryClient
+    ) -> None:
+        ref, other = await self._setup(lost_update_standin, oci_client)
+        lost_update_standin.clobbers = 2
+        ours = await oci_client.push_referrer(
+            ref, artifact_type=ARTIFACT, layers=[(b"{}", "application/json", {})], annotations={}
+        )
+        listed = await oci_client.list_referrers(ref)
+        assert sorted(d.digest for d in listed) == sorted([ours.digest, other.digest])
+        assert lost_update_standin.fallback_writes == 3  # two clobbered, the third kept
+
+    async def test_a_writer_that_never_settles_is_a_conflict(
+        self, lost_update_standin: LostUpdateStandIn, oci_client: RegistryClient
+    ) -> None:
+        ref, _ = await self._setup(lost_update_standin, oci_client)
+        lost_update_standin.clobbers = 1000
+        with pytest.raises(RegistryError) as caught:
+            await oci_client.push_referrer(
+                ref,
+                artifact_type=ARTIFACT,
+                layers=[(b"[]", "application/json", {})],
+                annotations={},
+            )
+        assert caught.value.code == "registry.conflict"
+        assert lost_update_standin.fallback_writes == RegistryClient.fallback_attempts
