@@ -37,7 +37,8 @@ registry-binary:
 node-tools:
 	@if [ -f $(NODE_TOOLS)/package.json ]; then \
 		command -v npm >/dev/null 2>&1 || { echo "The tests need Node.js and npm: run 'sudo apt-get install nodejs npm'"; exit 1; }; \
-		[ -d $(NODE_TOOLS)/node_modules ] || (cd $(NODE_TOOLS) && npm ci --no-audit --no-fund --silent); \
+		[ $(NODE_TOOLS)/node_modules/.package-lock.json -nt $(NODE_TOOLS)/package-lock.json ] || \
+			(cd $(NODE_TOOLS) && npm ci --no-audit --no-fund --silent); \
 	fi
 
 test: install registry-binary node-tools
