@@ -10,7 +10,11 @@ the contract) raises ``PolicyError``; callers deny on it (fail closed).
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -194,7 +198,10 @@ class OpaServerEngine:
 
     def load(self, bundle: PolicyBundle) -> None:
         with self._lock:
-            pending = {self.POLICY_PREFIX + name: text for name, text in bundle.modules.items()}
+            pending = {
+                self.POLICY_PREFIX + name: bundle.modules[name]
+                for name in dependency_order(bundle.modules)
+            }
             while pending:
                 before = len(pending)
                 rejected = self._push_modules(pending)
@@ -281,9 +288,70 @@ class OpaServerEngine:
         self._client.close_connection()
 
 
+_PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
+_IMPORT = re.compile(r"^import\s+data\.([\w.]+)", re.MULTILINE)
+
+
+def dependency_order(modules: Mapping[str, str]) -> list[str]:
+    """Module names ordered so that, as far as imports say, a package comes before the
+    modules importing it (a server compiles each module it is given against those it
+    has: pushing in this order avoids rejected pushes). Cycles keep file order."""
+    packages = {
+        name: (m.group(1) if (m := _PACKAGE.search(text)) else "") for name, text in modules.items()
+    }
+    imports = {name: set(_IMPORT.findall(text)) for name, text in modules.items()}
+    ordered: list[str] = []
+    placed: set[str] = set()
+
+    def place(name: str, visiting: set[str]) -> None:
+        if name in placed or name in visiting:
+            return
+        visiting.add(name)
+        for other, package in packages.items():
+            if (
+                other != name
+                and package
+                and any(
+                    imported == package or imported.startswith(package + ".")
+                    for imported in imports[name]
+                )
+            ):
+                place(other, visiting)
+        placed.add(name)
+        ordered.append(name)
+
+    for name in sorted(modules):
+        place(name, set())
+    return ordered
+
+
 def _describe(error: Exception) -> str:
     message = getattr(error, "message", None)
     return str(message) if message else f"{type(error).__name__}: {error}"
+
+
+_EVALUATIONS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="policy-eval")
+
+
+def decide_within(
+    engine: PolicyEngine, policy_input: PolicyInput, *, seconds: float
+) -> PolicyDecision:
+    """``engine.decide`` with a time budget: PolicyError (``policy.timeout``) when it runs out.
+
+    The embedded engine cannot be interrupted, so an evaluation that overruns keeps a
+    worker until it ends; with every worker busy, further decisions time out too (fail
+    closed). The OPA server engine has its own HTTP time-out as well.
+    """
+    future = _EVALUATIONS.submit(engine.decide, policy_input)
+    try:
+        return future.result(timeout=seconds)
+    except FutureTimeout as e:
+        future.cancel()
+        raise PolicyError(
+            f"the policy engine did not decide {policy_input.image.reference} "
+            f"({policy_input.entrypoint.value}) within {seconds:g}s",
+            code="policy.timeout",
+        ) from e
 
 
 def load_configured_bundle(settings: Settings) -> PolicyBundle:

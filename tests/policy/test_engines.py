@@ -9,7 +9,7 @@ import pytest
 from app.config import load_settings
 from app.errors import ConfigError, PolicyError
 from app.policy.bundle import PolicyBundle
-from app.policy.engines import EmbeddedOpaEngine, OpaServerEngine, build_engine
+from app.policy.engines import EmbeddedOpaEngine, OpaServerEngine, build_engine, decide_within
 from app.policy.input import Entrypoint
 from tests.fixtures.opa_standin import OpaRestStandIn
 from tests.policy.conftest import POLICIES, EngineFactory, InputFactory, vulnerability
@@ -163,6 +163,22 @@ class TestFailClosed:
         opa_standin.healthy = False
         with pytest.raises(PolicyError):
             OpaServerEngine(opa_standin.url).check_health()
+
+    def test_time_budget(self, engine_factory: EngineFactory, make_input: InputFactory) -> None:
+        slow = (
+            "package sealgate.admission\n\n"
+            'decision := {"allow": count([x | some x in numbers.range(1, 5000000)]) > 0}\n'
+        )
+        engine = engine_factory(bundle_of(adm=slow))
+        with pytest.raises(PolicyError) as caught:
+            decide_within(engine, make_input(), seconds=0.01)
+        assert caught.value.code == "policy.timeout"
+
+    def test_within_budget(
+        self, engine_factory: EngineFactory, default_bundle: PolicyBundle, make_input: InputFactory
+    ) -> None:
+        engine = engine_factory(default_bundle)
+        assert decide_within(engine, make_input(), seconds=30).allow is True
 
     def test_empty_engine_denies(self, make_input: InputFactory) -> None:
         engine = EmbeddedOpaEngine()
