@@ -266,7 +266,7 @@ def _sha256_bytes(expected_digest: str) -> bytes:
     return bytes.fromhex(encoded)
 
 
-def _check_message_digest(raw: dict[str, Any], digest: bytes, expected_digest: str) -> None:
+def _check_message_digest(raw: dict[str, Any], *, digest: bytes, expected_digest: str) -> None:
     """Name a digest mismatch as such (the signature check would refuse it anyway)."""
     recorded = (raw.get("messageSignature") or {}).get("messageDigest") or {}
     try:
@@ -309,7 +309,7 @@ def verify_keyless_bundle(
             payload_type, payload = verifier.verify_dsse(bundle, policy)
         else:
             digest = _sha256_bytes(expected_digest)
-            _check_message_digest(raw, digest, expected_digest)
+            _check_message_digest(raw, digest=digest, expected_digest=expected_digest)
             hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=digest)
             verifier.verify_artifact(hashed, bundle, policy)
     except SigstoreVerificationError as e:
@@ -524,7 +524,7 @@ def _load_pem_certificates(text: str, what: str) -> list[x509.Certificate]:
         ) from e
 
 
-def _verify_with_key(key: Any, signature: bytes, data: bytes) -> None:
+def _verify_with_key(key: Any, *, signature: bytes, data: bytes) -> None:
     """Verify ``signature`` over ``data`` with a transparency-log key (SHA-256)."""
     if isinstance(key, ec.EllipticCurvePublicKey):
         key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
@@ -536,7 +536,7 @@ def _verify_with_key(key: Any, signature: bytes, data: bytes) -> None:
         raise InvalidSignature(f"unsupported log key type {type(key).__name__}")
 
 
-def _verify_set(trust: _LegacyTrust, entry: RekorBundleAnnotation, when: dt.datetime) -> None:
+def _verify_set(trust: _LegacyTrust, *, entry: RekorBundleAnnotation, when: dt.datetime) -> None:
     # (2) the SET: Rekor's signature over the entry, by a log key from the trusted root.
     log_id = bytes.fromhex(entry.payload.log_id)
     logs = [log for log in trust.tlogs if log.log_id == log_id and log.validity.covers(when)]
@@ -548,7 +548,7 @@ def _verify_set(trust: _LegacyTrust, entry: RekorBundleAnnotation, when: dt.date
     signed = entry.canonical_set_payload()
     for log in logs:
         try:
-            _verify_with_key(log.key, signature, signed)
+            _verify_with_key(log.key, signature=signature, data=signed)
             return
         except InvalidSignature:
             continue
@@ -557,6 +557,7 @@ def _verify_set(trust: _LegacyTrust, entry: RekorBundleAnnotation, when: dt.date
 
 def _verify_chain(
     trust: _LegacyTrust,
+    *,
     certificate: x509.Certificate,
     presented_chain: list[x509.Certificate],
     when: dt.datetime,
@@ -602,7 +603,7 @@ def _verify_chain(
 
 
 def _verify_sct(
-    trust: _LegacyTrust, certificate: x509.Certificate, issuer: x509.Certificate
+    trust: _LegacyTrust, *, certificate: x509.Certificate, issuer: x509.Certificate
 ) -> None:
     # (3b) Fulcio logged the certificate: an embedded SCT from a CT log of the trusted
     # root signs the precertificate (RFC 6962 section 3.2, precert_entry).
@@ -638,7 +639,7 @@ def _verify_sct(
         )
         for log in logs:
             try:
-                _verify_with_key(log.key, sct.signature, signed)
+                _verify_with_key(log.key, signature=sct.signature, data=signed)
                 return
             except InvalidSignature:
                 continue
@@ -745,10 +746,12 @@ def verify_legacy_keyless(
     certificate = certificates[0]
     chain = _load_pem_certificates(chain_pem, "chain annotation") if chain_pem else []
     # (2)
-    _verify_set(trust, entry, when)
+    _verify_set(trust, entry=entry, when=when)
     # (3)
-    issuer_certificate = _verify_chain(trust, certificate, chain, when)
-    _verify_sct(trust, certificate, issuer_certificate)
+    issuer_certificate = _verify_chain(
+        trust, certificate=certificate, presented_chain=chain, when=when
+    )
+    _verify_sct(trust, certificate=certificate, issuer=issuer_certificate)
     _check_code_signing(certificate)
     subject, issuer = identity.match(certificate)
     # (4)
