@@ -427,13 +427,17 @@ class RegistryClient:
             return known
         try:
             await self._http.get(f"https://{host}/v2/", follow_redirects=False)
-            scheme = "https"
         except httpx.ConnectError as e:
             if _certificate_rejected(e):
                 raise _untrusted(ref, e) from e
+            if not _caused_by(e, ssl.SSLError):
+                # Nothing learnt (refused, unreachable): try plain HTTP now, probe again later.
+                return "http"
             scheme = "http"
         except httpx.HTTPError:
-            scheme = "http"
+            return "http"
+        else:
+            scheme = "https"
         self._schemes[ref.registry] = scheme
         return scheme
 
@@ -892,14 +896,21 @@ def _keyed_lock(locks: _Locks, key: tuple[str, str, str]) -> asyncio.Lock:
     return lock
 
 
-def _certificate_rejected(error: BaseException) -> bool:
-    """Whether a connection failed because the server's certificate did not verify."""
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``error`` or an exception it was raised from is a ``kind``."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
+        if isinstance(seen, kind):
             return True
         seen = seen.__cause__ or seen.__context__
-    return "CERTIFICATE_VERIFY_FAILED" in str(error)
+    return False
+
+
+def _certificate_rejected(error: BaseException) -> bool:
+    """Whether a connection failed because the server's certificate did not verify."""
+    return _caused_by(error, ssl.SSLCertVerificationError) or (
+        "CERTIFICATE_VERIFY_FAILED" in str(error)
+    )
 
 
 def _untrusted(ref: ImageRef, error: BaseException) -> RegistryError:
