@@ -34,6 +34,7 @@ NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 EngineFactory = Callable[[PolicyBundle], PolicyEngine]
 InputFactory = Callable[..., PolicyInput]
+BundleWithData = Callable[[dict[str, Any]], PolicyBundle]
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +129,7 @@ def make_input() -> InputFactory:
 
 
 @pytest.fixture
-def bundle_with_data(default_bundle: PolicyBundle) -> Callable[[dict[str, Any]], PolicyBundle]:
+def bundle_with_data(default_bundle: PolicyBundle) -> BundleWithData:
     """The default library with ``parameters`` merged over its data.json."""
     from app.policy.bundle import deep_merge
 

@@ -15,9 +15,13 @@ from app.policy.bundle import PolicyBundle
 from app.policy.decision import PolicyDecision
 from app.policy.input import Entrypoint
 from app.policy.runner import run_tests
-from tests.policy.conftest import EngineFactory, InputFactory, signature, vulnerability
-
-BundleWithData = Callable[[dict[str, Any]], PolicyBundle]
+from tests.policy.conftest import (
+    BundleWithData,
+    EngineFactory,
+    InputFactory,
+    signature,
+    vulnerability,
+)
 
 
 def codes(findings: list[Any]) -> set[str]:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -13,12 +14,12 @@ from sqlalchemy import select
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.errors import InputError
-from app.policy.bundle import PolicyBundle, deep_merge
+from app.policy.bundle import PolicyBundle
 from app.policy.engines import EmbeddedOpaEngine
-from app.policy.replay import parse_since, record_decision, replay_decisions
+from app.policy.replay import ReplayReport, parse_since, record_decision, replay_decisions
 from app.services import Services
 from tests.conftest import Cli
-from tests.policy.conftest import POLICIES, InputFactory, vulnerability
+from tests.policy.conftest import POLICIES, BundleWithData, InputFactory, vulnerability
 
 
 def record_three(
@@ -50,6 +51,17 @@ def record_three(
         engine.close()
 
 
+def replay_with(
+    services: Services, bundle: PolicyBundle, *, since: dt.timedelta = dt.timedelta(days=7)
+) -> ReplayReport:
+    engine = EmbeddedOpaEngine(bundle)
+    try:
+        with session_scope(services.sessions) as session:
+            return replay_decisions(session, engine=engine, since=since)
+    finally:
+        engine.close()
+
+
 class TestRecordAndReplay:
     def test_record_keeps_input_and_result(
         self, services: Services, default_bundle: PolicyBundle, make_input: InputFactory
@@ -63,22 +75,15 @@ class TestRecordAndReplay:
             assert rows[1].digest == "sha256:" + "a" * 64
 
     def test_stricter_candidate_shows_newly_denied(
-        self, services: Services, default_bundle: PolicyBundle, make_input: InputFactory
+        self,
+        services: Services,
+        default_bundle: PolicyBundle,
+        bundle_with_data: BundleWithData,
+        make_input: InputFactory,
     ) -> None:
         record_three(services, default_bundle, make_input)
-        strict = PolicyBundle(
-            modules=default_bundle.modules,
-            data=deep_merge(
-                default_bundle.data,
-                {"defaults": {"vulnerabilities": {"deny_severities": ["critical", "high"]}}},
-            ),
-        )
-        engine = EmbeddedOpaEngine(strict)
-        try:
-            with session_scope(services.sessions) as session:
-                report = replay_decisions(session, engine=engine, since=dt.timedelta(days=7))
-        finally:
-            engine.close()
+        strict = {"defaults": {"vulnerabilities": {"deny_severities": ["critical", "high"]}}}
+        report = replay_with(services, bundle_with_data(strict))
         assert report.replayed == 3
         assert [c.image for c in report.newly_denied] == ["registry.example.com/team/unfixed:1"]
         assert report.newly_denied[0].denials == ["vulnerability.severity"]
@@ -86,22 +91,15 @@ class TestRecordAndReplay:
         assert report.unchanged == 2
 
     def test_lenient_candidate_shows_newly_allowed(
-        self, services: Services, default_bundle: PolicyBundle, make_input: InputFactory
+        self,
+        services: Services,
+        default_bundle: PolicyBundle,
+        bundle_with_data: BundleWithData,
+        make_input: InputFactory,
     ) -> None:
         record_three(services, default_bundle, make_input)
-        lenient = PolicyBundle(
-            modules=default_bundle.modules,
-            data=deep_merge(
-                default_bundle.data,
-                {"defaults": {"vulnerabilities": {"deny_fixable_severities": []}}},
-            ),
-        )
-        engine = EmbeddedOpaEngine(lenient)
-        try:
-            with session_scope(services.sessions) as session:
-                report = replay_decisions(session, engine=engine, since=dt.timedelta(hours=1))
-        finally:
-            engine.close()
+        lenient: dict[str, Any] = {"defaults": {"vulnerabilities": {"deny_fixable_severities": []}}}
+        report = replay_with(services, bundle_with_data(lenient), since=dt.timedelta(hours=1))
         assert [c.image for c in report.newly_allowed] == ["registry.example.com/team/fixable:1"]
 
     def test_candidate_that_cannot_decide_counts_as_denying(
@@ -109,12 +107,7 @@ class TestRecordAndReplay:
     ) -> None:
         record_three(services, default_bundle, make_input)
         empty = PolicyBundle.from_files({"x.rego": "package x\n\ny := 1\n"})
-        engine = EmbeddedOpaEngine(empty)
-        try:
-            with session_scope(services.sessions) as session:
-                report = replay_decisions(session, engine=engine, since=dt.timedelta(days=1))
-        finally:
-            engine.close()
+        report = replay_with(services, empty, since=dt.timedelta(days=1))
         assert len(report.newly_denied) == 2
         assert all(c.error and "policy.undefined" in c.error for c in report.newly_denied)
 
