@@ -187,13 +187,16 @@ class _IdentityPolicy:
 
 
 @lru_cache(maxsize=32)
-def _load_trusted_root(path: str, mtime_ns: int, size: int) -> TrustedRoot:
+def _load_verifier(path: str, mtime_ns: int, size: int) -> Verifier:
     del mtime_ns, size  # only part of the cache key: a changed file is read again
-    return TrustedRoot.from_file(path)
+    # A Verifier holds no per-verification state; building one (trusted root parsing,
+    # certificate loading, an HTTP session it never uses offline) is the costly part.
+    return Verifier(trusted_root=TrustedRoot.from_file(path))
 
 
-def load_trusted_root(path: Path | str) -> TrustedRoot:
-    """Read a Sigstore trusted root JSON file (cached while the file is unchanged).
+def keyless_verifier(path: Path | str) -> Verifier:
+    """A sigstore-python ``Verifier`` for the trusted root JSON file at ``path``
+    (cached while the file is unchanged).
 
     Raises ``VerificationError`` (code ``verify.trusted_root``) when it is missing,
     too large or not a trusted root.
@@ -205,7 +208,7 @@ def load_trusted_root(path: Path | str) -> TrustedRoot:
                 f"trusted root {path} is larger than {MAX_TRUSTED_ROOT_BYTES} bytes",
                 code="verify.trusted_root",
             )
-        return _load_trusted_root(str(path), stat.st_mtime_ns, stat.st_size)
+        return _load_verifier(str(path), stat.st_mtime_ns, stat.st_size)
     except OSError as e:
         raise VerificationError(
             f"cannot read trusted root {path}: {e.strerror or e}", code="verify.trusted_root"
@@ -301,7 +304,7 @@ def verify_keyless_bundle(
     """
     _check_digest(expected_digest)
     bundle, raw = _parse_bundle(bundle_json)
-    verifier = Verifier(trusted_root=load_trusted_root(trusted_root_path))
+    verifier = keyless_verifier(trusted_root_path)
     policy = _IdentityPolicy(identity)
     dsse = bundle._dsse_envelope is not None
     try:
