@@ -72,8 +72,9 @@ def test(directory: DirArgument = None) -> None:
     except PolicyError as e:
         if e.code != "policy.compile":
             raise
+        typer.echo("error: the bundle does not compile; no test ran", err=True)
         _print_problems(e)
-        typer.echo("0 passed, 0 failed (the bundle does not compile)")
+        typer.echo("0 passed, 0 failed")
         raise typer.Exit(1) from None
     for failure in report.failures:
         test = failure.test

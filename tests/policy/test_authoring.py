@@ -82,6 +82,7 @@ class TestPolicyTestCommand:
         result = sealgate("policy", "test", str(tmp_path))
         assert result.exit_code == 1
         assert "a.rego:4:" in result.stderr
+        assert result.stdout.strip().splitlines()[-1] == "0 passed, 0 failed"
 
 
 class TestPolicyCheckCommand:
