@@ -131,6 +131,16 @@ class TestBearerTokens:
                 for q in bearer_token_standin.token_requests
             )
 
+    async def test_revoked_token_is_replaced(
+        self, bearer_token_standin: BearerTokenStandIn, auth_registry: RegistryProcess
+    ) -> None:
+        async with registry_client(auth_registry, credentials=True) as client:
+            ref, image = await push_random_image(client, f"{bearer_token_standin.host}/tok/rv")
+            bearer_token_standin.tokens.clear()  # the server forgets every token it issued
+            before = len(bearer_token_standin.token_requests)
+            assert (await client.get_manifest(ref)).digest == image.digest
+            assert len(bearer_token_standin.token_requests) == before + 1
+
     async def test_no_credentials_is_refused_by_the_token_endpoint(
         self, bearer_token_standin: BearerTokenStandIn, auth_registry: RegistryProcess
     ) -> None:
