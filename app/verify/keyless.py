@@ -44,13 +44,9 @@ from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
 
-from app.errors import EvidenceError, VerificationError
-from app.signing.payloads import (
-    IN_TOTO_PAYLOAD_TYPE,
-    SIMPLE_SIGNING_TYPE,
-    parse_simple_signing,
-    parse_statement,
-)
+from app.errors import VerificationError
+from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE
+from app.verify.binding import SignedClaims, bind_simple_signing, bind_statement
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
 
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
@@ -300,7 +296,8 @@ def verify_keyless_bundle(
     caller); raises ``VerificationError`` with a code saying what failed:
     ``verify.malformed_bundle``, ``verify.trusted_root``, ``verify.identity_mismatch``,
     ``verify.keyless_failed`` (chain, validity at signing time, SCT, log entry,
-    signature) or ``verify.digest_mismatch``.
+    signature) or ``verify.digest_mismatch``; ``EvidenceError`` when the verified DSSE
+    payload is not an in-toto statement.
     """
     _check_digest(expected_digest)
     bundle, raw = _parse_bundle(bundle_json)
@@ -326,8 +323,7 @@ def verify_keyless_bundle(
             f"keyless bundle does not verify: {e}", code="verify.keyless_failed"
         ) from e
     subject, issuer = identity.match(bundle.signing_certificate)
-    predicate_type: str | None = None
-    annotations: dict[str, str] = {}
+    claims = SignedClaims()
     if dsse:
         # The payload is trusted only now; it must be a statement about this image.
         if payload_type != IN_TOTO_PAYLOAD_TYPE:
@@ -335,21 +331,7 @@ def verify_keyless_bundle(
                 f"DSSE payload type {payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE}",
                 code="verify.bad_envelope",
             )
-        try:
-            statement = parse_statement(payload)
-        except EvidenceError as e:
-            raise VerificationError(e.message, code="verify.bad_envelope") from e
-        if not statement.names_digest(expected_digest):
-            named = [f"{a}:{v}" for s in statement.subjects for a, v in s.digest.items()]
-            raise VerificationError(
-                f"the signed statement names {', '.join(named[:4])}, not {expected_digest}",
-                code="verify.digest_mismatch",
-            )
-        predicate_type = statement.predicate_type
-        algorithm, _, encoded = expected_digest.partition(":")
-        for item in statement.subjects:
-            if item.digest.get(algorithm) == encoded and item.annotations:
-                annotations.update({k: str(v) for k, v in item.annotations.items()})
+        claims = bind_statement(payload, expected_digest=expected_digest)
     return VerifiedSignature(
         format=SignatureFormat.bundle,
         kind=SignatureKind.keyless,
@@ -358,8 +340,9 @@ def verify_keyless_bundle(
         signed_at=_signed_at(bundle, raw),
         tlog=True,
         digest=expected_digest,
-        predicate_type=predicate_type,
-        annotations=annotations,
+        predicate_type=claims.predicate_type,
+        predicate=claims.predicate,
+        annotations=claims.annotations,
     )
 
 
@@ -723,7 +706,8 @@ def verify_legacy_keyless(
         key and the sha256 of this payload;
     (5) the signature verifies over the payload;
     (6) the payload names ``expected_digest``.
-    Returns the verified signature; raises ``VerificationError`` at the first failure.
+    Returns the verified signature; raises ``VerificationError`` at the first failure
+    (``EvidenceError`` when the verified payload is not a simple-signing payload).
     """
     _check_digest(expected_digest)
     trust = _legacy_trust(trusted_root_path)
@@ -768,17 +752,7 @@ def verify_legacy_keyless(
     except InvalidSignature as e:
         raise _legacy_failure("the signature does not verify over the payload") from e
     # (6) the payload is trusted only now.
-    try:
-        signed = parse_simple_signing(payload)
-    except EvidenceError as e:
-        raise _legacy_failure(e.message, "verify.bad_payload") from e
-    if signed.type != SIMPLE_SIGNING_TYPE:
-        raise _legacy_failure(f"payload type {signed.type!r} is not {SIMPLE_SIGNING_TYPE!r}")
-    if signed.digest != expected_digest:
-        raise VerificationError(
-            f"the signed payload names {signed.digest}, not {expected_digest}",
-            code="verify.digest_mismatch",
-        )
+    claims = bind_simple_signing(payload, expected_digest=expected_digest)
     return VerifiedSignature(
         format=SignatureFormat.legacy,
         kind=SignatureKind.keyless,
@@ -787,5 +761,5 @@ def verify_legacy_keyless(
         signed_at=when,
         tlog=True,
         digest=expected_digest,
-        annotations={k: str(v) for k, v in (signed.optional or {}).items()},
+        annotations=claims.annotations,
     )
