@@ -104,7 +104,7 @@ async def _existing_signature_layers(
     for raw in raw_layers:
         try:
             layers.append(Descriptor.from_json(raw))
-        except Exception as e:
+        except InputError as e:
             raise RegistryError(
                 f"{sig_ref} has a malformed layer; refusing to overwrite it: {e}",
                 code="registry.invalid_manifest",

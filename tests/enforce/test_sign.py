@@ -281,3 +281,27 @@ def test_parse_annotations_and_formats() -> None:
         parse_annotations(["novalue"])
     with pytest.raises(InputError):
         parse_formats("pdf")
+
+
+class TestHostileSignatureTag:
+    async def test_a_sig_tag_that_is_not_a_signature_manifest_is_not_overwritten(
+        self, services: Services, new_repo: Callable[[], str]
+    ) -> None:
+        _key(services)
+        image, _ = await push_random_image(services.registry, new_repo())
+        tag = "sha256-" + (image.digest or "").split(":")[1] + ".sig"
+        index = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": []}
+        squatter = await services.registry.push_manifest(
+            image, index, media_type=media.OCI_INDEX, tag=tag
+        )
+        with pytest.raises(RegistryError) as e:
+            await sign_image(
+                services,
+                image=str(image),
+                principal=ADMIN,
+                key_name="ci",
+                formats=(SignFormat.legacy,),
+            )
+        assert e.value.code == "registry.invalid_manifest"
+        assert await services.registry.resolve_digest(image.with_tag(tag)) == squatter.digest
+        assert signature_records(services, image=image.name) == []
