@@ -4,6 +4,7 @@ bundles signed by the local Sigstore instance, each refusal shown by a test."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,12 +12,17 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from app.errors import VerificationError
 from app.signing.keyless import sign_statement_keyless
 from app.signing.payloads import cosign_statement
 from app.verify.keyless import (
+    OIDC_ISSUER_V1,
+    SIGSTORE_OTHERNAME,
     KeylessIdentity,
     certificate_identity,
     verify_keyless_artifact,
@@ -354,6 +360,31 @@ class TestKeylessIdentity:
         with pytest.raises(VerificationError) as caught:
             partial.match(cert)
         assert caught.value.code == "verify.identity_mismatch"
+
+    def test_reads_v1_issuer_and_sigstore_other_name(self) -> None:
+        # Older Fulcio certificates carry only the raw v1 issuer; username-style identities
+        # are a Sigstore otherName SAN holding a DER UTF8String.
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([])
+        now = dt.datetime.now(dt.UTC)
+        other = x509.OtherName(SIGSTORE_OTHERNAME, b"\x0c\x09user@host")
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")]))
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(minutes=10))
+            .add_extension(x509.SubjectAlternativeName([other]), critical=True)
+            .add_extension(
+                x509.UnrecognizedExtension(OIDC_ISSUER_V1, b"https://issuer.test"), critical=False
+            )
+            .sign(key, hashes.SHA256())
+        )
+        assert certificate_identity(cert) == (["user@host"], "https://issuer.test")
+        identity = KeylessIdentity(subject="user@host", issuer="https://issuer.test")
+        assert identity.match(cert) == ("user@host", "https://issuer.test")
 
 
 # --- bundles signed by the local Sigstore instance ---------------------------------
