@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from app.auth.scopes import Scope
@@ -28,7 +31,7 @@ from app.errors import ForbiddenError, InputError, NotFoundError, RegistryError,
 from app.oci import media
 from app.oci.refs import ImageRef
 from app.services import Services
-from app.signing.keys import disable_key, generate_key
+from app.signing.keys import disable_key, generate_key, load_signer
 from app.signing.signers import Algorithm
 from tests.fixtures.images import push_multiplatform_index, push_random_image
 from tests.signing.sigstore_js import verify_key_bundle
@@ -305,3 +308,35 @@ class TestHostileSignatureTag:
         assert e.value.code == "registry.invalid_manifest"
         assert await services.registry.resolve_digest(image.with_tag(tag)) == squatter.digest
         assert signature_records(services, image=image.name) == []
+
+
+async def test_signing_logs_and_records_hold_no_private_key(
+    services: Services, new_repo: Callable[[], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _key(services)
+    image, _ = await push_random_image(services.registry, new_repo())
+    result = await sign_image(
+        services, image=str(image), principal=ADMIN, key_name="ci", formats=parse_formats("both")
+    )
+    with session_scope(services.sessions) as session:
+        signer = load_signer(session, settings=services.settings, name="ci")
+        records = [
+            json.dumps({c.name: str(getattr(r, c.name)) for c in SignatureRecord.__table__.columns})
+            for r in session.scalars(select(SignatureRecord))
+        ]
+    private = signer.private_key
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    scalar = private.private_numbers().private_value
+    pem_body = "".join(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+        .splitlines()[1:-1]
+    )
+    everything = caplog.text + "".join(records) + result.model_dump_json()
+    for secret in (str(scalar), scalar.to_bytes(32, "big").hex(), pem_body[:64], pem_body[-64:]):
+        assert secret not in everything
