@@ -141,6 +141,13 @@ class TestImport:
         with pytest.raises(InputError, match="is encrypted"):
             import_key(db_session, settings=kek_settings, name="e", pem=pem)
 
+    def test_password_for_an_unencrypted_key(
+        self, db_session: Session, kek_settings: Settings
+    ) -> None:
+        pem = private_pem(ed25519.Ed25519PrivateKey.generate())
+        with pytest.raises(InputError, match="not encrypted but a password was given"):
+            import_key(db_session, settings=kek_settings, name="e", pem=pem, password=b"pw")
+
     def test_wrong_password(self, db_session: Session, kek_settings: Settings) -> None:
         pem = private_pem(ed25519.Ed25519PrivateKey.generate(), b"secret")
         with pytest.raises(InputError, match="password is wrong"):
