@@ -15,6 +15,10 @@ A key's *id* is the lowercase hex SHA-256 of its DER SubjectPublicKeyInfo. cosig
 ``SignerVerifierKeypair.GetHint`` (``internal/key/svkeypair.go``) puts the *standard base64*
 of that same hash into a bundle's ``verificationMaterial.publicKey.hint``; ``public_key_hint``
 gives that form. Verifiers match either form against a configured public key.
+
+Interoperability note: npm ``@sigstore/verify`` 4.1.3 checks every ECDSA signature with
+SHA-256, so it rejects P-384 signatures made (as cosign and sigstore-go make them) with
+SHA-384; cosign, sigstore-go, openssl and Sealgate's own verifier accept them.
 """
 
 from __future__ import annotations
