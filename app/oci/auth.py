@@ -254,7 +254,13 @@ class Authenticator:
                 problem=f"token endpoint {realm} refused {who} for scope {scope} "
                 f"(HTTP {response.status_code})",
             )
-        if response.status_code != 200 or body is None:
+        if body is None:
+            raise registry_error(
+                errors.TOO_LARGE,
+                ref=ref,
+                problem=f"token endpoint {realm} answered more than {_MAX_TOKEN_RESPONSE} bytes",
+            )
+        if response.status_code != 200:
             raise registry_error(
                 errors.SERVER_ERROR,
                 ref=ref,

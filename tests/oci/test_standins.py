@@ -8,6 +8,7 @@ error statuses, silence, endless pages) comes from ``HostileRegistryStandIn``.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -278,6 +279,28 @@ class TestHostileRegistry:
         )
         error = await _expect("registry.too_large", client.get_manifest(self._ref(server)))
         assert "4096" in error.message
+
+    async def test_compressed_bomb_is_cut_at_the_limit(
+        self, hostile: tuple[HostileRegistryStandIn, RegistryClient]
+    ) -> None:
+        server, client = hostile
+        bomb = gzip.compress(b"{" + b" " * 10_000_000 + b"}")
+        server.routes[("GET", "/v2/evil/app/manifests/v1")] = StandInResponse(
+            headers={"Content-Type": media.OCI_MANIFEST, "Content-Encoding": "gzip"}, body=bomb
+        )
+        await _expect("registry.too_large", client.get_manifest(self._ref(server)))
+
+    async def test_oversized_token_answer(
+        self, hostile: tuple[HostileRegistryStandIn, RegistryClient]
+    ) -> None:
+        server, client = hostile
+        server.routes[("GET", "/v2/evil/app/manifests/v1")] = StandInResponse(
+            status=401,
+            headers={"WWW-Authenticate": f'Bearer realm="{server.url}/token",service="s"'},
+        )
+        server.routes[("GET", "/token")] = StandInResponse(body=b"x" * (2 * 1024 * 1024))
+        error = await _expect("registry.too_large", client.get_manifest(self._ref(server)))
+        assert "token endpoint" in error.message
 
     @pytest.mark.parametrize(
         ("body", "problem"),
