@@ -120,13 +120,30 @@ def parse_manifest(ref: ImageRef, *, body: bytes, headers: httpx.Headers) -> Man
             ref=ref,
             problem=f"{what} has unsupported media type {media_type!r}",
         )
+    # Required by the media type, then every optional field the properties read.
     if media_type in media.INDEX_TYPES:
         _descriptors(ref, document.get("manifests"), f"{what} manifests")
     else:
         _descriptors(ref, [document.get("config")], f"{what} config")
-        _descriptors(ref, document.get("layers", []), f"{what} layers")
-        if document.get("subject") is not None:
-            _descriptors(ref, [document["subject"]], f"{what} subject")
+    for key in ("manifests", "layers"):
+        if document.get(key) is not None:
+            _descriptors(ref, document[key], f"{what} {key}")
+    for key in ("config", "subject"):
+        if document.get(key) is not None:
+            _descriptors(ref, [document[key]], f"{what} {key}")
+    annotations = document.get("annotations")
+    if annotations is not None and not (
+        isinstance(annotations, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
+    ):
+        raise registry_error(
+            errors.INVALID_MANIFEST, ref=ref, problem=f"{what} annotations are not string pairs"
+        )
+    artifact_type = document.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise registry_error(
+            errors.INVALID_MANIFEST, ref=ref, problem=f"{what} artifactType is not a string"
+        )
     return Manifest(
         ref=ref.with_digest(digest), digest=digest, media_type=media_type, raw=raw, json=document
     )

@@ -336,6 +336,19 @@ class TestHostileRegistry:
                 ).encode(),
                 "valid size",
             ),
+            (
+                json.dumps(
+                    {
+                        "schemaVersion": 2,
+                        "mediaType": media.OCI_INDEX,
+                        "manifests": [],
+                        "layers": "not a list",
+                    }
+                ).encode(),
+                "layers is not a list",
+            ),
+            (_manifest_bytes(annotations={"n": 1}), "annotations are not string pairs"),
+            (_manifest_bytes(artifactType=["x"]), "artifactType is not a string"),
         ],
     )
     async def test_invalid_manifests(
