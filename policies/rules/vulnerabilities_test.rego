@@ -45,6 +45,12 @@ test_medium_passes if {
 	count(vs) == 0
 }
 
+test_finding_without_vex_status_is_denied if {
+	v := object.remove(vuln("CVE-1", "critical", null), ["vex_status", "fixed"])
+	vs := vulnerabilities.violations with input as scan_input([v]) with data.parameters as {}
+	codes(vs) == {"vulnerability.severity"}
+}
+
 test_vex_not_affected_suppresses if {
 	v := object.union(vuln("CVE-5", "critical", null), {"vex_status": "not_affected"})
 	vs := vulnerabilities.violations with input as scan_input([v]) with data.parameters as {}
