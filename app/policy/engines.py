@@ -167,7 +167,8 @@ class OpaServerEngine:
 
     Loading pushes every module (``PUT /v1/policies/sealgate/<path>``, never with the
     client's v0 rewriting) and the parameters (``PUT /v1/data/parameters``), then removes
-    modules of the previous bundle that the new one lacks. A server compiles each
+    ``sealgate/`` modules the new bundle lacks (on the first load, those the server lists,
+    so a renamed file of an earlier run does not linger). A server compiles each
     module against all the others, so modules are pushed in passes until all are in.
     Decisions are ``POST /v1/data/sealgate/<entrypoint>/decision``.
     """
@@ -189,7 +190,7 @@ class OpaServerEngine:
             retries=1,
         )
         self._revision: str | None = None
-        self._modules: set[str] = set()
+        self._modules: set[str] | None = None  # what this engine pushed; None: ask the server
         self._lock = threading.Lock()
 
     @property
@@ -212,6 +213,9 @@ class OpaServerEngine:
                 lambda: self._client.update_or_create_data(bundle.data, DATA_ROOT),
             )
             loaded = {self.POLICY_PREFIX + name for name in bundle.modules}
+            if self._modules is None:  # a restart: modules of an older bundle may be there
+                listed = self._call("list its policies", self._client.get_policies_list)
+                self._modules = {p for p in listed if p.startswith(self.POLICY_PREFIX)}
             for stale in sorted(self._modules - loaded):
                 self._call("remove a stale module", lambda s=stale: self._client.delete_policy(s))
             self._modules = loaded

@@ -63,6 +63,15 @@ class TestIdenticalResults:
         server.load(bundle_of(a="package a\n\nx := 3\n"))
         assert set(opa_standin.modules) == {"sealgate/a.rego"}
 
+    def test_first_load_removes_modules_an_earlier_run_left(
+        self, opa_standin: OpaRestStandIn
+    ) -> None:
+        OpaServerEngine(opa_standin.url).load(bundle_of(old="package old\n\nx := 1\n"))
+        opa_standin.put_policy("someone-else", "package theirs\n\ny := 1\n")
+        restarted = OpaServerEngine(opa_standin.url)
+        restarted.load(bundle_of(new="package new\n\nx := 2\n"))
+        assert set(opa_standin.modules) == {"sealgate/new.rego", "someone-else"}
+
 
 class TestCompileErrors:
     def test_parse_error_names_file_line_and_column_and_keeps_old_bundle(
