@@ -18,16 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api.auth import AdminDep
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
-from app.errors import InputError
 from app.verify.keyless import KeylessIdentity
 from app.verify.trust import (
-    PUBLIC_GOOD,
-    TrustAuthority,
     TrustedRootRef,
     get_authority,
-    key_authority,
-    keyless_authority,
     list_authorities,
+    new_authority,
     parse_identity,
     remove_authority,
     save_authority,
@@ -84,30 +80,15 @@ class AuthorityRequest(IdentityFields):
     scopes: list[str] = Field(default_factory=list, max_length=256)
 
 
-def build_authority(body: AuthorityRequest) -> TrustAuthority:
-    """The authority a request describes; ``InputError`` when it mixes or lacks kinds."""
-    if body.keys and body.names_identity:
-        raise InputError("an authority holds either public keys or a keyless identity, not both")
-    if body.keys:
-        if body.trusted_root is not None:
-            raise InputError("a trusted root goes with a keyless identity only")
-        return key_authority(name=body.name, keys=body.keys, scopes=body.scopes)
-    if body.names_identity:
-        return keyless_authority(
-            name=body.name,
-            identity=body.identity(),
-            trusted_root=body.root() or TrustedRootRef.builtin(PUBLIC_GOOD),
-            scopes=body.scopes,
-        )
-    raise InputError(
-        "give public keys ('keys') or a keyless identity ('certificate_identity[_regexp]' and "
-        "'certificate_oidc_issuer[_regexp]')"
-    )
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Add an authority")
 def create(body: AuthorityRequest, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
-    authority = build_authority(body)
+    authority = new_authority(
+        name=body.name,
+        keys=body.keys,
+        identity=body.identity() if body.names_identity else None,
+        trusted_root=body.root(),
+        scopes=body.scopes,
+    )
     with session_scope(services.sessions) as session:
         return save_authority(session, authority).to_json()
 

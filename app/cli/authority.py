@@ -25,15 +25,11 @@ from app.cli.verify import (
     read_key_file,
 )
 from app.db.session import session_scope
-from app.errors import InputError
 from app.verify.trust import (
-    PUBLIC_GOOD,
-    TrustAuthority,
     TrustedRootRef,
     get_authority,
-    key_authority,
-    keyless_authority,
     list_authorities,
+    new_authority,
     remove_authority,
     save_authority,
 )
@@ -69,25 +65,13 @@ def add(
         issuer=certificate_oidc_issuer,
         issuer_regexp=certificate_oidc_issuer_regexp,
     )
-    authority: TrustAuthority
-    if key and identity is not None:
-        raise InputError("give --key or a certificate identity, not both")
-    if key:
-        if trusted_root is not None:
-            raise InputError("--trusted-root goes with a certificate identity only")
-        authority = key_authority(name=name, keys=[read_key_file(k) for k in key], scopes=scope)
-    elif identity is not None:
-        authority = keyless_authority(
-            name=name,
-            identity=identity,
-            trusted_root=TrustedRootRef.resolve(trusted_root or PUBLIC_GOOD),
-            scopes=scope,
-        )
-    else:
-        raise InputError(
-            "give --key FILE, or --certificate-identity[-regexp] with "
-            "--certificate-oidc-issuer[-regexp]"
-        )
+    authority = new_authority(
+        name=name,
+        keys=[read_key_file(k) for k in key] if key else None,
+        identity=identity,
+        trusted_root=TrustedRootRef.resolve(trusted_root) if trusted_root else None,
+        scopes=scope,
+    )
     with open_services() as services, session_scope(services.sessions) as session:
         print_json(save_authority(session, authority).to_json())
 

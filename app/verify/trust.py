@@ -404,6 +404,38 @@ def keyless_authority(
     )
 
 
+def new_authority(
+    *,
+    name: str,
+    keys: list[str] | None = None,
+    identity: KeylessIdentity | None = None,
+    trusted_root: TrustedRootRef | None = None,
+    scopes: list[str] | None = None,
+) -> TrustAuthority:
+    """An unsaved authority of the kind the caller described (the API's and CLI's choice).
+
+    Exactly one of ``keys`` (PEM texts) and ``identity``; ``trusted_root`` only with an
+    identity (``public-good`` when not given). ``InputError`` otherwise.
+    """
+    if keys and identity is not None:
+        raise InputError("an authority holds either public keys or a keyless identity, not both")
+    if keys:
+        if trusted_root is not None:
+            raise InputError("a trusted root goes with a keyless identity only")
+        return key_authority(name=name, keys=keys, scopes=scopes)
+    if identity is not None:
+        return keyless_authority(
+            name=name,
+            identity=identity,
+            trusted_root=trusted_root or TrustedRootRef.builtin(PUBLIC_GOOD),
+            scopes=scopes,
+        )
+    raise InputError(
+        "give public keys, or a keyless identity (certificate identity or its regexp, and "
+        "OIDC issuer or its regexp)"
+    )
+
+
 def _valid_name(name: str) -> str:
     if not _NAME.match(name):
         raise InputError(

@@ -113,7 +113,15 @@ class TestRefusals:
                 },
                 "file path is not accepted",
             ),
-            ({"name": "x", "keys": ["k"], "certificate_identity": "a"}, "not both"),
+            (
+                {
+                    "name": "x",
+                    "keys": ["k"],
+                    "certificate_identity": "a",
+                    "certificate_oidc_issuer": "https://i",
+                },
+                "not both",
+            ),
             ({"name": "bad name", "keys": []}, "give public keys"),
             ({"name": "x", "keys": "pem"}, "keys"),
         ],

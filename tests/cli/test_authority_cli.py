@@ -56,7 +56,7 @@ class TestAuthorityCli:
         cases = [
             (("authority", "add", "x", "--key", str(weird)), "not supported"),
             (("authority", "add", "x", "--key", str(tmp_path / "missing.pub")), "cannot read"),
-            (("authority", "add", "x"), "give --key FILE"),
+            (("authority", "add", "x"), "give public keys"),
             (("authority", "add", "x", "--certificate-identity", "a@b"), "issuer"),
             (("authority", "remove", "nobody"), "no authority named 'nobody'"),
         ]
