@@ -108,7 +108,7 @@ class PolicyBundle(BaseModel):
                 f"SEALGATE_POLICY_DATA {override_file}: {e.strerror}", code="policy.data"
             ) from e
         override = _parse_data(text, origin=str(override_file))
-        return PolicyBundle(modules=self.modules, data=deep_merge(self.data, override))
+        return PolicyBundle(modules=self.modules, data=deep_merge(self.data, override=override))
 
     def files(self) -> dict[str, str]:
         """The files map this bundle was made from (data re-serialised canonically)."""
@@ -127,13 +127,13 @@ class PolicyBundle(BaseModel):
         return digest.hexdigest()
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], *, override: Mapping[str, Any]) -> dict[str, Any]:
     """``override`` merged over ``base``: objects merge key by key, anything else replaces."""
     merged = dict(base)
     for key, value in override.items():
         current = merged.get(key)
         if isinstance(current, Mapping) and isinstance(value, Mapping):
-            merged[key] = deep_merge(current, value)
+            merged[key] = deep_merge(current, override=value)
         else:
             merged[key] = value
     return merged

@@ -338,7 +338,7 @@ _EVALUATIONS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="policy-eval
 
 
 def decide_within(
-    engine: PolicyEngine, policy_input: PolicyInput, *, seconds: float
+    engine: PolicyEngine, *, policy_input: PolicyInput, seconds: float
 ) -> PolicyDecision:
     """``engine.decide`` with a time budget: PolicyError (``policy.timeout``) when it runs out.
 

@@ -135,7 +135,8 @@ def bundle_with_data(default_bundle: PolicyBundle) -> BundleWithData:
 
     def build(parameters: dict[str, Any]) -> PolicyBundle:
         return PolicyBundle(
-            modules=default_bundle.modules, data=deep_merge(default_bundle.data, parameters)
+            modules=default_bundle.modules,
+            data=deep_merge(default_bundle.data, override=parameters),
         )
 
     return build

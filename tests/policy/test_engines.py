@@ -180,14 +180,14 @@ class TestFailClosed:
         )
         engine = engine_factory(bundle_of(adm=slow))
         with pytest.raises(PolicyError) as caught:
-            decide_within(engine, make_input(), seconds=0.01)
+            decide_within(engine, policy_input=make_input(), seconds=0.01)
         assert caught.value.code == "policy.timeout"
 
     def test_within_budget(
         self, engine_factory: EngineFactory, default_bundle: PolicyBundle, make_input: InputFactory
     ) -> None:
         engine = engine_factory(default_bundle)
-        assert decide_within(engine, make_input(), seconds=30).allow is True
+        assert decide_within(engine, policy_input=make_input(), seconds=30).allow is True
 
     def test_empty_engine_denies(self, make_input: InputFactory) -> None:
         engine = EmbeddedOpaEngine()

@@ -34,7 +34,7 @@ def strict_bundle(default_bundle: PolicyBundle) -> PolicyBundle:
     from app.policy.bundle import deep_merge
 
     return PolicyBundle(
-        modules=default_bundle.modules, data=deep_merge(default_bundle.data, STRICT)
+        modules=default_bundle.modules, data=deep_merge(default_bundle.data, override=STRICT)
     )
 
 
