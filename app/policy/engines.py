@@ -123,6 +123,7 @@ class EmbeddedOpaEngine:
 
     def load(self, bundle: PolicyBundle) -> None:
         fresh = compile_bundle(bundle)
+        _prepare_decisions(fresh)
         with self._swap:
             # The old engine is released when the last evaluation holding it returns.
             self._opa, self._revision = fresh, bundle.content_hash
@@ -160,6 +161,18 @@ class EmbeddedOpaEngine:
 
     def close(self) -> None:
         self._opa.close()
+
+
+def _prepare_decisions(opa: OpaEngine) -> None:
+    """Prepare each entry point's query before the engine serves, so the first decision
+    after a load does not pay for it (preparing costs far more than evaluating)."""
+    from opa_bindings import OpaError
+
+    for entrypoint in Entrypoint:
+        try:
+            opa.eval_document(decision_document(entrypoint), {})
+        except OpaError:
+            pass  # an empty input may be undefined or refused; the query is prepared anyway
 
 
 class OpaServerEngine:
