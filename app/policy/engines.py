@@ -9,6 +9,7 @@ the contract) raises ``PolicyError``; callers deny on it (fail closed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -169,10 +170,9 @@ def _prepare_decisions(opa: OpaEngine) -> None:
     from opa_bindings import OpaError
 
     for entrypoint in Entrypoint:
-        try:
+        # An empty input may be undefined or refused; the query is prepared either way.
+        with contextlib.suppress(OpaError):
             opa.eval_document(decision_document(entrypoint), {})
-        except OpaError:
-            pass  # an empty input may be undefined or refused; the query is prepared anyway
 
 
 class OpaServerEngine:
