@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     registry_request_timeout: float = Field(default=10.0, gt=0)
     registry_total_timeout: float = Field(default=30.0, gt=0)
     registry_retries: int = Field(default=2, ge=0, le=10)
+    referrers_fallback_settle_seconds: float = Field(default=0.0, ge=0, le=5)
     chunked_upload_threshold: int = Field(default=8 * 1024 * 1024, ge=1024)
 
     # Keys held by Sealgate.

@@ -38,8 +38,11 @@ class Services:
         """The shared async registry client, created on first use."""
         if self._registry is None:
             from app.oci.client import RegistryClient
+            from app.oci.locks import index_lock_for
 
-            self._registry = RegistryClient.from_settings(self.settings)
+            self._registry = RegistryClient.from_settings(
+                self.settings, index_lock=index_lock_for(self.engine)
+            )
         return self._registry
 
     @property

@@ -40,7 +40,6 @@ import json
 import logging
 import random
 import re
-import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -52,6 +51,7 @@ from app.oci import errors, media
 from app.oci.descriptor import Descriptor
 from app.oci.digests import compute_digest, fallback_tag, matches_digest, parse_digest
 from app.oci.errors import registry_error
+from app.oci.locks import IndexLock, ProcessLock
 from app.oci.manifest import Manifest, parse_manifest, parse_referrers_page
 from app.oci.refs import ImageRef
 from app.oci.transport import (
@@ -66,7 +66,6 @@ __all__ = ["Descriptor", "Manifest", "RegistryClient"]
 
 log = logging.getLogger(__name__)
 
-_Locks = weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock]
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)*rel="?next"?')
 
 
@@ -77,23 +76,34 @@ class RegistryClient:
     app. The client keeps bearer tokens and learned challenges per registry.
     """
 
-    # Fallback-index writers without ETag support: how long to wait before re-reading the
-    # index to confirm our entry survived a concurrent writer, and how often to try.
-    fallback_settle_seconds = 0.2
+    # How often a fallback-index update is retried when its entry keeps disappearing.
     fallback_attempts = 5
 
     def __init__(
-        self, *, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        *,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        index_lock: IndexLock | None = None,
     ) -> None:
         self._settings = settings
         self._transport = RegistryTransport(settings=settings, transport=transport)
-        self._fallback_locks: _Locks = weakref.WeakValueDictionary()
-        self._blob_locks: _Locks = weakref.WeakValueDictionary()
+        self._index_lock: IndexLock = index_lock or ProcessLock()
+        self._blob_locks = ProcessLock()
+        # How long to wait before re-reading a fallback index we wrote, to see whether a
+        # writer outside Sealgate's lock dropped our entry (see app.oci.locks).
+        self.fallback_settle_seconds = settings.referrers_fallback_settle_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RegistryClient:
-        """A client configured by ``settings`` (timeouts, limits, TLS, credentials)."""
-        return cls(settings=settings)
+    def from_settings(
+        cls, settings: Settings, *, index_lock: IndexLock | None = None
+    ) -> RegistryClient:
+        """A client configured by ``settings`` (timeouts, limits, TLS, credentials).
+
+        ``index_lock`` serialises fallback-index writers; ``Services`` passes a PostgreSQL
+        advisory lock when the database is PostgreSQL so that replicas take turns.
+        """
+        return cls(settings=settings, index_lock=index_lock)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -392,7 +402,7 @@ class RegistryClient:
         descriptor = Descriptor(media_type=media_type, digest=digest, size=len(data))
         # One upload per blob at a time in this process: the others then find it present.
         # (distribution 2.8 can fail a manifest whose blob is being committed twice at once.)
-        async with _keyed_lock(self._blob_locks, (ref.registry, ref.repository, digest)):
+        async with self._blob_locks.hold(f"{ref.registry}/{ref.repository}@{digest}"):
             exists = await self._transport.send(
                 "HEAD",
                 ref,
@@ -550,15 +560,14 @@ class RegistryClient:
 
         With ``ETag`` the write is conditional (412 = raced, retry). Registries such as
         distribution 2.8 send an ETag but ignore ``If-Match``, so every write is also confirmed
-        by re-reading after ``fallback_settle_seconds``: a concurrent writer that read before
-        our write and wrote after it has dropped our entry, and we add it again. This is best
-        effort against writers slower than the settle time; writers inside this process are
-        serialised by a lock.
+        by re-reading it (after ``fallback_settle_seconds``, 0 by default): a writer that read
+        before our write and wrote after it has dropped our entry, and we add it again.
+        Sealgate's own writers, in this process and (on PostgreSQL) in every replica, take
+        turns under ``index_lock``, so only writers outside Sealgate can race us.
         """
         ref = target.ref
         tag = fallback_tag(target.digest)
-        key = (ref.registry, ref.repository, tag)
-        async with _keyed_lock(self._fallback_locks, key):
+        async with self._index_lock.hold(f"{ref.registry}/{ref.repository}:{tag}"):
             for attempt in range(self.fallback_attempts + 1):
                 entries, raw_entries, etag = await self._read_fallback_index(
                     ref, subject=target.digest
@@ -595,22 +604,14 @@ class RegistryClient:
                 )
                 if reply.status != 412:
                     self._transport.check_status(reply, ref, f"updating referrers tag {tag}")
-                await asyncio.sleep(self.fallback_settle_seconds * random.uniform(1.0, 1.5))
+                if self.fallback_settle_seconds > 0:
+                    await asyncio.sleep(self.fallback_settle_seconds * random.uniform(1.0, 1.5))
         raise registry_error(
             errors.CONFLICT,
             ref=ref,
             problem=f"referrers tag {tag} kept changing under concurrent writers; "
             f"referrer {referrer.digest} is not listed after {self.fallback_attempts} attempts",
         )
-
-
-def _keyed_lock(locks: _Locks, key: tuple[str, str, str]) -> asyncio.Lock:
-    """The lock for ``key``; it lives as long as someone holds or awaits it."""
-    lock = locks.get(key)
-    if lock is None:
-        lock = asyncio.Lock()
-        locks[key] = lock
-    return lock
 
 
 def _pinned(ref: ImageRef, what: str) -> str:

@@ -1,0 +1,93 @@
+"""Locks that serialise read-modify-write updates of a referrers fallback index.
+
+A registry without the referrers API keeps an image's referrers in the ``<alg>-<hex>`` tag,
+which every writer updates by reading the index, appending, and pushing it back. Debian's
+distribution 2.8 sends an ETag but ignores ``If-Match``, so two writers can drop each
+other's entry. Sealgate serialises its own writers instead:
+
+- ``ProcessLock`` (always): one asyncio lock per key inside this process (the client also
+  uses one to upload a given blob once at a time);
+- ``PostgresIndexLock`` (when the database is PostgreSQL): a transaction-level advisory
+  lock keyed by the index, released with the transaction so it cannot leak. Every replica
+  sharing the database takes turns: the database coordinates, not a protocol of our own.
+
+Writers outside Sealgate (cosign, another service) are not covered; the client's confirm
+step (re-read after the write, after ``referrers_fallback_settle_seconds``) narrows that
+window where it matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Connection, Engine, func, select
+
+
+class IndexLock(Protocol):
+    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
+        """Hold the lock for ``key`` for the duration of the ``async with`` block."""
+        ...
+
+
+class ProcessLock:
+    """One asyncio lock per key, alive while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        async with lock:
+            yield
+
+
+def _advisory_key(key: str) -> int:
+    """A signed 64-bit advisory-lock id derived from the index key."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+class PostgresIndexLock:
+    """The process lock, then a PostgreSQL advisory lock shared by every replica."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = ProcessLock()
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        async with self._local.hold(key):
+            lock_id = _advisory_key(key)
+
+            def _acquire() -> Connection:
+                conn = self._engine.connect()
+                try:
+                    conn.begin()
+                    conn.execute(select(func.pg_advisory_xact_lock(lock_id)))
+                except BaseException:
+                    conn.close()
+                    raise
+                return conn
+
+            conn = await run_in_threadpool(_acquire)
+            try:
+                yield
+            finally:
+                # Ending the transaction releases the lock, whatever happened meanwhile.
+                await run_in_threadpool(conn.close)
+
+
+def index_lock_for(engine: Engine | None) -> ProcessLock | PostgresIndexLock:
+    """The strongest lock the database offers: advisory locks on PostgreSQL, else in-process."""
+    if engine is not None and engine.dialect.name == "postgresql":
+        return PostgresIndexLock(engine)
+    return ProcessLock()
