@@ -169,7 +169,8 @@ def input_(
 
     The digest is resolved and every signature is verified against the stored
     authorities whose scope covers the image (as enforcement does); authority scopes and
-    the newest stored scan come from the database.
+    the newest stored scan come from the database. For admission (the default) the
+    Kubernetes context is a Pod CREATE in --namespace.
     """
     from app.cli.scan import closing_registry
     from app.enforce.verify import verification_report_for_policy
