@@ -40,6 +40,7 @@ import json
 import logging
 import random
 import re
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
@@ -90,6 +91,10 @@ class RegistryClient:
         self._transport = RegistryTransport(settings=settings, transport=transport)
         self._index_lock: IndexLock = index_lock or ProcessLock()
         self._blob_locks = ProcessLock()
+        # Content-addressed facts learnt from earlier answers: blobs known to be present and
+        # manifest descriptors (media type, size) learnt when resolving a tag. A digest names
+        # the same bytes forever, so these spare a HEAD per blob and a GET per referrer push.
+        self._known: OrderedDict[str, Descriptor] = OrderedDict()
         # How long to wait before re-reading a fallback index we wrote, to see whether a
         # writer outside Sealgate's lock dropped our entry (see app.oci.locks).
         self.fallback_settle_seconds = settings.referrers_fallback_settle_seconds
@@ -138,13 +143,15 @@ class RegistryClient:
             header = reply.headers.get("Docker-Content-Digest")
             if header:
                 try:
-                    return parse_digest(header)
+                    digest = parse_digest(header)
                 except InputError as e:
                     raise registry_error(
                         errors.PROTOCOL,
                         ref=ref,
                         problem=f"Docker-Content-Digest {header!r} is not a digest",
                     ) from e
+                self._learn_manifest(ref, digest, reply.headers)
+                return digest
             manifest, _ = await self._fetch_manifest(ref)
             return manifest.digest
 
@@ -296,7 +303,10 @@ class RegistryClient:
         another writer raced us (``registry.conflict`` if that never settles).
         """
         async with self._transport.deadline(subject, f"pushing a referrer of {subject}"):
-            target, _ = await self._fetch_manifest(subject)
+            target = self._known_manifest(subject)
+            if target is None:
+                fetched, _ = await self._fetch_manifest(subject)
+                target = fetched.descriptor
             await self._push_blob(subject, media.EMPTY_CONFIG_DATA, media_type=media.OCI_EMPTY)
             layer_descriptors = []
             for data, layer_type, layer_annotations in layers:
@@ -310,7 +320,7 @@ class RegistryClient:
                 "artifactType": artifact_type,
                 "config": media.EMPTY_CONFIG.to_json(),
                 "layers": layer_descriptors,
-                "subject": target.descriptor.to_json(),
+                "subject": target.to_json(),
             }
             if annotations:
                 manifest["annotations"] = dict(annotations)
@@ -325,7 +335,7 @@ class RegistryClient:
                 annotations=dict(annotations),
             )
             if headers.get("OCI-Subject") != target.digest:
-                await self._add_to_fallback_index(target, referrer)
+                await self._add_to_fallback_index(subject.with_digest(target.digest), referrer)
             return referrer
 
     # -- manifests ---------------------------------------------------------------------------
@@ -402,7 +412,10 @@ class RegistryClient:
         descriptor = Descriptor(media_type=media_type, digest=digest, size=len(data))
         # One upload per blob at a time in this process: the others then find it present.
         # (distribution 2.8 can fail a manifest whose blob is being committed twice at once.)
-        async with self._blob_locks.hold(f"{ref.registry}/{ref.repository}@{digest}"):
+        key = f"{ref.registry}/{ref.repository}@{digest}"
+        async with self._blob_locks.hold(key):
+            if key in self._known:
+                return descriptor
             exists = await self._transport.send(
                 "HEAD",
                 ref,
@@ -412,6 +425,7 @@ class RegistryClient:
                 push=True,
             )
             if exists.status == 200:
+                self._remember(key, descriptor)
                 return descriptor
             started = await self._transport.send(
                 "POST",
@@ -459,7 +473,31 @@ class RegistryClient:
             )
             self._transport.check_status(finished, ref, f"completing the upload of blob {digest}")
             _check_echoed_digest(finished, ref, digest)
+            self._remember(key, descriptor)
             return descriptor
+
+    # -- what the client has learnt ------------------------------------------------------------
+
+    _KNOWN_LIMIT = 4096
+
+    def _remember(self, key: str, descriptor: Descriptor) -> None:
+        self._known[key] = descriptor
+        self._known.move_to_end(key)
+        while len(self._known) > self._KNOWN_LIMIT:
+            self._known.popitem(last=False)
+
+    def _learn_manifest(self, ref: ImageRef, digest: str, headers: httpx.Headers) -> None:
+        """Keep a manifest's descriptor from a HEAD answer, when it gave type and size."""
+        media_type = headers.get("Content-Type", "").split(";")[0].strip()
+        size = headers.get("Content-Length", "")
+        if media_type in media.MANIFEST_TYPES and size.isdigit():
+            self._remember(
+                f"{ref.registry}/{ref.repository}@{digest}#manifest",
+                Descriptor(media_type=media_type, digest=digest, size=int(size)),
+            )
+
+    def _known_manifest(self, ref: ImageRef) -> Descriptor | None:
+        return self._known.get(f"{ref.registry}/{ref.repository}@{ref.digest}#manifest")
 
     # -- referrers ---------------------------------------------------------------------------
 
@@ -555,8 +593,8 @@ class RegistryClient:
         raw_entries = [d for d in index.json.get("manifests") or [] if isinstance(d, dict)]
         return index.manifests, raw_entries, headers.get("ETag")
 
-    async def _add_to_fallback_index(self, target: Manifest, referrer: Descriptor) -> None:
-        """Add ``referrer`` to the fallback index of ``target`` and confirm it stays there.
+    async def _add_to_fallback_index(self, subject: ImageRef, referrer: Descriptor) -> None:
+        """Add ``referrer`` to the fallback index of ``subject`` and confirm it stays there.
 
         With ``ETag`` the write is conditional (412 = raced, retry). Registries such as
         distribution 2.8 send an ETag but ignore ``If-Match``, so every write is also confirmed
@@ -565,13 +603,12 @@ class RegistryClient:
         Sealgate's own writers, in this process and (on PostgreSQL) in every replica, take
         turns under ``index_lock``, so only writers outside Sealgate can race us.
         """
-        ref = target.ref
-        tag = fallback_tag(target.digest)
+        ref = subject
+        digest = _pinned(subject, "a referrers fallback index")
+        tag = fallback_tag(digest)
         async with self._index_lock.hold(f"{ref.registry}/{ref.repository}:{tag}"):
             for attempt in range(self.fallback_attempts + 1):
-                entries, raw_entries, etag = await self._read_fallback_index(
-                    ref, subject=target.digest
-                )
+                entries, raw_entries, etag = await self._read_fallback_index(ref, subject=digest)
                 if any(d.digest == referrer.digest for d in entries):
                     return
                 if attempt > 0:

@@ -146,6 +146,25 @@ class TestPlatforms:
 class TestFallbackReferrers:
     """Debian's registry has no referrers API: the client keeps the ``sha256-<hex>`` tag."""
 
+    async def test_subject_learnt_from_resolving_a_tag_is_exact(
+        self, registry: RegistryProcess, unique_repo: Callable[[str], str]
+    ) -> None:
+        # A fresh client resolves the tag with HEAD and reuses its type and size for the
+        # referrer's subject instead of fetching the manifest: it must be the real descriptor,
+        # for an image manifest and for an index alike.
+        async with registry_client(registry) as pusher:
+            image_ref, image = await push_random_image(pusher, unique_repo("app"))
+            index_ref, index = await push_multiplatform_index(pusher, unique_repo("multi"))
+        for tagged, manifest in ((image_ref, image), (index_ref, index)):
+            async with registry_client(registry) as client:
+                by_tag = ImageRef.parse(f"{tagged.name}:{tagged.tag or 'v1'}")
+                digest = await client.resolve_digest(by_tag)
+                referrer = await client.push_referrer(
+                    by_tag.with_digest(digest), artifact_type=ARTIFACT, layers=[], annotations={}
+                )
+                stored = await client.get_manifest(by_tag.with_digest(referrer.digest))
+            assert stored.subject == manifest.descriptor
+
     async def test_no_referrers_is_an_empty_list(
         self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
     ) -> None:
