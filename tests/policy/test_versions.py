@@ -192,6 +192,19 @@ class TestPolicyApi:
         missing = client.post("/v1/policies/9/activate", headers=admin_headers)
         assert missing.status_code == 404
 
+    def test_the_service_follows_the_version_it_activates(
+        self,
+        client: TestClient,
+        services: Services,
+        admin_headers: dict[str, str],
+        default_bundle: PolicyBundle,
+    ) -> None:
+        strict = strict_bundle(default_bundle)
+        body = {"files": strict.files(), "message": "deny highs"}
+        assert client.put("/v1/policies", json=body, headers=admin_headers).status_code == 201
+        wait_until(lambda: services.policy.revision == strict.content_hash)
+        assert client.app.state.policy_poller.version == 1  # type: ignore[attr-defined]
+
     def test_rejected_bundle_is_422_naming_file_and_line(
         self,
         client: TestClient,
