@@ -55,8 +55,20 @@ class Services:
         return self._policy
 
     async def aclose(self) -> None:
-        if self._registry is not None:
-            await self._registry.aclose()
-        if self._policy is not None:
-            self._policy.close()
+        """Close everything, the registry client included (call it in the loop that used it)."""
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            await registry.aclose()
+        self.close()
+
+    def close(self) -> None:
+        """Close the policy engine and the database pool.
+
+        A registry client still open is left to the garbage collector: its connections
+        belong to an event loop that only ``aclose`` can reach.
+        """
+        self._registry = None
+        policy, self._policy = self._policy, None
+        if policy is not None:
+            policy.close()
         self.engine.dispose()

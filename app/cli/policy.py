@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli.context import open_services, run_async
+from app.cli.context import open_services, run_with_services
 from app.cli.output import cli_errors, print_json
 from app.config import get_settings
 from app.db.session import session_scope
@@ -172,30 +172,26 @@ def input_(
     the newest stored scan come from the database. For admission (the default) the
     Kubernetes context is a Pod CREATE in --namespace.
     """
-    from app.cli.scan import closing_registry
     from app.enforce.verify import verification_report_for_policy
 
     chosen = entrypoint or Entrypoint.admission
     kubernetes = None
     if chosen is Entrypoint.admission:
         kubernetes = KubernetesContext(namespace=namespace, kind="Pod", operation="CREATE")
-    with open_services() as services:
-        signatures: list[SignatureFacts] = []
-        if not offline:
-            report = run_async(
-                closing_registry(services, verification_report_for_policy(services, image))
-            )
-            digest = report.digest
-            signatures = [SignatureFacts.from_verified(s) for s in report.signatures]
-        with session_scope(services.sessions) as session:
-            policy_input = input_for_image(
-                session,
-                reference=image,
-                entrypoint=chosen,
-                digest=digest,
-                signatures=signatures,
-                kubernetes=kubernetes,
-            )
+    signatures: list[SignatureFacts] = []
+    if not offline:
+        report = run_with_services(lambda services: verification_report_for_policy(services, image))
+        digest = report.digest
+        signatures = [SignatureFacts.from_verified(s) for s in report.signatures]
+    with open_services() as services, session_scope(services.sessions) as session:
+        policy_input = input_for_image(
+            session,
+            reference=image,
+            entrypoint=chosen,
+            digest=digest,
+            signatures=signatures,
+            kubernetes=kubernetes,
+        )
     print_json(policy_input.to_rego())
 
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
-from app.cli.context import open_services, run_async
+from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
 from app.errors import InputError, ScanError
 from app.scans.attestation import key_scan_attester
 from app.scans.detect import AUTO, SUPPORTED_FORMATS, parse_report
 from app.scans.document import MAX_REPORT_BYTES
 from app.scans.ingest import collect_scans, ingest_scan
-from app.services import Services
 
 T = TypeVar("T")
 
@@ -28,19 +26,6 @@ FormatOption = Annotated[
     str, typer.Option("--format", help=f"{AUTO} (detected) or one of: {SUPPORTED_FORMATS}.")
 ]
 ReportArgument = Annotated[Path, typer.Argument(help="The report file as the scanner wrote it.")]
-
-
-async def closing_registry(services: Services, work: Awaitable[T]) -> T:
-    """Await ``work``, then close the registry client in the same event loop.
-
-    ``open_services`` closes the services in a new loop once the command ends, which an
-    httpx client that has opened connections cannot do; closing it here first makes that
-    second close a no-op.
-    """
-    try:
-        return await work
-    finally:
-        await services.registry.aclose()
 
 
 def read_report(path: Path) -> bytes:
@@ -74,8 +59,8 @@ def ingest(
 ) -> None:
     """Check a report against IMAGE, attach it as a referrer and store it."""
     data = read_report(report)
-    with open_services() as services:
-        work = ingest_scan(
+    stored = run_with_services(
+        lambda services: ingest_scan(
             services,
             image=image,
             report=data,
@@ -83,7 +68,7 @@ def ingest(
             uploaded_by=f"cli:{getpass.getuser()}",
             attest=key_scan_attester(services, key_name=attest_key) if attest_key else None,
         )
-        stored = run_async(closing_registry(services, work))
+    )
     print_json(stored.model_dump(mode="json"))
 
 
@@ -91,8 +76,7 @@ def ingest(
 @cli_errors
 def list_(image: Annotated[str, typer.Argument(help="The image (a tag is resolved).")]) -> None:
     """List IMAGE's scans: uploads and unsigned scan referrers, newest first."""
-    with open_services() as services:
-        scans = run_async(closing_registry(services, collect_scans(services, image)))
+    scans = run_with_services(lambda services: collect_scans(services, image))
     print_json(
         [
             {

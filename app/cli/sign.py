@@ -17,12 +17,10 @@ import typer
 
 from app.auth.scopes import Scope
 from app.auth.tokens import Principal
-from app.cli.context import run_async
+from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
-from app.config import get_settings
 from app.enforce.sign import SignResult, parse_annotations, parse_formats, sign_image
 from app.errors import AuthError, Error, InputError, SigningError
-from app.services import Services
 
 REMOTE_TIMEOUT = 120.0
 
@@ -48,13 +46,9 @@ def _identity_token(given: str | None) -> str:
     return str(detected)
 
 
-async def _sign_in_process(**request: Any) -> SignResult:
-    services = Services.from_settings(get_settings())
+def _sign_in_process(**request: Any) -> SignResult:
     principal = Principal(name=f"local:{getpass.getuser()}", scopes=(Scope.parse("admin"),))
-    try:
-        return await sign_image(services, principal=principal, **request)
-    finally:
-        await services.aclose()
+    return run_with_services(lambda services: sign_image(services, principal=principal, **request))
 
 
 def _sign_remote(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -128,15 +122,13 @@ def sign(
             body["identity_token"] = token
         print_json(_sign_remote(url, body))
         return
-    result = run_async(
-        _sign_in_process(
-            image=image,
-            key_name=key,
-            identity_token=token,
-            formats=formats,
-            annotations=annotations,
-            recursive=recursive,
-        )
+    result = _sign_in_process(
+        image=image,
+        key_name=key,
+        identity_token=token,
+        formats=formats,
+        annotations=annotations,
+        recursive=recursive,
     )
     print_json(result.model_dump(mode="json"))
 

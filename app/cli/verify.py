@@ -15,12 +15,10 @@ from typing import Annotated
 
 import typer
 
-from app.cli.context import run_async
+from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
-from app.config import get_settings
 from app.enforce.verify import VerificationReport, verify_image
 from app.errors import InputError
-from app.services import Services
 from app.verify.keyless import KeylessIdentity
 from app.verify.trust import TrustedRootRef, parse_identity
 
@@ -80,7 +78,7 @@ def identity_from_flags(
     )
 
 
-async def _verify(
+def _verify(
     *,
     image: str,
     key_pem: str | None,
@@ -88,9 +86,8 @@ async def _verify(
     identity: KeylessIdentity | None,
     trusted_root: TrustedRootRef | None,
 ) -> VerificationReport:
-    services = Services.from_settings(get_settings())
-    try:
-        return await verify_image(
+    return run_with_services(
+        lambda services: verify_image(
             services,
             image=image,
             key_pem=key_pem,
@@ -98,8 +95,7 @@ async def _verify(
             identity=identity,
             trusted_root=trusted_root,
         )
-    finally:
-        await services.aclose()
+    )
 
 
 def verify(
@@ -123,14 +119,12 @@ def verify(
         issuer=certificate_oidc_issuer,
         issuer_regexp=certificate_oidc_issuer_regexp,
     )
-    report = run_async(
-        _verify(
-            image=image,
-            key_pem=read_key_file(key) if key is not None else None,
-            authority=authority,
-            identity=identity,
-            trusted_root=TrustedRootRef.resolve(trusted_root) if trusted_root else None,
-        )
+    report = _verify(
+        image=image,
+        key_pem=read_key_file(key) if key is not None else None,
+        authority=authority,
+        identity=identity,
+        trusted_root=TrustedRootRef.resolve(trusted_root) if trusted_root else None,
     )
     if not report.verified:
         typer.echo(
