@@ -22,12 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import health, policy
-from app.api.authorities import router as authorities_router
-from app.api.keys import router as keys_router
-from app.api.scans import router as scans_router
-from app.api.signatures import router as signatures_router
-from app.api.verify import router as verify_router
+from app.api import authorities, decisions, health, keys, policy, scans, signatures, verify
 from app.config import Settings, get_settings
 from app.errors import Error
 from app.observability import Metrics, configure_logging, request_id_var
@@ -207,11 +202,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services
     _install_error_handlers(app, metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    app.include_router(health.router)
-    app.include_router(scans_router)
-    app.include_router(policy.router)
-    app.include_router(keys_router)
-    app.include_router(signatures_router)
-    app.include_router(authorities_router)
-    app.include_router(verify_router)
+    for api in (health, keys, signatures, authorities, verify, scans, policy, decisions):
+        app.include_router(api.router)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,12 +63,12 @@ def settings(test_database_url: str, registry: Any) -> Settings:
 
 
 @pytest.fixture
-def services(settings: Settings, clean_database: Any) -> Iterator[Services]:
+async def services(settings: Settings, clean_database: Any) -> AsyncIterator[Services]:
+    """Services on the suite's database and registry, closed in the test's event loop
+    (the loop their registry client's connections belong to)."""
     svc = Services.from_settings(settings)
     yield svc
-    import asyncio
-
-    asyncio.run(svc.aclose())
+    await svc.aclose()
 
 
 @dataclass

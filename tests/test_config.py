@@ -33,7 +33,7 @@ class TestSettings:
 
     def test_reads_a_toml_config_file(self, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         path = tmp_path / "sealgate.toml"
-        path.write_text('port = 9000\nmax_referrers = 16\n')
+        path.write_text("port = 9000\nmax_referrers = 16\n")
         monkeypatch.setenv("SEALGATE_CONFIG_FILE", str(path))
         settings = Settings()
         assert (settings.port, settings.max_referrers) == (9000, 16)

@@ -7,6 +7,7 @@ the configured database. Every command calls the same domain functions as the AP
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from app.cli.context import open_services, run_with_services
 from app.cli.output import cli_errors, print_json
 from app.config import get_settings
 from app.db.session import session_scope
+from app.enforce.decide import Evaluation, evaluate_image
 from app.errors import InputError, PolicyError
 from app.policy.bundle import CompileProblem, PolicyBundle
 from app.policy.engines import EmbeddedOpaEngine, compile_bundle, decision_document
@@ -24,15 +26,21 @@ from app.policy.explanation import fired_rules
 from app.policy.facts import input_for_image
 from app.policy.input import (
     Entrypoint,
-    KubernetesContext,
     PolicyInput,
     SignatureFacts,
+    assumed_kubernetes,
     input_schema,
 )
 from app.policy.parameters import check_parameters
 from app.policy.replay import parse_since, replay_decisions
 from app.policy.runner import run_tests
-from app.policy.versions import activate_version, list_versions, publish_bundle
+from app.policy.versions import (
+    ActiveVersionPoller,
+    activate_version,
+    list_versions,
+    publish_bundle,
+)
+from app.services import Services
 
 policy_cli = typer.Typer(
     help="Rego policies: author, test, publish, roll out.", no_args_is_help=True
@@ -175,9 +183,7 @@ def input_(
     from app.enforce.verify import verification_report_for_policy
 
     chosen = entrypoint or Entrypoint.admission
-    kubernetes = None
-    if chosen is Entrypoint.admission:
-        kubernetes = KubernetesContext(namespace=namespace, kind="Pod", operation="CREATE")
+    kubernetes = assumed_kubernetes(chosen, namespace)
     signatures: list[SignatureFacts] = []
     if not offline:
         report = run_with_services(lambda services: verification_report_for_policy(services, image))
@@ -193,6 +199,43 @@ def input_(
             kubernetes=kubernetes,
         )
     print_json(policy_input.to_rego())
+
+
+@policy_cli.command("decide")
+@cli_errors
+def decide(
+    image: Annotated[str, typer.Argument(help="The image (a tag is resolved).")],
+    entrypoint: EntrypointOption = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="For admission: the namespace the Pod is created in.")
+    ] = None,
+) -> None:
+    """Decide whether IMAGE passes the active policy, record the decision, print it.
+
+    Exit 0 when allowed, 1 when denied (the reasons are in the JSON on stdout).
+    """
+    chosen = entrypoint or Entrypoint.admission
+    kubernetes = assumed_kubernetes(chosen, namespace)
+
+    async def _decide(services: Services) -> Evaluation:
+        poller = ActiveVersionPoller(
+            engine_source=lambda: services.policy,
+            sessions=services.sessions,
+            data_override=services.settings.policy_data,
+        )
+        await asyncio.to_thread(poller.poll_once)
+        return await evaluate_image(
+            services,
+            image=image,
+            entrypoint=chosen,
+            kubernetes=kubernetes,
+            policy_version=poller.version,
+        )
+
+    evaluation = run_with_services(_decide)
+    print_json(evaluation.model_dump(mode="json", exclude={"input"}))
+    if not evaluation.decision.allow:
+        raise typer.Exit(1)
 
 
 @policy_cli.command("publish")

@@ -185,6 +185,14 @@ class KubernetesContext(_Frozen):
     dry_run: bool = False
 
 
+def assumed_kubernetes(entrypoint: Entrypoint, namespace: str | None) -> KubernetesContext | None:
+    """The context assumed when someone asks about admission outside a real request:
+    a Pod CREATE in ``namespace``. Other entry points have no Kubernetes context."""
+    if entrypoint is not Entrypoint.admission:
+        return None
+    return KubernetesContext(namespace=namespace, kind="Pod", operation="CREATE")
+
+
 class PolicyInput(_Frozen):
     """Everything a policy may look at for one image at one entry point (version 1)."""
 

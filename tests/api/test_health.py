@@ -40,9 +40,10 @@ class TestHealth:
         assert client.get("/openapi.json").json()["info"]["title"] == "Sealgate"
 
     def test_request_id_is_echoed_or_generated(self, client: TestClient) -> None:
-        assert client.get("/healthz", headers={"X-Request-ID": "abc123"}).headers[
-            "x-request-id"
-        ] == "abc123"
+        assert (
+            client.get("/healthz", headers={"X-Request-ID": "abc123"}).headers["x-request-id"]
+            == "abc123"
+        )
         assert len(client.get("/healthz").headers["x-request-id"]) == 32
 
 

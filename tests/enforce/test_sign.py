@@ -6,9 +6,8 @@ import base64
 import json
 import logging
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -17,7 +16,6 @@ from sqlalchemy import select
 
 from app.auth.scopes import Scope
 from app.auth.tokens import Principal
-from app.config import Settings
 from app.db.models import SignatureRecord
 from app.db.session import session_scope
 from app.enforce.sign import (
@@ -53,14 +51,6 @@ async def _bundle_layer(services: Services, image: ImageRef, signature_digest: s
     layers = referrer.layers
     assert len(layers) == 1
     return await services.registry.get_blob(image, layers[0].digest)
-
-
-@pytest.fixture
-async def services(settings: Settings, clean_database: Any) -> AsyncIterator[Services]:
-    """Services whose registry client lives and closes on the test's own event loop."""
-    svc = Services.from_settings(settings)
-    yield svc
-    await svc.aclose()
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from app.auth.scopes import Scope
 from app.auth.tokens import Principal
-from app.config import Settings
 from app.db.session import session_scope
 from app.enforce.sign import parse_formats, sign_image
 from app.enforce.verify import verify_image
@@ -19,13 +17,6 @@ from app.signing.signers import GENERATABLE, Algorithm
 from tests.fixtures.images import push_random_image
 
 ADMIN = Principal(name="ci", scopes=(Scope.parse("admin"),))
-
-
-@pytest.fixture
-async def services(settings: Settings, clean_database: Any) -> AsyncIterator[Services]:
-    svc = Services.from_settings(settings)
-    yield svc
-    await svc.aclose()
 
 
 @pytest.mark.parametrize("algorithm", GENERATABLE)

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from app.config import Settings
 from app.db.session import session_scope
 from app.enforce.verify import (
     verification_report_for_policy,
@@ -26,14 +23,6 @@ from app.verify.trust import key_authority, save_authority
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
 from tests.verify import cosign_wire as wire
-
-
-@pytest.fixture
-async def services(settings: Settings, clean_database: Any) -> AsyncIterator[Services]:
-    """Services whose registry client lives and closes on the test's own event loop."""
-    svc = Services.from_settings(settings)
-    yield svc
-    await svc.aclose()
 
 
 def repo(registry: RegistryProcess, name: str = "app") -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,15 +10,6 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.services import Services
-
-
-@pytest.fixture
-async def scan_services(settings: Settings, clean_database: Any) -> AsyncIterator[Services]:
-    """Services on the suite's database and registry, closed in the test's event loop."""
-    services = Services.from_settings(settings)
-    yield services
-    await services.aclose()
 
 
 @pytest.fixture

@@ -40,20 +40,20 @@ def stored_key(services: Services, name: str = "scans") -> KeyInfo:
 
 class TestVulnAttestation:
     async def test_scan_is_signed_and_verifies(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        registry = scan_services.registry
+        registry = services.registry
         pinned, _ = await push_random_image(registry, unique_repo("app"))
         assert pinned.digest is not None
-        key = stored_key(scan_services)
+        key = stored_key(services)
         raw = asset(REPORT).read_bytes()
 
         stored = await ingest_scan(
-            scan_services,
+            services,
             image=pinned,
             report=raw,
             uploaded_by="ci",
-            attest=key_scan_attester(scan_services, key_name="scans"),
+            attest=key_scan_attester(services, key_name="scans"),
         )
 
         bundles = [
@@ -80,19 +80,19 @@ class TestVulnAttestation:
             report_from_vuln_predicate(predicate)
 
     async def test_another_key_does_not_verify(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        registry = scan_services.registry
+        registry = services.registry
         pinned, _ = await push_random_image(registry, unique_repo("app"))
         assert pinned.digest is not None
-        stored_key(scan_services, "scans")
-        stranger = stored_key(scan_services, "stranger")
+        stored_key(services, "scans")
+        stranger = stored_key(services, "stranger")
         stored = await ingest_scan(
-            scan_services,
+            services,
             image=pinned,
             report=asset(REPORT).read_bytes(),
             uploaded_by="ci",
-            attest=key_scan_attester(scan_services, key_name="scans"),
+            attest=key_scan_attester(services, key_name="scans"),
         )
         assert stored.attestation_digest is not None
         artifact = await registry.get_manifest(pinned.with_digest(stored.attestation_digest))
@@ -105,19 +105,19 @@ class TestVulnAttestation:
             )
 
     async def test_unknown_key_stops_ingestion_before_anything_is_pushed(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        registry = scan_services.registry
+        registry = services.registry
         pinned, _ = await push_random_image(registry, unique_repo("app"))
         with pytest.raises(NotFoundError):
             await ingest_scan(
-                scan_services,
+                services,
                 image=pinned,
                 report=asset(REPORT).read_bytes(),
                 uploaded_by="ci",
-                attest=key_scan_attester(scan_services, key_name="missing"),
+                attest=key_scan_attester(services, key_name="missing"),
             )
-        with session_scope(scan_services.sessions) as session:
+        with session_scope(services.sessions) as session:
             assert session.scalar(select(func.count()).select_from(ScanRecord)) == 0
         kinds = {d.artifact_type for d in await registry.list_referrers(pinned)}
         assert SCAN_ARTIFACT_TYPE not in kinds and SIGSTORE_BUNDLE_V03 not in kinds

@@ -56,88 +56,88 @@ async def scan_referrers(services: Services, pinned: ImageRef) -> list[Any]:
 
 class TestIngest:
     async def test_tag_is_resolved_report_stored_and_attached(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
         repo = unique_repo("app")
-        pinned, _ = await push_random_image(scan_services.registry, repo, tag="v1")
+        pinned, _ = await push_random_image(services.registry, repo, tag="v1")
         raw = asset(UNBOUND_TRIVY).read_bytes()
 
-        stored = await ingest_scan(scan_services, image=f"{repo}:v1", report=raw, uploaded_by="ci")
+        stored = await ingest_scan(services, image=f"{repo}:v1", report=raw, uploaded_by="ci")
 
         assert stored.digest == pinned.digest
         assert stored.source is ScanSource.authenticated_upload
         assert stored.counts["critical"] == 1 and stored.counts["medium"] == 3
         assert stored.total == 5
-        with session_scope(scan_services.sessions) as session:
+        with session_scope(services.sessions) as session:
             row = session.scalars(select(ScanRecord)).one()
             assert row.raw_report == raw
             assert row.digest == pinned.digest
             assert row.uploaded_by == "ci"
             assert len(row.vulnerabilities) == 5
-        (referrer,) = await scan_referrers(scan_services, pinned)
+        (referrer,) = await scan_referrers(services, pinned)
         assert referrer.digest == stored.referrer_digest
-        artifact = await scan_services.registry.get_manifest(pinned.with_digest(referrer.digest))
+        artifact = await services.registry.get_manifest(pinned.with_digest(referrer.digest))
         (layer,) = artifact.layers
         assert layer.media_type == "application/json"
-        assert await scan_services.registry.get_blob(pinned, layer.digest) == raw
+        assert await services.registry.get_blob(pinned, layer.digest) == raw
         assert artifact.subject is not None and artifact.subject.digest == pinned.digest
 
     async def test_report_naming_the_image_config_is_accepted(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        pinned, manifest = await push_random_image(scan_services.registry, unique_repo("app"))
+        pinned, manifest = await push_random_image(services.registry, unique_repo("app"))
         assert manifest.config is not None
         report = trivy_naming(asset, image_id=manifest.config.digest)
-        stored = await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+        stored = await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
         assert stored.digest == pinned.digest
 
     async def test_report_naming_the_manifest_digest_is_accepted(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         assert pinned.digest is not None
         report = trivy_naming(asset, repo_digest=pinned.digest)
-        stored = await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+        stored = await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
         assert stored.digest == pinned.digest
 
     async def test_platform_of_an_index_is_accepted(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        registry = scan_services.registry
+        registry = services.registry
         index_ref, index = await push_multiplatform_index(registry, unique_repo("multi"))
         arm = await registry.get_manifest(index_ref.with_digest(index.manifests[1].digest))
         assert arm.config is not None
         report = trivy_naming(asset, image_id=arm.config.digest)
-        stored = await ingest_scan(scan_services, image=index_ref, report=report, uploaded_by="ci")
+        stored = await ingest_scan(services, image=index_ref, report=report, uploaded_by="ci")
         assert stored.digest == index.digest
 
     @pytest.mark.parametrize("claim", ["image_id", "repo_digest"])
     async def test_report_for_another_image_is_refused_and_nothing_stored(
         self,
-        scan_services: Services,
+        services: Services,
         unique_repo: Callable[[str], str],
         asset: Asset,
         claim: str,
     ) -> None:
-        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         other = "sha256:" + "ab" * 32
         report = trivy_naming(asset, **{claim: other})
         with pytest.raises(ScanError) as err:
-            await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+            await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
         assert err.value.code == "scan.wrong_image"
         assert other in err.value.message
-        assert scan_count(scan_services) == 0
-        assert await scan_referrers(scan_services, pinned) == []
+        assert scan_count(services) == 0
+        assert await scan_referrers(services, pinned) == []
 
     async def test_real_grype_report_for_busybox_is_refused(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         report = asset("grype/dd_grype_0.94_busybox_epss_risk.json").read_bytes()
         with pytest.raises(ScanError, match="config digest") as err:
-            await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+            await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
         assert err.value.code == "scan.wrong_image"
-        assert scan_count(scan_services) == 0
+        assert scan_count(services) == 0
 
     @pytest.mark.parametrize(
         ("report", "code"),
@@ -145,35 +145,35 @@ class TestIngest:
     )
     async def test_bad_report_stores_nothing(
         self,
-        scan_services: Services,
+        services: Services,
         unique_repo: Callable[[str], str],
         report: bytes,
         code: str,
     ) -> None:
-        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         with pytest.raises(ScanError) as err:
-            await ingest_scan(scan_services, image=pinned, report=report, uploaded_by="ci")
+            await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
         assert err.value.code == code
-        assert scan_count(scan_services) == 0
-        assert await scan_referrers(scan_services, pinned) == []
+        assert scan_count(services) == 0
+        assert await scan_referrers(services, pinned) == []
 
     async def test_missing_image_stores_nothing(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
         with pytest.raises(RegistryError) as err:
             await ingest_scan(
-                scan_services,
+                services,
                 image=f"{unique_repo('none')}:v1",
                 report=asset(UNBOUND_TRIVY).read_bytes(),
                 uploaded_by="ci",
             )
         assert err.value.code == "registry.not_found"
-        assert scan_count(scan_services) == 0
+        assert scan_count(services) == 0
 
     async def test_attestation_hook_is_called_with_the_pinned_image(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        pinned, _ = await push_random_image(scan_services.registry, unique_repo("app"))
+        pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         calls: list[tuple[ImageRef, int, bytes]] = []
 
         async def fake_attester(image: ImageRef, report: Any, raw: bytes) -> str:
@@ -182,7 +182,7 @@ class TestIngest:
 
         raw = asset(UNBOUND_TRIVY).read_bytes()
         stored = await ingest_scan(
-            scan_services, image=pinned, report=raw, uploaded_by="ci", attest=fake_attester
+            services, image=pinned, report=raw, uploaded_by="ci", attest=fake_attester
         )
         assert calls == [(pinned, 5, raw)]
         assert stored.attestation_digest == "sha256:" + "cd" * 32
@@ -190,12 +190,12 @@ class TestIngest:
 
 class TestCollect:
     async def test_uploads_and_unsigned_referrers(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        registry = scan_services.registry
+        registry = services.registry
         pinned, _ = await push_random_image(registry, unique_repo("app"))
         await ingest_scan(
-            scan_services, image=pinned, report=asset(UNBOUND_TRIVY).read_bytes(), uploaded_by="ci"
+            services, image=pinned, report=asset(UNBOUND_TRIVY).read_bytes(), uploaded_by="ci"
         )
         # Another tool attaches a CycloneDX report (its own artifact type), and a broken one.
         cdx = asset("cyclonedx/trivy_npm_cdx1.7_with_vulnerabilities.json").read_bytes()
@@ -212,7 +212,7 @@ class TestCollect:
             annotations={},
         )
 
-        scans = await collect_scans(scan_services, pinned)
+        scans = await collect_scans(services, pinned)
 
         assert [s.source for s in scans] == [
             ScanSource.authenticated_upload,
@@ -233,9 +233,9 @@ class TestCollect:
         assert found.uploaded_by is None
 
     async def test_referrer_naming_another_image_is_skipped(
-        self, scan_services: Services, unique_repo: Callable[[str], str], asset: Asset
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
-        registry = scan_services.registry
+        registry = services.registry
         pinned, _ = await push_random_image(registry, unique_repo("app"))
         wrong = trivy_naming(asset, image_id="sha256:" + "ef" * 32)
         await registry.push_referrer(
@@ -244,4 +244,4 @@ class TestCollect:
             layers=[(wrong, "application/json", {})],
             annotations={},
         )
-        assert await collect_scans(scan_services, pinned) == []
+        assert await collect_scans(services, pinned) == []

@@ -1,0 +1,255 @@
+"""The decision flow end to end: real registry, real database, the default policy library.
+
+Images are pushed to the registry process, signed by Sealgate's own sign flow, scanned by
+ingesting real third-party reports; the decision is made by the embedded OPA engine over
+``policies/`` and recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, select
+
+from app.auth.scopes import Scope
+from app.auth.tokens import Principal, create_token
+from app.db.models import Decision, ScanRecord
+from app.db.session import session_scope
+from app.enforce.decide import evaluate_image
+from app.enforce.sign import sign_image
+from app.oci.refs import ImageRef
+from app.policy.engines import EmbeddedOpaEngine, build_engine
+from app.policy.input import Entrypoint
+from app.policy.replay import replay_decisions
+from app.scans.attestation import key_scan_attester
+from app.scans.ingest import ingest_scan
+from app.services import Services
+from app.signing.keys import generate_key, get_key
+from app.signing.signers import Algorithm
+from app.verify.trust import key_authority, save_authority
+from tests.conftest import Cli
+from tests.fixtures.images import push_random_image, push_random_image_sync
+from tests.fixtures.registry import RegistryProcess
+
+ADMIN = Principal(name="test", scopes=(Scope.parse("admin"),))
+# A Trivy report (schema 2) that names no image digest and has a critical finding.
+CRITICAL_REPORT = "trivy/dd_trivy_schema2_image_os_and_jar.json"
+
+
+def codes(findings: list[Any]) -> set[str]:
+    return {f.code for f in findings}
+
+
+@pytest.fixture
+def trusted_key(services: Services, registry: RegistryProcess) -> str:
+    """A stored key ``ci`` and an authority trusting it for every image of the registry."""
+    with session_scope(services.sessions) as session:
+        generate_key(session, settings=services.settings, name="ci", algorithm=Algorithm.ecdsa_p256)
+        public = get_key(session, name="ci").public_key_pem
+        save_authority(
+            session, key_authority(name="ci", keys=[public], scopes=[f"{registry.host}/**"])
+        )
+    return "ci"
+
+
+async def signed_image(services: Services, repo: str) -> ImageRef:
+    """A fresh image signed with the stored key ``ci`` (see ``trusted_key``)."""
+    image, _ = await push_random_image(services.registry, repo)
+    await sign_image(services, image=str(image), principal=ADMIN, key_name="ci")
+    return image
+
+
+def decisions(services: Services) -> list[Decision]:
+    with session_scope(services.sessions) as session:
+        return list(session.scalars(select(Decision).order_by(Decision.id)))
+
+
+@pytest.mark.usefixtures("trusted_key")
+class TestEvaluateImage:
+    async def test_signed_image_without_scan_is_allowed_with_a_warning(
+        self, services: Services, unique_repo: Callable[[str], str]
+    ) -> None:
+        image = await signed_image(services, unique_repo("app"))
+
+        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+
+        assert evaluation.decision.allow, evaluation.decision
+        assert "scan.missing" in codes(evaluation.decision.warn)
+        assert evaluation.input["signatures"][0]["authority"] == "ci"
+        (recorded,) = decisions(services)
+        assert recorded.id == evaluation.decision_id
+        assert recorded.allowed is True
+        assert recorded.input == evaluation.input
+
+    async def test_unsigned_image_is_denied(
+        self, services: Services, unique_repo: Callable[[str], str]
+    ) -> None:
+        image, _ = await push_random_image(services.registry, unique_repo("app"))
+
+        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+
+        assert not evaluation.decision.allow
+        assert codes(evaluation.decision.deny) & {"signature.no_authority", "signature.missing"}
+        assert decisions(services)[0].allowed is False
+
+    async def test_critical_findings_of_an_uploaded_scan_deny(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
+    ) -> None:
+        image = await signed_image(services, unique_repo("app"))
+        await ingest_scan(
+            services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
+        )
+
+        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+
+        assert not evaluation.decision.allow
+        assert "vulnerability.severity" in codes(evaluation.decision.deny)
+        assert evaluation.input["scan"]["source"] == "authenticated_upload"
+        assert evaluation.input["scan"]["counts"]["critical"] > 0
+
+    async def test_a_verified_vulnerability_attestation_is_the_scan(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
+    ) -> None:
+        image = await signed_image(services, unique_repo("app"))
+        await ingest_scan(
+            services,
+            image=image,
+            report=asset(CRITICAL_REPORT).read_bytes(),
+            uploaded_by="t",
+            attest=key_scan_attester(services, key_name="ci"),
+        )
+        # Forget the upload: what remains is the signed attestation in the registry.
+        with session_scope(services.sessions) as session:
+            session.execute(delete(ScanRecord))
+
+        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+
+        assert evaluation.input["scan"]["source"] == "verified_attestation"
+        assert "vulnerability.severity" in codes(evaluation.decision.deny)
+        # The attestation is not a signature of the image.
+        assert len(evaluation.input["signatures"]) == 1
+
+    async def test_an_unsigned_scan_referrer_is_used_and_flagged(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
+    ) -> None:
+        image = await signed_image(services, unique_repo("app"))
+        await ingest_scan(
+            services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
+        )
+        with session_scope(services.sessions) as session:
+            session.execute(delete(ScanRecord))
+
+        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+
+        assert evaluation.input["scan"]["source"] == "unsigned_referrer"
+        assert "scan.unverified" in codes(evaluation.decision.warn)
+
+    async def test_unreachable_registry_denies_and_is_recorded(self, services: Services) -> None:
+        evaluation = await evaluate_image(
+            services, image="127.0.0.1:1/nowhere/app:v1", entrypoint=Entrypoint.admission
+        )
+
+        assert not evaluation.decision.allow
+        assert codes(evaluation.decision.deny) == {"evidence.unavailable"}
+        assert decisions(services)[0].allowed is False
+
+    async def test_an_engine_that_cannot_decide_denies(
+        self, services: Services, unique_repo: Callable[[str], str]
+    ) -> None:
+        image = await signed_image(services, unique_repo("app"))
+        services._policy = EmbeddedOpaEngine()  # no policy loaded: every decision undefined
+
+        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+
+        assert not evaluation.decision.allow
+        (denial,) = evaluation.decision.deny
+        assert denial.code.startswith("policy.")
+
+    async def test_recorded_decisions_replay_unchanged_on_the_same_policy(
+        self, services: Services, unique_repo: Callable[[str], str]
+    ) -> None:
+        import datetime as dt
+
+        await evaluate_image(
+            services,
+            image=str(await signed_image(services, unique_repo("a"))),
+            entrypoint=Entrypoint.push,
+        )
+        unsigned, _ = await push_random_image(services.registry, unique_repo("b"))
+        await evaluate_image(services, image=str(unsigned), entrypoint=Entrypoint.push)
+
+        candidate = build_engine(services.settings)
+        with session_scope(services.sessions) as session:
+            report = replay_decisions(session, engine=candidate, since=dt.timedelta(hours=1))
+        assert report.replayed == 2
+        assert (report.newly_denied, report.newly_allowed) == ([], [])
+
+
+class TestDecisionsApi:
+    def _token(self, services: Services, scopes: list[str]) -> dict[str, str]:
+        with session_scope(services.sessions) as session:
+            token = create_token(
+                session, name=f"t{len(scopes)}{scopes[0][:4]}", scopes=scopes
+            ).token
+        return {"Authorization": f"Bearer {token}"}
+
+    def test_decision_over_http(
+        self,
+        services: Services,
+        client: TestClient,
+        registry: RegistryProcess,
+        unique_repo: Callable[[str], str],
+    ) -> None:
+        unsigned, _ = push_random_image_sync(registry, unique_repo("app").split("/", 1)[1])
+        headers = self._token(services, [f"verify:{unsigned.registry}/**"])
+        response = client.post(
+            "/v1/decisions",
+            json={"image": str(unsigned), "entrypoint": "admission", "namespace": "prod"},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["decision"]["allow"] is False
+        assert body["input"]["kubernetes"]["namespace"] == "prod"
+        assert [d.id for d in decisions(services)] == [body["decision_id"]]
+
+    def test_needs_a_token_in_scope(self, services: Services, client: TestClient) -> None:
+        body = {"image": "127.0.0.1:1/team/app:v1"}
+        assert client.post("/v1/decisions", json=body).status_code == 401
+        other = self._token(services, ["verify:127.0.0.1:1/other/*"])
+        response = client.post("/v1/decisions", json=body, headers=other)
+        assert response.status_code == 403
+        assert decisions(services) == []
+
+    def test_bad_input_is_400(self, services: Services, client: TestClient) -> None:
+        headers = self._token(services, ["admin"])
+        for body in (
+            {"image": "docker.io/UPPER/case"},
+            {"image": "foo::bar"},
+            {"image": "a/b:v1", "entrypoint": "deploy"},
+            {"image": "a/b:v1", "extra": 1},
+        ):
+            assert client.post("/v1/decisions", json=body, headers=headers).status_code == 400
+
+
+@pytest.mark.usefixtures("trusted_key")
+class TestDecideCli:
+    def test_exit_code_follows_the_decision(
+        self, sealgate: Cli, registry: RegistryProcess, unique_repo: Callable[[str], str]
+    ) -> None:
+        signed, _ = push_random_image_sync(registry, unique_repo("app").split("/", 1)[1])
+        unsigned, _ = push_random_image_sync(registry, unique_repo("app").split("/", 1)[1])
+        assert sealgate("sign", str(signed), "--key", "ci").exit_code == 0
+
+        allowed = sealgate("policy", "decide", str(signed), "--entrypoint", "push")
+        denied = sealgate("policy", "decide", str(unsigned), "--entrypoint", "push")
+
+        assert allowed.exit_code == 0, allowed.output
+        assert json.loads(allowed.stdout)["decision"]["allow"] is True
+        assert denied.exit_code == 1
+        assert json.loads(denied.stdout)["decision"]["allow"] is False
