@@ -67,6 +67,8 @@ __all__ = ["Descriptor", "Manifest", "RegistryClient"]
 
 log = logging.getLogger(__name__)
 
+# Blobs this small are uploaded without asking first whether the registry has them.
+SMALL_BLOB_BYTES = 64 * 1024
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)*rel="?next"?')
 
 
@@ -416,6 +418,10 @@ class RegistryClient:
         async with self._blob_locks.hold(key):
             if key in self._known:
                 return descriptor
+            if len(data) <= SMALL_BLOB_BYTES:
+                # Uploading a small blob costs what asking for it does; a blob already
+                # present is simply committed again by the registry.
+                return await self._upload_blob(ref, data, descriptor)
             exists = await self._transport.send(
                 "HEAD",
                 ref,
@@ -427,54 +433,59 @@ class RegistryClient:
             if exists.status == 200:
                 self._remember(key, descriptor)
                 return descriptor
-            started = await self._transport.send(
-                "POST",
-                ref,
-                await self._transport.url(ref, "blobs/uploads/"),
-                limit=ERROR_BODY_LIMIT,
-                idempotent=False,
-                push=True,
-            )
-            self._transport.check_status(started, ref, "starting a blob upload")
-            location = _location(started, ref)
-            threshold = self._settings.chunked_upload_threshold
-            if len(data) > threshold:
-                for start in range(0, len(data), threshold):
-                    chunk = data[start : start + threshold]
-                    patched = await self._transport.send(
-                        "PATCH",
-                        ref,
-                        location,
-                        headers={
-                            "Content-Type": "application/octet-stream",
-                            "Content-Range": f"{start}-{start + len(chunk) - 1}",
-                        },
-                        content=chunk,
-                        limit=ERROR_BODY_LIMIT,
-                        idempotent=False,
-                        push=True,
-                    )
-                    self._transport.check_status(
-                        patched, ref, f"uploading bytes {start}+ of blob {digest}"
-                    )
-                    location = _location(patched, ref)
-                body = b""
-            else:
-                body = data
-            finished = await self._transport.send(
-                "PUT",
-                ref,
-                location.copy_merge_params({"digest": digest}),
-                headers={"Content-Type": "application/octet-stream"},
-                content=body,
-                limit=ERROR_BODY_LIMIT,
-                idempotent=False,
-                push=True,
-            )
-            self._transport.check_status(finished, ref, f"completing the upload of blob {digest}")
-            _check_echoed_digest(finished, ref, digest)
-            self._remember(key, descriptor)
-            return descriptor
+            return await self._upload_blob(ref, data, descriptor)
+
+    async def _upload_blob(self, ref: ImageRef, data: bytes, descriptor: Descriptor) -> Descriptor:
+        """POST then PUT (PATCHes in between above the chunk threshold); checks the echo."""
+        digest = descriptor.digest
+        started = await self._transport.send(
+            "POST",
+            ref,
+            await self._transport.url(ref, "blobs/uploads/"),
+            limit=ERROR_BODY_LIMIT,
+            idempotent=False,
+            push=True,
+        )
+        self._transport.check_status(started, ref, "starting a blob upload")
+        location = _location(started, ref)
+        threshold = self._settings.chunked_upload_threshold
+        if len(data) > threshold:
+            for start in range(0, len(data), threshold):
+                chunk = data[start : start + threshold]
+                patched = await self._transport.send(
+                    "PATCH",
+                    ref,
+                    location,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{start}-{start + len(chunk) - 1}",
+                    },
+                    content=chunk,
+                    limit=ERROR_BODY_LIMIT,
+                    idempotent=False,
+                    push=True,
+                )
+                self._transport.check_status(
+                    patched, ref, f"uploading bytes {start}+ of blob {digest}"
+                )
+                location = _location(patched, ref)
+            body = b""
+        else:
+            body = data
+        finished = await self._transport.send(
+            "PUT",
+            ref,
+            location.copy_merge_params({"digest": digest}),
+            headers={"Content-Type": "application/octet-stream"},
+            content=body,
+            limit=ERROR_BODY_LIMIT,
+            idempotent=False,
+            push=True,
+        )
+        self._transport.check_status(finished, ref, f"completing the upload of blob {digest}")
+        _check_echoed_digest(finished, ref, digest)
+        self._remember(f"{ref.registry}/{ref.repository}@{digest}", descriptor)
+        return descriptor
 
     # -- what the client has learnt ------------------------------------------------------------
 
@@ -598,8 +609,9 @@ class RegistryClient:
 
         With ``ETag`` the write is conditional (412 = raced, retry). Registries such as
         distribution 2.8 send an ETag but ignore ``If-Match``, so every write is also confirmed
-        by re-reading it (after ``fallback_settle_seconds``, 0 by default): a writer that read
-        before our write and wrote after it has dropped our entry, and we add it again.
+        by re-reading it after ``fallback_settle_seconds``: a writer that read before our
+        write and wrote after it has dropped our entry, and we add it again. With the
+        default of 0 no writer outside Sealgate is expected and the write is not re-read.
         Sealgate's own writers, in this process and (on PostgreSQL) in every replica, take
         turns under ``index_lock``, so only writers outside Sealgate can race us.
         """
@@ -641,8 +653,11 @@ class RegistryClient:
                 )
                 if reply.status != 412:
                     self._transport.check_status(reply, ref, f"updating referrers tag {tag}")
-                if self.fallback_settle_seconds > 0:
-                    await asyncio.sleep(self.fallback_settle_seconds * random.uniform(1.0, 1.5))
+                    if self.fallback_settle_seconds <= 0:
+                        # Only writers outside Sealgate's lock could drop our entry, and
+                        # none are expected: the write stands without a confirming read.
+                        return
+                await asyncio.sleep(self.fallback_settle_seconds * random.uniform(1.0, 1.5))
         raise registry_error(
             errors.CONFLICT,
             ref=ref,

@@ -563,6 +563,8 @@ class TestFallbackIndexRace:
     ) -> None:
         ref, other = await self._setup(lost_update_standin, oci_client)
         lost_update_standin.clobbers = 2
+        # A writer outside Sealgate's lock is expected: confirm each write after a pause.
+        oci_client.fallback_settle_seconds = 0.01
         ours = await oci_client.push_referrer(
             ref, artifact_type=ARTIFACT, layers=[(b"{}", "application/json", {})], annotations={}
         )
@@ -575,6 +577,7 @@ class TestFallbackIndexRace:
     ) -> None:
         ref, _ = await self._setup(lost_update_standin, oci_client)
         lost_update_standin.clobbers = 1000
+        oci_client.fallback_settle_seconds = 0.01
         with pytest.raises(RegistryError) as caught:
             await oci_client.push_referrer(
                 ref,
@@ -584,3 +587,16 @@ class TestFallbackIndexRace:
             )
         assert caught.value.code == "registry.conflict"
         assert lost_update_standin.fallback_writes == RegistryClient.fallback_attempts
+
+    async def test_without_a_settle_delay_the_write_is_not_reread(
+        self, lost_update_standin: LostUpdateStandIn, oci_client: RegistryClient
+    ) -> None:
+        # The default: no writer outside Sealgate's lock is expected, so one write stands
+        # and is not re-read (a foreign writer clobbering it goes unnoticed, as documented).
+        ref, _ = await self._setup(lost_update_standin, oci_client)
+        lost_update_standin.clobbers = 1
+        assert oci_client.fallback_settle_seconds == 0
+        await oci_client.push_referrer(
+            ref, artifact_type=ARTIFACT, layers=[(b"{}", "application/json", {})], annotations={}
+        )
+        assert lost_update_standin.fallback_writes == 1
