@@ -18,16 +18,14 @@ from app.cli.context import open_services, run_with_services
 from app.cli.output import cli_errors, print_json
 from app.config import get_settings
 from app.db.session import session_scope
-from app.enforce.decide import Evaluation, evaluate_image
+from app.enforce.decide import Evaluation, evaluate_image, gather_input
 from app.errors import InputError, PolicyError
 from app.policy.bundle import CompileProblem, PolicyBundle
 from app.policy.engines import EmbeddedOpaEngine, compile_bundle, decision_document
 from app.policy.explanation import fired_rules
-from app.policy.facts import input_for_image
 from app.policy.input import (
     Entrypoint,
     PolicyInput,
-    SignatureFacts,
     assumed_kubernetes,
     input_schema,
 )
@@ -175,29 +173,23 @@ def input_(
 ) -> None:
     """Print the policy input the service builds for IMAGE.
 
-    The digest is resolved and every signature is verified against the stored
-    authorities whose scope covers the image (as enforcement does); authority scopes and
-    the newest stored scan come from the database. For admission (the default) the
-    Kubernetes context is a Pod CREATE in --namespace.
+    Built exactly as ``sealgate policy decide`` and the API build it: the digest is
+    resolved, signatures and attestations are verified against the stored authorities
+    whose scope covers the image, and the scan is the newest authenticated upload, else a
+    verified vulnerability attestation, else an unsigned scan referrer. For admission (the
+    default) the Kubernetes context is a Pod CREATE in --namespace.
     """
-    from app.enforce.verify import verification_report_for_policy
-
     chosen = entrypoint or Entrypoint.admission
-    kubernetes = assumed_kubernetes(chosen, namespace)
-    signatures: list[SignatureFacts] = []
-    if not offline:
-        report = run_with_services(lambda services: verification_report_for_policy(services, image))
-        digest = report.digest
-        signatures = [SignatureFacts.from_verified(s) for s in report.signatures]
-    with open_services() as services, session_scope(services.sessions) as session:
-        policy_input = input_for_image(
-            session,
-            reference=image,
+    policy_input = run_with_services(
+        lambda services: gather_input(
+            services,
+            image=image,
             entrypoint=chosen,
-            digest=digest,
-            signatures=signatures,
-            kubernetes=kubernetes,
+            kubernetes=assumed_kubernetes(chosen, namespace),
+            offline=offline,
+            offline_digest=digest,
         )
+    )
     print_json(policy_input.to_rego())
 
 

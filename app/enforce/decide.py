@@ -117,44 +117,36 @@ def _denial(code: str, message: str) -> PolicyDecision:
     return PolicyDecision(allow=False, deny=[Finding(code=code, message=message)])
 
 
-async def evaluate_image(
+async def gather_input(
     services: Services,
     *,
     image: str,
     entrypoint: Entrypoint,
     kubernetes: KubernetesContext | None = None,
-    policy_version: int | None = None,
-    budget_seconds: float = DECISION_BUDGET_SECONDS,
-) -> Evaluation:
-    """Decide whether ``image`` passes the active policy at ``entrypoint``, and record it.
+    offline: bool = False,
+    offline_digest: str | None = None,
+) -> PolicyInput:
+    """The policy input the service decides ``image`` on (steps 1 to 3 of the module doc).
 
-    Raises InputError for an invalid reference (nothing to decide on); every other
-    failure becomes a recorded denial.
+    With ``offline`` the registry is not read: no digest resolution (``offline_digest`` may
+    name it), no signatures, attestations or registry scans, only the store's facts.
+    Raises InputError for an invalid reference and Error (registry, evidence) when the
+    evidence cannot be read.
     """
     ref = ImageRef.parse(image)
     evaluated_at = dt.datetime.now(dt.UTC)
-    decision: PolicyDecision | None = None
-    digest: str | None = ref.digest
+    digest = ref.digest or offline_digest
     signatures: list[VerifiedSignature] = []
     attestations: list[VerifiedSignature] = []
-    registry_scan: ScanFacts | None = None
-    try:
+    if not offline:
         report = await verification_report_for_policy(services, ref)
         digest = report.digest
         signatures = [s for s in report.signatures if _is_signature(s)]
         attestations = [s for s in report.signatures if not _is_signature(s)]
-        registry_scan = await _registry_scan(
-            services, ref.with_digest(digest), attestations, evaluated_at
-        )
-    except Error as e:
-        decision = _denial(
-            "evidence.unavailable",
-            f"{ref}: the evidence could not be read, so the image is denied ({e.message})",
-        )
 
     def _build() -> PolicyInput:
         with session_scope(services.sessions) as session:
-            policy_input = input_for_image(
+            return input_for_image(
                 session,
                 reference=str(ref),
                 entrypoint=entrypoint,
@@ -171,11 +163,45 @@ async def evaluate_image(
                 kubernetes=kubernetes,
                 evaluated_at=evaluated_at,
             )
-        if policy_input.scan is None and registry_scan is not None:
-            policy_input = policy_input.model_copy(update={"scan": registry_scan})
-        return policy_input
 
     policy_input = await asyncio.to_thread(_build)
+    if policy_input.scan is None and not offline and digest is not None:
+        # No authenticated upload stored: look in the registry.
+        scan = await _registry_scan(services, ref.with_digest(digest), attestations, evaluated_at)
+        if scan is not None:
+            policy_input = policy_input.model_copy(update={"scan": scan})
+    return policy_input
+
+
+async def evaluate_image(
+    services: Services,
+    *,
+    image: str,
+    entrypoint: Entrypoint,
+    kubernetes: KubernetesContext | None = None,
+    policy_version: int | None = None,
+    budget_seconds: float = DECISION_BUDGET_SECONDS,
+) -> Evaluation:
+    """Decide whether ``image`` passes the active policy at ``entrypoint``, and record it.
+
+    Raises InputError for an invalid reference (nothing to decide on); every other
+    failure becomes a recorded denial.
+    """
+    ref = ImageRef.parse(image)
+    decision: PolicyDecision | None = None
+    try:
+        policy_input = await gather_input(
+            services, image=str(ref), entrypoint=entrypoint, kubernetes=kubernetes
+        )
+    except Error as e:
+        decision = _denial(
+            "evidence.unavailable",
+            f"{ref}: the evidence could not be read, so the image is denied ({e.message})",
+        )
+        # Record what was known: the reference and the store's facts, nothing from the registry.
+        policy_input = await gather_input(
+            services, image=str(ref), entrypoint=entrypoint, kubernetes=kubernetes, offline=True
+        )
     if decision is None:
         try:
             decision = await asyncio.to_thread(
@@ -196,7 +222,7 @@ async def evaluate_image(
     decision_id = await asyncio.to_thread(_record, decision)
     return Evaluation(
         image=str(ref),
-        digest=digest,
+        digest=policy_input.image.digest,
         entrypoint=entrypoint,
         decision=decision,
         input=policy_input.to_rego(),

@@ -253,3 +253,24 @@ class TestDecideCli:
         assert json.loads(allowed.stdout)["decision"]["allow"] is True
         assert denied.exit_code == 1
         assert json.loads(denied.stdout)["decision"]["allow"] is False
+
+    def test_policy_input_is_the_input_decide_uses(
+        self,
+        sealgate: Cli,
+        services: Services,
+        registry: RegistryProcess,
+        unique_repo: Callable[[str], str],
+    ) -> None:
+        signed, _ = push_random_image_sync(registry, unique_repo("app").split("/", 1)[1])
+        assert sealgate("sign", str(signed), "--key", "ci").exit_code == 0
+
+        printed = sealgate("policy", "input", str(signed), "--entrypoint", "push")
+        decided = sealgate("policy", "decide", str(signed), "--entrypoint", "push")
+
+        assert printed.exit_code == 0, printed.output
+        (recorded,) = decisions(services)
+        shown = json.loads(printed.stdout)
+        for document in (shown, recorded.input):
+            document.pop("evaluated_at")
+        assert shown == recorded.input
+        assert decided.exit_code == 0
