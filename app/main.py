@@ -3,7 +3,8 @@
 ``create_app()`` is the only way the service is built (uvicorn uses the factory form
 ``app.main:create_app``). Every ``app.errors.Error`` becomes a JSON body
 ``{"error": {"code", "message"}}`` with its status; request validation failures become
-400s; anything unexpected is logged with the request id and answered with a bare 500
+400s, and the framework's own refusals (unknown route, wrong method, unparseable body)
+take the same shape; anything unexpected is logged with the request id and answered with a bare 500
 that carries no stack trace.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
@@ -143,6 +145,37 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: 
     await send({"type": "http.response.body", "body": payload})
 
 
+_HTTP_ERROR_CODES = {
+    400: "input.invalid",
+    401: "auth.unauthenticated",
+    403: "auth.forbidden",
+    404: "not_found",
+    405: "input.method_not_allowed",
+    413: "input.too_large",
+    415: "input.unsupported_media_type",
+}
+
+
+def _http_error_message(request: Request, exc: StarletteHTTPException) -> str:
+    """A message a person can act on for an error the framework raised before any route ran."""
+    path = request.url.path[:256]
+    if exc.status_code == 404:
+        return f"no such route: {request.method} {path}"
+    if exc.status_code == 405:
+        # Not the Allow header's list: Starlette fills it from the first route on the path
+        # only, and FastAPI has one route per method.
+        return f"method {request.method} is not allowed on {path}"
+    cause = exc.__cause__
+    if exc.status_code == 400 and cause is not None:
+        # FastAPI wraps what json.loads raised beyond JSONDecodeError.
+        if isinstance(cause, RecursionError):
+            return "request body is not valid JSON: it is nested too deeply"
+        if isinstance(cause, UnicodeDecodeError):
+            return "request body is not valid JSON: it is not UTF-8 text"
+        return "request body is not valid JSON"
+    return str(exc.detail)
+
+
 def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(Error)
     async def _sealgate_error(request: Request, exc: Error) -> JSONResponse:
@@ -161,6 +194,15 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
             problems.append(f"{where}: {err.get('msg')}")
         body = {"error": {"code": "input.invalid", "message": "; ".join(problems)}}
         return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Raised by the framework itself (unknown route, wrong method, unparseable body):
+        # answered in the same shape as every other error.
+        code = _HTTP_ERROR_CODES.get(exc.status_code, "http.error")
+        metrics.errors.labels(code).inc()
+        body = {"error": {"code": code, "message": _http_error_message(request, exc)}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import StoreError
+from app.errors import InputError, StoreError
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -44,12 +44,22 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success and rolls back on any exception.
 
-    Database failures surface as ``StoreError`` so callers answer 503, not 500.
+    Database failures surface as ``StoreError`` so callers answer 503, not 500; a value
+    the database refuses (``DataError``) surfaces as ``InputError`` (400).
     """
     session = factory()
     try:
         yield session
         session.commit()
+    except DataError as e:
+        # The database refused a value (PostgreSQL text cannot hold NUL characters, a
+        # number out of a column's range): the request's fault, not the store's.
+        session.rollback()
+        reason = str(e.orig).splitlines()[0][:200] if e.orig is not None else "refused"
+        raise InputError(
+            f"a value in the request cannot be used by the database: {reason}",
+            code="input.unstorable",
+        ) from e
     except SQLAlchemyError as e:
         session.rollback()
         raise StoreError(f"database error: {type(e).__name__}") from e

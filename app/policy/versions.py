@@ -33,6 +33,8 @@ from app.services import Services
 log = logging.getLogger("sealgate.policy")
 
 DEFAULT_POLL_INTERVAL = 2.0
+# Version numbers start at 1 and live in an INTEGER column (32-bit on PostgreSQL).
+MAX_VERSION = 2**31 - 1
 
 
 class PolicyVersionInfo(BaseModel):
@@ -128,11 +130,20 @@ def publish_bundle(
 
 def activate_version(session: Session, *, version: int) -> PolicyVersionInfo:
     """Make ``version`` the active one (a rollback when it is older); NotFoundError if none."""
-    row = session.scalar(select(PolicyVersion).where(PolicyVersion.version == version))
+    row = _find_version(session, version)
     if row is None:
         raise NotFoundError(f"policy version {version} does not exist", code="policy.not_found")
     _activate(session, row)
     return PolicyVersionInfo.from_row(row)
+
+
+def _find_version(session: Session, version: int) -> PolicyVersion | None:
+    """The row of ``version``, or None. Numbers outside the column's range name no version:
+    asked for them, the database driver would raise (SQLite OverflowError, PostgreSQL
+    DataError) instead of finding nothing."""
+    if not 1 <= version <= MAX_VERSION:
+        return None
+    return session.scalar(select(PolicyVersion).where(PolicyVersion.version == version))
 
 
 def _activate(session: Session, row: PolicyVersion) -> None:
@@ -152,12 +163,10 @@ def list_versions(session: Session) -> list[PolicyVersionInfo]:
 
 def stored_bundle(session: Session, *, version: int | None = None) -> tuple[int, PolicyBundle]:
     """The bundle of ``version``, or of the active version; NotFoundError when there is none."""
-    query = select(PolicyVersion)
     if version is None:
-        query = query.where(PolicyVersion.active.is_(True))
+        row = session.scalar(select(PolicyVersion).where(PolicyVersion.active.is_(True)))
     else:
-        query = query.where(PolicyVersion.version == version)
-    row = session.scalar(query)
+        row = _find_version(session, version)
     if row is None:
         what = "no policy version is active" if version is None else f"no policy version {version}"
         raise NotFoundError(what, code="policy.not_found")
