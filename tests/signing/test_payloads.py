@@ -109,7 +109,7 @@ class TestStatement:
         assert not parsed.names_digest("sha256:" + "cd" * 32)
 
     def test_third_party_statement(self, asset: Callable[[str], Path]) -> None:
-        parsed = parse_statement(asset("sigstore-js/statement.json").read_bytes())
+        parsed = parse_statement(asset("sigstore/sigstore-js/statement.json").read_bytes())
         assert parsed.type == "https://in-toto.io/Statement/v0.1"
         assert parsed.subjects[0].digest.get("sha512")
 
