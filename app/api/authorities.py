@@ -13,9 +13,10 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from app.api.auth import AdminDep
+from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
 from app.verify.keyless import KeylessIdentity
@@ -32,7 +33,7 @@ from app.verify.trust import (
 router = APIRouter(prefix="/v1/authorities", tags=["authorities"])
 
 
-class IdentityFields(BaseModel):
+class IdentityFields(RequestBody):
     """cosign's identity flags as request fields (shared with ``POST /v1/verify``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from app.api.auth import PrincipalDep
+from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.enforce.decide import evaluate_image
 from app.oci.refs import ImageRef
@@ -25,7 +26,7 @@ from app.policy.input import Entrypoint, assumed_kubernetes
 router = APIRouter(prefix="/v1", tags=["decisions"])
 
 
-class DecisionRequest(BaseModel):
+class DecisionRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(max_length=1024)

@@ -7,9 +7,10 @@ private keys never leave ``app.signing.keys``.
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from app.api.auth import AdminDep
+from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
 from app.signing.keys import KeyInfo, disable_key, generate_key, get_key, import_key, list_keys
@@ -18,14 +19,14 @@ from app.signing.signers import Algorithm, parse_algorithm
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
-class GenerateKeyRequest(BaseModel):
+class GenerateKeyRequest(RequestBody):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(max_length=128)
     algorithm: str = Algorithm.ecdsa_p256.value
 
 
-class ImportKeyRequest(BaseModel):
+class ImportKeyRequest(RequestBody):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(max_length=128)

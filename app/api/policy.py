@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from app.api.auth import AdminDep, PrincipalDep
+from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
 from app.policy.bundle import PolicyBundle
@@ -23,7 +24,7 @@ from app.policy.versions import (
 router = APIRouter(tags=["policy"])
 
 
-class BundleUpload(BaseModel):
+class BundleUpload(RequestBody):
     """A bundle to publish: ``files`` maps relative paths to text (*.rego, data.json)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

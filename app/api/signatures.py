@@ -8,9 +8,10 @@ Reading records needs a ``sign`` or ``verify`` scope on the image.
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from app.api.auth import PrincipalDep
+from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.enforce.sign import (
     SignatureRecordView,
@@ -24,7 +25,7 @@ from app.oci.refs import ImageRef
 router = APIRouter(tags=["signatures"])
 
 
-class SignRequest(BaseModel):
+class SignRequest(RequestBody):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     image: str = Field(max_length=1024, description="Reference to sign; tags resolve to digests")

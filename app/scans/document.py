@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.errors import ScanError
+from app.json_text import LONE_SURROGATE, find_unencodable
 from app.oci.digests import is_digest
 
 MAX_REPORT_BYTES = 32 * 1024 * 1024
 MAX_PROBLEMS_SHOWN = 3
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,7 +43,7 @@ def load_document(data: bytes, *, max_bytes: int = MAX_REPORT_BYTES) -> Any:
     if not data.strip():
         raise ScanError("the report is empty", code="scan.malformed")
     try:
-        return json.loads(data)
+        document = json.loads(data)
     except UnicodeDecodeError as e:
         raise ScanError("the report is not UTF-8 text", code="scan.malformed") from e
     except json.JSONDecodeError as e:
@@ -50,6 +53,16 @@ def load_document(data: bytes, *, max_bytes: int = MAX_REPORT_BYTES) -> Any:
         ) from e
     except RecursionError as e:
         raise ScanError("the report is nested too deeply", code="scan.malformed") from e
+    # Only an escape can spell a lone surrogate (UTF-8 bytes cannot): skip the walk without one.
+    if _SURROGATE_ESCAPE.search(data):
+        where = find_unencodable(document)
+        if where is not None:
+            raise ScanError(
+                f"the report is not valid Unicode text at {where[:200]!a}: it holds "
+                f"{LONE_SURROGATE}",
+                code="scan.malformed",
+            )
+    return document
 
 
 def validate_shape(model: type[M], document: Any, *, what: str) -> M:

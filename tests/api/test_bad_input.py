@@ -7,6 +7,9 @@ plus hand-made classics) and answered 5xx or a ``detail`` body before its fix.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +19,7 @@ from fastapi.testclient import TestClient
 from app.auth.tokens import create_token
 from app.db.session import session_scope
 from app.services import Services
+from tests.fixtures.images import push_random_image_sync
 from tests.fixtures.registry import RegistryProcess
 
 # Every route that reads a JSON body, with its method.
@@ -158,3 +162,74 @@ class TestNulCharacters:
             assert "NUL" in error["message"]
         else:  # SQLite stores NUL characters.
             assert response.status_code == 201, response.text
+
+
+class TestLoneSurrogates:
+    """``"\\ud800"`` is valid JSON but not valid Unicode: before, a 500 wherever pydantic
+    let it through (containers, ``SecretStr``) and, stored in a scan, on every later list."""
+
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "where"),
+        [
+            (
+                "PUT",
+                "/v1/policies",
+                '{"files": {"a.rego": "package a\\n# \\ud800"}}',
+                "files.a.rego",
+            ),
+            ("POST", "/v1/authorities", '{"name": "a", "scopes": ["\\ud800"]}', "scopes.0"),
+            (
+                "POST",
+                "/v1/signatures",
+                '{"image": "x/y", "annotations": {"\\udfff": "b"}}',
+                "a key in annotations",
+            ),
+            ("POST", "/v1/decisions", '{"image": "x/y", "namespace": "\\uD800"}', "namespace"),
+        ],
+    )
+    def test_in_a_request_body_is_400_naming_where(
+        self,
+        client: TestClient,
+        admin: dict[str, str],
+        method: str,
+        path: str,
+        body: str,
+        where: str,
+    ) -> None:
+        headers = {**admin, "content-type": "application/json"}
+        response = client.request(method, path, content=body.encode(), headers=headers)
+        error = _error(response, 400)
+        assert error["code"] == "input.invalid"
+        assert f"'{where}' is not valid Unicode text" in error["message"]
+
+    def test_in_a_secret_is_refused_without_echoing_it(
+        self, client: TestClient, admin: dict[str, str]
+    ) -> None:
+        body = b'{"name": "k", "pem": "pem-text", "password": "hunter2\\ud800"}'
+        headers = {**admin, "content-type": "application/json"}
+        error = _error(client.post("/v1/keys/import", content=body, headers=headers), 400)
+        assert "'password' is not valid Unicode text" in error["message"]
+        assert "hunter2" not in error["message"] and "pem-text" not in error["message"]
+
+    def test_in_a_scan_report_is_400_and_stores_nothing(
+        self,
+        client: TestClient,
+        admin: dict[str, str],
+        registry: RegistryProcess,
+        asset: Callable[[str], Path],
+    ) -> None:
+        repository = f"bad-input{id(object()):x}/app"
+        push_random_image_sync(registry, repository, tag="v1")
+        image = f"{registry.host}/{repository}:v1"
+        report = json.loads(asset("trivy/dd_trivy_schema2_image_os_and_jar.json").read_text())
+        report["ArtifactName"] = "\ud800"
+        headers = {**admin, "content-type": "application/json"}
+        response = client.post(
+            "/v1/scans", params={"image": image}, content=json.dumps(report), headers=headers
+        )
+        error = _error(response, 400)
+        assert error["code"] == "scan.malformed"
+        assert "'ArtifactName'" in error["message"]
+        listed = client.get("/v1/scans", params={"image": image}, headers=admin)
+        assert listed.status_code == 200, listed.text
+        assert listed.json() == []
