@@ -55,7 +55,9 @@ class RequestContextMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
-        request_id = incoming if incoming.isprintable() and incoming else uuid.uuid4().hex
+        # Printable ASCII only: it is echoed in a response header and written to the log.
+        usable = incoming.isascii() and incoming.isprintable() and incoming
+        request_id = incoming if usable else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500

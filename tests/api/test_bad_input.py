@@ -233,3 +233,14 @@ class TestLoneSurrogates:
         listed = client.get("/v1/scans", params={"image": image}, headers=admin)
         assert listed.status_code == 200, listed.text
         assert listed.json() == []
+
+
+class TestRequestIdHeader:
+    @pytest.mark.parametrize("incoming", [b"\xc3\xa9t\xc3\xa9", b"\xff\xfe", b"a\x7fb"])
+    def test_one_that_is_not_printable_ascii_is_replaced(
+        self, client: TestClient, incoming: bytes
+    ) -> None:
+        # Before: echoed re-encoded ("é" sent as UTF-8 came back as four bytes of mojibake).
+        echoed = client.get("/healthz", headers={"X-Request-ID": incoming}).headers
+        assert echoed["x-request-id"] != incoming.decode("latin-1")
+        assert len(echoed["x-request-id"]) == 32 and echoed["x-request-id"].isalnum()
