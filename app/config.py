@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Keyless signing: "public-good", "staging", or the path of a ClientTrustConfig JSON file.
     sigstore_trust_config: str = "public-good"
 
+    # Scans: sign every ingested report as a vulnerability attestation with this stored key.
+    scan_attestation_key: str | None = None
+
     # Policy.
     opa_url: str | None = None
     policy_dir: Path = Path("policies")

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from app.api.auth import PrincipalDep
 from app.api.deps import ServicesDep
 from app.oci.refs import ImageRef
+from app.scans.attestation import configured_attester
 from app.scans.detect import AUTO, SUPPORTED_FORMATS
 from app.scans.document import MAX_REPORT_BYTES
 from app.scans.ingest import CollectedScan, StoredScan, collect_scans, ingest_scan
@@ -45,8 +46,9 @@ _REPORT_BODY = {
     summary="Upload a vulnerability report for an image",
     description="Needs a token with scope `scan:REGISTRY/REPOSITORY` (globs allowed). The "
     "report is checked against the image (400 malformed or unknown format, 413 too large, "
-    "422 for another image), attached to the image as an OCI referrer and stored; on any "
-    "error nothing is stored.",
+    "422 for another image), attached to the image as an OCI referrer (and signed as a cosign "
+    "vulnerability attestation when SEALGATE_SCAN_ATTESTATION_KEY names a stored key) and "
+    "stored; on any error nothing is stored.",
     openapi_extra=_REPORT_BODY,
 )
 async def upload_scan(
@@ -62,7 +64,12 @@ async def upload_scan(
     principal.authorize("scan", ref.name)
     report = await request.body()
     return await ingest_scan(
-        services, image=ref, report=report, format=format, uploaded_by=principal.name
+        services,
+        image=ref,
+        report=report,
+        format=format,
+        uploaded_by=principal.name,
+        attest=configured_attester(services),
     )
 
 

@@ -11,7 +11,7 @@ import typer
 from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
 from app.errors import InputError, ScanError
-from app.scans.attestation import key_scan_attester
+from app.scans.attestation import configured_attester
 from app.scans.detect import AUTO, SUPPORTED_FORMATS, parse_report
 from app.scans.document import MAX_REPORT_BYTES
 from app.scans.ingest import collect_scans, ingest_scan
@@ -53,7 +53,8 @@ def ingest(
         typer.Option(
             "--attest-key",
             help="Also sign the scan as an in-toto vulnerability attestation "
-            "(cosign's vuln predicate) with this stored signing key.",
+            "(cosign's vuln predicate) with this stored signing key "
+            "[SEALGATE_SCAN_ATTESTATION_KEY].",
         ),
     ] = None,
 ) -> None:
@@ -66,7 +67,7 @@ def ingest(
             report=data,
             format=format,
             uploaded_by=f"cli:{getpass.getuser()}",
-            attest=key_scan_attester(services, key_name=attest_key) if attest_key else None,
+            attest=configured_attester(services, key_name=attest_key),
         )
     )
     print_json(stored.model_dump(mode="json"))

@@ -98,3 +98,10 @@ def key_scan_attester(services: Services, *, key_name: str) -> ScanAttester:
         )
 
     return attest
+
+
+def configured_attester(services: Services, *, key_name: str | None = None) -> ScanAttester | None:
+    """The attester for ``key_name``, else for ``SEALGATE_SCAN_ATTESTATION_KEY``, else None
+    (scans are then attached unsigned and only Sealgate's own record vouches for them)."""
+    name = key_name or services.settings.scan_attestation_key
+    return key_scan_attester(services, key_name=name) if name else None

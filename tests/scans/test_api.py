@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.auth.tokens import create_token
+from app.config import Settings
 from app.db.models import ScanRecord
 from app.db.session import session_scope
-from app.main import MAX_BODY_BYTES
+from app.enforce.verify import VerificationReport, verify_image
+from app.main import MAX_BODY_BYTES, create_app
+from app.scans.attestation import VULN_PREDICATE_TYPE
 from app.services import Services
+from app.signing.keys import generate_key
+from app.signing.signers import Algorithm
 from tests.fixtures.images import push_random_image_sync
 from tests.fixtures.registry import RegistryProcess
 
@@ -167,3 +174,56 @@ class TestUpload:
         assert operation["requestBody"]["required"] is True
         assert "application/json" in operation["requestBody"]["content"]
         assert {p["name"] for p in operation["parameters"]} == {"image", "format"}
+
+
+class TestConfiguredAttestationKey:
+    def test_uploads_are_signed_with_the_configured_key(
+        self,
+        settings: Settings,
+        clean_database: Any,
+        image: str,
+        asset: Asset,
+    ) -> None:
+        signing = settings.model_copy(update={"scan_attestation_key": "scans"})
+        with TestClient(create_app(signing)) as client:
+            services = services_of(client)
+            with session_scope(services.sessions) as session:
+                key = generate_key(
+                    session, settings=signing, name="scans", algorithm=Algorithm.ecdsa_p256
+                )
+            headers = bearer(services, f"scan:{repository_glob(image)}")
+            response = client.post(
+                "/v1/scans",
+                params={"image": image},
+                content=asset(UNBOUND_TRIVY).read_bytes(),
+                headers=headers,
+            )
+        assert response.status_code == 201, response.text
+        attestation = response.json()["attestation_digest"]
+        assert attestation and attestation.startswith("sha256:")
+
+        async def _verify() -> VerificationReport:
+            checking = Services.from_settings(signing)
+            try:
+                return await verify_image(checking, image=image, key_pem=key.public_key_pem)
+            finally:
+                await checking.aclose()
+
+        report = asyncio.run(_verify())
+        predicates = {s.predicate_type for s in report.signatures}
+        assert VULN_PREDICATE_TYPE in predicates
+
+    def test_an_unknown_configured_key_stores_nothing(
+        self, settings: Settings, clean_database: Any, image: str, asset: Asset
+    ) -> None:
+        signing = settings.model_copy(update={"scan_attestation_key": "missing"})
+        with TestClient(create_app(signing)) as client:
+            headers = bearer(services_of(client), f"scan:{repository_glob(image)}")
+            response = client.post(
+                "/v1/scans",
+                params={"image": image},
+                content=asset(UNBOUND_TRIVY).read_bytes(),
+                headers=headers,
+            )
+            assert response.status_code == 404
+            assert scan_count(services_of(client)) == 0
