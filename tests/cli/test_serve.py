@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.registry import free_port
+from tests.fixtures.registry import free_port, stop_process
 from tests.fixtures.tls import TlsFiles
 
 SEALGATE = str(Path(sys.executable).with_name("sealgate"))
@@ -44,8 +44,7 @@ def stop() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
 class TestServe:
