@@ -47,7 +47,6 @@ from app.scans.attestation import VULN_PREDICATE_TYPE, report_from_vuln_predicat
 from app.scans.ingest import collect_scans
 from app.scans.model import ScanReport
 from app.services import Services
-from app.signing.payloads import COSIGN_SIGN_PREDICATE
 from app.verify.model import VerifiedSignature
 
 log = logging.getLogger(__name__)
@@ -68,11 +67,6 @@ class Evaluation(BaseModel):
     input: dict[str, object]
     decision_id: int
     policy_version: int | None
-
-
-def _is_signature(signature: VerifiedSignature) -> bool:
-    """A signature of the image, as opposed to a signed attestation about it."""
-    return signature.predicate_type in (None, COSIGN_SIGN_PREDICATE)
 
 
 def _facts_of_scan(
@@ -141,8 +135,8 @@ async def gather_input(
     if not offline:
         report = await verification_report_for_policy(services, ref)
         digest = report.digest
-        signatures = [s for s in report.signatures if _is_signature(s)]
-        attestations = [s for s in report.signatures if not _is_signature(s)]
+        signatures = list(report.signatures)
+        attestations = list(report.attestations)
 
     def _build() -> PolicyInput:
         with session_scope(services.sessions) as session:

@@ -23,6 +23,7 @@ from app.db.session import session_scope
 from app.errors import Error, InputError, VerificationError
 from app.oci.refs import ImageRef
 from app.services import Services
+from app.signing.payloads import COSIGN_SIGN_PREDICATE
 from app.verify.bundle import verify_bundle
 from app.verify.evidence import BundleCandidate, Candidate, EvidenceLimits, collect_evidence
 from app.verify.keyless import KeylessIdentity
@@ -51,6 +52,9 @@ class VerificationReport(BaseModel):
     digest: str
     signatures: tuple[VerifiedSignature, ...]
     rejections: tuple[Rejection, ...]
+    # Signed in-toto statements about the image with another predicate (a vulnerability
+    # scan, provenance...): verified, but not signatures *of* the image.
+    attestations: tuple[VerifiedSignature, ...] = ()
 
     @property
     def verified(self) -> bool:
@@ -84,6 +88,7 @@ class VerificationReport(BaseModel):
             "digest": self.digest,
             "verified": self.verified,
             "signatures": [s.summary() for s in self.signatures],
+            "attestations": [s.summary() for s in self.attestations],
             "rejections": [r.model_dump(mode="json") for r in self.rejections],
         }
 
@@ -169,9 +174,16 @@ async def verify_with_authorities(
     return VerificationReport(
         image=image.name,
         digest=digest,
-        signatures=tuple(verified),
+        signatures=tuple(s for s in verified if is_image_signature(s)),
+        attestations=tuple(s for s in verified if not is_image_signature(s)),
         rejections=tuple(rejections),
     )
+
+
+def is_image_signature(signature: VerifiedSignature) -> bool:
+    """A signature *of* the image (cosign's sign predicate, or a simple-signing payload),
+    as opposed to a signed attestation *about* it, which must never count as one."""
+    return signature.predicate_type in (None, COSIGN_SIGN_PREDICATE)
 
 
 def chosen_authority(

@@ -22,11 +22,12 @@ from app.db.models import Decision, ScanRecord
 from app.db.session import session_scope
 from app.enforce.decide import evaluate_image
 from app.enforce.sign import sign_image
+from app.enforce.verify import verify_image
 from app.oci.refs import ImageRef
 from app.policy.engines import EmbeddedOpaEngine, build_engine
 from app.policy.input import Entrypoint
 from app.policy.replay import replay_decisions
-from app.scans.attestation import key_scan_attester
+from app.scans.attestation import VULN_PREDICATE_TYPE, key_scan_attester
 from app.scans.ingest import ingest_scan
 from app.services import Services
 from app.signing.keys import generate_key, get_key
@@ -133,6 +134,29 @@ class TestEvaluateImage:
         assert "vulnerability.severity" in codes(evaluation.decision.deny)
         # The attestation is not a signature of the image.
         assert len(evaluation.input["signatures"]) == 1
+
+    async def test_an_attestation_alone_is_not_a_signature(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
+    ) -> None:
+        # The key signs scans as attestations; that must not make the image "signed".
+        image, _ = await push_random_image(services.registry, unique_repo("app"))
+        await ingest_scan(
+            services,
+            image=image,
+            report=asset(CRITICAL_REPORT).read_bytes(),
+            uploaded_by="t",
+            attest=key_scan_attester(services, key_name="ci"),
+        )
+        with session_scope(services.sessions) as session:
+            public = get_key(session, name="ci").public_key_pem
+
+        report = await verify_image(services, image=str(image), key_pem=public)
+        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+
+        assert not report.verified
+        assert [a.predicate_type for a in report.attestations] == [VULN_PREDICATE_TYPE]
+        assert evaluation.input.get("signatures", []) == []
+        assert "signature.missing" in codes(evaluation.decision.deny)
 
     async def test_an_unsigned_scan_referrer_is_used_and_flagged(
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
