@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     docker_config: Path | None = None
     registry_username: str | None = None
     registry_password: SecretStr | None = None
+    # The one registry (host[:port]) the username and password above are sent to.
+    registry_credentials_host: str | None = None
     max_referrers: int = Field(default=128, ge=1, le=10_000)
     max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_blob_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -115,6 +117,28 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @field_validator("registry_credentials_host")
+    @classmethod
+    def _bare_registry_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip().lower()
+        if not host or "://" in host or "/" in host or any(c.isspace() for c in host):
+            raise ValueError("must be a registry host[:port] such as registry.example:5000")
+        return host
+
+    @model_validator(mode="after")
+    def _credentials_name_their_registry(self) -> Settings:
+        if (
+            self.registry_username or self.registry_password is not None
+        ) and self.registry_credentials_host is None:
+            raise ValueError(
+                "SEALGATE_REGISTRY_USERNAME/SEALGATE_REGISTRY_PASSWORD are set but "
+                "SEALGATE_REGISTRY_CREDENTIALS_HOST is not: name the one registry host[:port] "
+                "they belong to (they are never sent to any other registry)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_outside_development(self) -> Settings:

@@ -1,7 +1,9 @@
 """Registry authentication: credentials, ``WWW-Authenticate`` challenges and bearer tokens.
 
 ``CredentialStore`` finds a username and password for a registry, first in
-``settings.registry_username``/``registry_password`` and then in a Docker ``config.json``
+``settings.registry_username``/``registry_password`` (only for the one registry named by
+``settings.registry_credentials_host``: a caller chooses which registry an image reference
+names, so credentials must never follow it elsewhere) and then in a Docker ``config.json``
 (``settings.docker_config``, else ``$DOCKER_CONFIG/config.json``, else
 ``~/.docker/config.json``; ``auths.<host>.auth`` as base64 ``user:password`` or
 ``username``/``password``; credential helpers are not run).
@@ -92,7 +94,12 @@ class CredentialStore:
     def lookup(self, registry: str) -> Credentials | None:
         """Credentials for ``registry``, or None for anonymous access."""
         settings = self._settings
-        if settings.registry_username and settings.registry_password is not None:
+        if (
+            settings.registry_username
+            and settings.registry_password is not None
+            and settings.registry_credentials_host is not None
+            and _same_registry(settings.registry_credentials_host, registry)
+        ):
             return Credentials(
                 settings.registry_username, settings.registry_password.get_secret_value()
             )
@@ -124,6 +131,13 @@ class CredentialStore:
                 raise ConfigError(f"SEALGATE_DOCKER_CONFIG {path} is not usable: {e}") from e
             log.warning("ignoring unreadable Docker config %s: %s", path, e)
             return {}
+
+
+def _same_registry(configured: str, registry: str) -> bool:
+    """Whether ``registry`` (as in an ``ImageRef``) is the lowercase ``configured`` host."""
+    if registry == DOCKER_HUB:
+        return configured in _DOCKER_HUB_KEYS
+    return configured == registry.lower()
 
 
 def parse_docker_config(document: Any) -> dict[str, Credentials]:

@@ -77,15 +77,67 @@ class TestDockerConfig:
         assert store.lookup("docker.io") == Credentials("a", "b")
         assert store.lookup("ghcr.io") is None
 
-    def test_settings_take_priority(self, tmp_path: Path) -> None:
+    def test_settings_take_priority_for_their_host_only(self, tmp_path: Path) -> None:
         config = tmp_path / "config.json"
-        config.write_text(json.dumps({"auths": {"r.example": {"auth": _b64("file:user")}}}))
+        config.write_text(
+            json.dumps(
+                {
+                    "auths": {
+                        "r.example": {"auth": _b64("file:user")},
+                        "other.example": {"auth": _b64("other:pw")},
+                    }
+                }
+            )
+        )
         store = CredentialStore(
             settings=load_settings(
-                docker_config=config, registry_username="env", registry_password="secret"
+                docker_config=config,
+                registry_username="env",
+                registry_password="secret",
+                registry_credentials_host="R.example",
             )
         )
         assert store.lookup("r.example") == Credentials("env", "secret")
+        assert store.lookup("other.example") == Credentials("other", "pw")
+        assert store.lookup("evil.example") is None
+        assert store.lookup("r.example:5000") is None
+
+    def test_settings_credentials_for_docker_hub(self) -> None:
+        store = CredentialStore(
+            settings=load_settings(
+                docker_config=None,
+                registry_username="hub",
+                registry_password="pw",
+                registry_credentials_host="index.docker.io",
+            )
+        )
+        assert store.lookup("docker.io") == Credentials("hub", "pw")
+        assert store.lookup("ghcr.io") is None
+
+    @pytest.mark.parametrize(
+        "values",
+        [
+            {"registry_username": "u", "registry_password": "p"},
+            {"registry_username": "u"},
+            {"registry_password": "p"},
+        ],
+    )
+    def test_settings_credentials_without_their_host_are_refused(
+        self, values: dict[str, str]
+    ) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(**values)
+        for variable in (
+            "SEALGATE_REGISTRY_USERNAME",
+            "SEALGATE_REGISTRY_PASSWORD",
+            "SEALGATE_REGISTRY_CREDENTIALS_HOST",
+        ):
+            assert variable in str(caught.value)
+
+    @pytest.mark.parametrize("host", ["https://r.example", "r.example/team", " ", "r .example"])
+    def test_credentials_host_must_be_a_bare_host(self, host: str) -> None:
+        with pytest.raises(ConfigError, match="SEALGATE_REGISTRY_CREDENTIALS_HOST"):
+            load_settings(registry_credentials_host=host)
 
     def test_explicit_config_that_is_missing_or_broken(self, tmp_path: Path) -> None:
         missing = CredentialStore(settings=load_settings(docker_config=tmp_path / "nope.json"))

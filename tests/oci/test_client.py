@@ -21,6 +21,7 @@ from tests.fixtures.images import (
     registry_client,
 )
 from tests.fixtures.registry import RegistryProcess
+from tests.fixtures.standins import HostileRegistryStandIn, StandInRequest, StandInResponse
 
 ARTIFACT = "application/vnd.example.sealgate.test+json"
 
@@ -326,12 +327,41 @@ class TestAuthRegistry:
 
     async def test_wrong_password_is_refused(self, auth_registry: RegistryProcess) -> None:
         async with registry_client(
-            auth_registry, registry_username="sealgate", registry_password="wrong"
+            auth_registry,
+            registry_username="sealgate",
+            registry_password="wrong",
+            registry_credentials_host=auth_registry.host,
         ) as client:
             with pytest.raises(RegistryError) as caught:
                 await client.resolve_digest(ImageRef.parse(f"{auth_registry.host}/team/app:v1"))
             assert caught.value.code == "registry.unauthorized"
             assert "credentials were refused" in caught.value.message
+
+    async def test_credentials_are_never_sent_to_another_registry(
+        self,
+        auth_registry: RegistryProcess,
+        hostile_registry: HostileRegistryStandIn,
+    ) -> None:
+        presented: list[str | None] = []
+
+        def ask_for_basic_auth(request: StandInRequest) -> StandInResponse:
+            presented.append(request.headers.get("authorization"))
+            return StandInResponse.json(
+                {"errors": [{"code": "UNAUTHORIZED", "message": "log in"}]},
+                status=401,
+                **{"WWW-Authenticate": 'Basic realm="attacker"'},
+            )
+
+        hostile_registry.routes[("GET", "/v2/evil/app/manifests/v1")] = ask_for_basic_auth
+        async with registry_client(auth_registry, credentials=True) as client:
+            with pytest.raises(RegistryError) as caught:
+                await client.resolve_digest(ImageRef.parse(f"{hostile_registry.host}/evil/app:v1"))
+            assert caught.value.code == "registry.unauthorized"
+            # The configured registry still gets them.
+            ref, manifest = await push_random_image(client, f"{auth_registry.host}/team/scoped")
+            assert (await client.get_manifest(ref)).digest == manifest.digest
+        assert presented, "the stand-in was never asked"
+        assert presented == [None] * len(presented)
 
 
 class TestUnreachable:

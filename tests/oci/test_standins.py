@@ -117,6 +117,7 @@ class TestBearerTokens:
         async with registry_client(
             auth_registry,
             credentials=True,
+            registry_credentials_host=bearer_token_standin.host,
         ) as client:
             ref, image = await push_random_image(client, f"{bearer_token_standin.host}/tok/app")
             tag_ref = ImageRef.parse(f"{ref.name}:v1")
@@ -135,7 +136,9 @@ class TestBearerTokens:
     async def test_revoked_token_is_replaced(
         self, bearer_token_standin: BearerTokenStandIn, auth_registry: RegistryProcess
     ) -> None:
-        async with registry_client(auth_registry, credentials=True) as client:
+        async with registry_client(
+            auth_registry, credentials=True, registry_credentials_host=bearer_token_standin.host
+        ) as client:
             ref, image = await push_random_image(client, f"{bearer_token_standin.host}/tok/rv")
             bearer_token_standin.tokens.clear()  # the server forgets every token it issued
             before = len(bearer_token_standin.token_requests)
@@ -155,7 +158,9 @@ class TestBearerTokens:
     async def test_anonymous_pull_token(self, auth_registry: RegistryProcess) -> None:
         with BearerTokenStandIn(auth_registry, anonymous_pull=True) as stand_in:
             async with (
-                registry_client(auth_registry, credentials=True) as writer,
+                registry_client(
+                    auth_registry, credentials=True, registry_credentials_host=stand_in.host
+                ) as writer,
                 registry_client(auth_registry) as reader,
             ):
                 ref, image = await push_random_image(writer, f"{stand_in.host}/anon/app")
