@@ -8,8 +8,10 @@ other's entry. Sealgate serialises its own writers instead:
 - ``ProcessLock`` (always): one asyncio lock per key inside this process (the client also
   uses one to upload a given blob once at a time);
 - ``PostgresIndexLock`` (when the database is PostgreSQL): a transaction-level advisory
-  lock keyed by the index, released with the transaction so it cannot leak. Every replica
-  sharing the database takes turns: the database coordinates, not a protocol of our own.
+  lock keyed by the index, released with the transaction so it cannot leak, not even when
+  the waiter is cancelled mid-wait (the late acquisition is closed as soon as it arrives).
+  Every replica sharing the database takes turns: the database coordinates, not a protocol
+  of our own.
 
 Writers outside Sealgate (cosign, another service) are not covered; the client's confirm
 step (re-read after the write, after ``referrers_fallback_settle_seconds``) narrows that
@@ -78,12 +80,38 @@ class PostgresIndexLock:
                     raise
                 return conn
 
-            conn = await run_in_threadpool(_acquire)
+            # The wait runs in a thread that cannot be interrupted: if this task is cancelled
+            # (a registry deadline) while it waits, the thread still gets the lock later. So
+            # the acquisition is shielded and, when nobody is left to use it, closed at once.
+            acquiring = asyncio.ensure_future(run_in_threadpool(_acquire))
+            try:
+                conn = await asyncio.shield(acquiring)
+            except asyncio.CancelledError:
+                _release_when_acquired(acquiring)
+                raise
             try:
                 yield
             finally:
                 # Ending the transaction releases the lock, whatever happened meanwhile.
                 await run_in_threadpool(conn.close)
+
+
+_abandoned: set[asyncio.Task[None]] = set()
+
+
+def _release_when_acquired(acquiring: asyncio.Future[Connection]) -> None:
+    """Close the connection of an acquisition whose waiter was cancelled, once it has one."""
+
+    async def _release() -> None:
+        try:
+            conn = await acquiring
+        except Exception:
+            return  # the acquisition failed and closed its own connection
+        await run_in_threadpool(conn.close)
+
+    task = asyncio.ensure_future(_release())
+    _abandoned.add(task)  # the loop keeps only weak references to tasks
+    task.add_done_callback(_abandoned.discard)
 
 
 def index_lock_for(engine: Engine | None) -> ProcessLock | PostgresIndexLock:
