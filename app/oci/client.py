@@ -41,6 +41,7 @@ import logging
 import random
 import re
 from collections import OrderedDict
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -119,6 +120,15 @@ class RegistryClient:
     def plain_http_allowed(self, host: str) -> bool:
         """Whether ``host`` (``name[:port]``) may be spoken to over plain HTTP."""
         return self._transport.plain_http_allowed(host)
+
+    def hold_tag(self, ref: ImageRef, tag: str) -> AbstractAsyncContextManager[None]:
+        """Take turns with Sealgate's other writers of ``tag`` in ``ref``'s repository.
+
+        For read-modify-write updates of a tag (a fallback index, a cosign ``.sig``
+        manifest): ``async with client.hold_tag(ref, tag):`` holds the client's index lock
+        (in process, and across replicas on PostgreSQL) for that tag.
+        """
+        return self._index_lock.hold(f"{ref.registry}/{ref.repository}:{tag}")
 
     # -- public operations -------------------------------------------------------------------
 
@@ -618,7 +628,7 @@ class RegistryClient:
         ref = subject
         digest = _pinned(subject, "a referrers fallback index")
         tag = fallback_tag(digest)
-        async with self._index_lock.hold(f"{ref.registry}/{ref.repository}:{tag}"):
+        async with self.hold_tag(ref, tag):
             for attempt in range(self.fallback_attempts + 1):
                 entries, raw_entries, etag = await self._read_fallback_index(ref, subject=digest)
                 if any(d.digest == referrer.digest for d in entries):

@@ -13,9 +13,10 @@ Two layouts, both read by cosign, Kyverno, policy-controller and Harbor:
   simple-signing payloads (``application/vnd.dev.cosign.simplesigning.v1+json``), each with the
   signature in the ``dev.cosignproject.cosign/signature`` annotation (keyless adds certificate,
   chain and bundle annotations). A new signature is appended to the existing manifest; a layer
-  with the same payload already signed by the same key is not added again. Two concurrent
-  legacy signings of one image can race (read-modify-write of one tag, as in cosign); the
-  bundle layout has no such race.
+  with the same payload already signed by the same key is not added again. The
+  read-modify-write of the tag holds the registry client's index lock for it, so Sealgate's
+  own concurrent signings of one image (in process, and across replicas on PostgreSQL) take
+  turns; a writer outside Sealgate (cosign) can still race it, as cosign races itself.
 """
 
 from __future__ import annotations
@@ -129,7 +130,27 @@ async def publish_legacy(
     """
     if image.digest is None:
         raise InputError(f"{image} is not pinned to a digest; only digests are signed")
-    sig_ref = image.with_tag(legacy_signature_tag(image.digest))
+    tag = legacy_signature_tag(image.digest)
+    sig_ref = image.with_tag(tag)
+    async with registry.hold_tag(sig_ref, tag):
+        return await _append_signature_layer(
+            registry,
+            sig_ref=sig_ref,
+            payload=payload,
+            annotations=annotations,
+            is_duplicate=is_duplicate,
+        )
+
+
+async def _append_signature_layer(
+    registry: RegistryClient,
+    *,
+    sig_ref: ImageRef,
+    payload: bytes,
+    annotations: dict[str, str],
+    is_duplicate: Callable[[dict[str, str]], bool] | None,
+) -> str:
+    """The read-modify-write of ``publish_legacy``; the caller holds the tag's lock."""
     layers = await _existing_signature_layers(registry, sig_ref)
     payload_digest = compute_digest(payload)
     if is_duplicate is not None and any(
