@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 06:39:25.040626
+Create Date: 2026-11-28 08:05:45.934915
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def upgrade() -> None:
     op.create_table(
         "scans",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=512), nullable=False),
         sa.Column("image", sa.String(length=512), nullable=False),
         sa.Column("digest", sa.String(length=100), nullable=False),
         sa.Column("scanner", sa.String(length=64), nullable=False),
@@ -92,7 +93,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_scans")),
     )
     with op.batch_alter_table("scans", schema=None) as batch_op:
-        batch_op.create_index("ix_scans_digest_scanned_at", ["digest", "scanned_at"], unique=False)
+        batch_op.create_index(
+            "ix_scans_name_digest_scanned_at", ["name", "digest", "scanned_at"], unique=False
+        )
 
     op.create_table(
         "signature_records",
@@ -175,7 +178,7 @@ def downgrade() -> None:
 
     op.drop_table("signature_records")
     with op.batch_alter_table("scans", schema=None) as batch_op:
-        batch_op.drop_index("ix_scans_digest_scanned_at")
+        batch_op.drop_index("ix_scans_name_digest_scanned_at")
 
     op.drop_table("scans")
     with op.batch_alter_table("policy_versions", schema=None) as batch_op:

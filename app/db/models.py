@@ -125,9 +125,12 @@ class ScanRecord(Base):
     """A normalised vulnerability report for one image digest, with the raw report kept."""
 
     __tablename__ = "scans"
-    __table_args__ = (Index("ix_scans_digest_scanned_at", "digest", "scanned_at"),)
+    __table_args__ = (Index("ix_scans_name_digest_scanned_at", "name", "digest", "scanned_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The repository (registry/repository) the upload was authorised for: a scan vouches
+    # for the digest in that repository only, never for the same bytes elsewhere.
+    name: Mapped[str] = mapped_column(String(512))
     image: Mapped[str] = mapped_column(String(512))
     digest: Mapped[str] = mapped_column(String(100))
     scanner: Mapped[str] = mapped_column(String(64))

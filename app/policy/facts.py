@@ -35,9 +35,10 @@ from app.verify.trust import matching_authorities
 
 
 def stored_scan(
-    session: Session, *, digest: str | None, evaluated_at: dt.datetime
+    session: Session, *, name: str, digest: str | None, evaluated_at: dt.datetime
 ) -> ScanFacts | None:
-    """The newest stored scan of ``digest`` as policy facts, or None when there is none.
+    """The newest scan of ``digest`` uploaded for the repository ``name`` (a scan of the
+    same bytes uploaded for another repository does not count), or None.
 
     Raises EvidenceError when the stored findings cannot be read (fail closed rather
     than decide as if the image had no findings).
@@ -46,7 +47,7 @@ def stored_scan(
         return None
     row = session.scalar(
         select(ScanRecord)
-        .where(ScanRecord.digest == digest)
+        .where(ScanRecord.name == name, ScanRecord.digest == digest)
         .order_by(ScanRecord.scanned_at.desc(), ScanRecord.id.desc())
         .limit(1)
     )
@@ -94,7 +95,7 @@ def input_for_image(
         authorities=authorities,
         signatures=signatures,
         attestations=attestations,
-        scan=stored_scan(session, digest=image.digest, evaluated_at=when),
+        scan=stored_scan(session, name=image.name, digest=image.digest, evaluated_at=when),
         kubernetes=kubernetes,
         evaluated_at=when,
     )

@@ -143,7 +143,9 @@ async def ingest_scan(
     manifest = await registry.get_manifest(pinned)
     await check_report_names_image(services, manifest=manifest, report=parsed)  # (3)
     media_type = REPORT_MEDIA_TYPES[parsed.format]
-    scanned_at = parsed.scanned_at or utcnow()
+    # A report cannot have been made after it was uploaded: a date in the future would
+    # outrank every later scan and never age.
+    scanned_at = min(parsed.scanned_at or utcnow(), utcnow())
     attestation = await attest(pinned, parsed, report) if attest is not None else None  # (4)
     referrer = await registry.push_referrer(  # (5)
         pinned,
@@ -166,6 +168,7 @@ async def ingest_scan(
     def _store() -> StoredScan:  # (6)
         with session_scope(services.sessions) as session:
             row = ScanRecord(
+                name=ref.name,
                 image=display,
                 digest=digest,
                 scanner=parsed.scanner,
@@ -291,7 +294,7 @@ async def collect_scans(services: Services, image: str | ImageRef) -> list[Colle
         with session_scope(services.sessions) as session:
             rows = session.scalars(
                 select(ScanRecord)
-                .where(ScanRecord.digest == digest)
+                .where(ScanRecord.name == ref.name, ScanRecord.digest == digest)
                 .order_by(ScanRecord.scanned_at.desc(), ScanRecord.id.desc())
             )
             return [

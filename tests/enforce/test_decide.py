@@ -7,6 +7,7 @@ ingesting real third-party reports; the decision is made by the embedded OPA eng
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -135,6 +136,36 @@ class TestEvaluateImage:
         # The attestation is not a signature of the image.
         assert len(evaluation.input["signatures"]) == 1
 
+    async def test_a_scan_uploaded_for_another_repository_does_not_count(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
+    ) -> None:
+        # Mallory may scan only her repository; she copies prod's image there (same
+        # digest) and uploads a clean report dated in the future.
+        prod = await signed_image(services, unique_repo("prod"))
+        copy = ImageRef.parse(unique_repo("mallory")).with_tag("v1")
+        manifest = await services.registry.get_manifest(prod)
+        for blob in (manifest.config, *manifest.layers):
+            data = await services.registry.get_blob(prod, blob.digest)
+            await services.registry.push_blob(copy, data, media_type=blob.media_type)
+        await services.registry.push_manifest(
+            copy, manifest.raw, media_type=manifest.media_type, tag="v1"
+        )
+        await ingest_scan(
+            services, image=prod, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="ci"
+        )
+        clean = json.loads(asset("trivy/dd_trivy_schema2_image_no_vuln.json").read_text())
+        clean["CreatedAt"] = "2099-01-01T00:00:00Z"
+        stored = await ingest_scan(
+            services, image=copy, report=json.dumps(clean).encode(), uploaded_by="mallory"
+        )
+
+        evaluation = await evaluate_image(services, image=str(prod), entrypoint=Entrypoint.push)
+
+        assert stored.digest == prod.digest
+        assert stored.scanned_at <= dt.datetime.now(dt.UTC)
+        assert evaluation.input["scan"]["counts"]["critical"] > 0
+        assert "vulnerability.severity" in codes(evaluation.decision.deny)
+
     async def test_an_attestation_alone_is_not_a_signature(
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
     ) -> None:
@@ -197,7 +228,6 @@ class TestEvaluateImage:
     async def test_recorded_decisions_replay_unchanged_on_the_same_policy(
         self, services: Services, unique_repo: Callable[[str], str]
     ) -> None:
-        import datetime as dt
 
         await evaluate_image(
             services,

@@ -210,7 +210,7 @@ class TestConfiguredAttestationKey:
                 await checking.aclose()
 
         report = asyncio.run(_verify())
-        predicates = {s.predicate_type for s in report.signatures}
+        predicates = {a.predicate_type for a in report.attestations}
         assert VULN_PREDICATE_TYPE in predicates
 
     def test_an_unknown_configured_key_stores_nothing(
