@@ -187,10 +187,13 @@ async def evaluate_image(
         policy_input = await gather_input(
             services, image=str(ref), entrypoint=entrypoint, kubernetes=kubernetes
         )
-    except Error as e:
+    except Exception as e:  # fail closed on anything, and still record the decision
+        reason = e.message if isinstance(e, Error) else f"unexpected {type(e).__name__}"
+        if not isinstance(e, Error):
+            log.error("evidence failed unexpectedly", extra={"image": str(ref), "error": repr(e)})
         decision = _denial(
             "evidence.unavailable",
-            f"{ref}: the evidence could not be read, so the image is denied ({e.message})",
+            f"{ref}: the evidence could not be read, so the image is denied ({reason})",
         )
         # Record what was known: the reference and the store's facts, nothing from the registry.
         policy_input = await gather_input(
@@ -201,9 +204,11 @@ async def evaluate_image(
             decision = await asyncio.to_thread(
                 decide_within, services.policy, policy_input=policy_input, seconds=budget_seconds
             )
-        except Error as e:
+        except Exception as e:
+            code = e.code if isinstance(e, Error) else "policy.error"
+            reason = e.message if isinstance(e, Error) else f"unexpected {type(e).__name__}"
             decision = _denial(
-                e.code, f"{ref}: the policy could not decide, so the image is denied ({e.message})"
+                code, f"{ref}: the policy could not decide, so the image is denied ({reason})"
             )
 
     def _record(final: PolicyDecision) -> int:

@@ -15,6 +15,7 @@ caller fails closed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +39,8 @@ from app.verify.trust import (
     keyless_authority,
     matching_authorities,
 )
+
+log = logging.getLogger(__name__)
 
 CLI_KEY_AUTHORITY = "key"
 CLI_IDENTITY_AUTHORITY = "identity"
@@ -132,15 +135,22 @@ def verify_candidates(
                 verified.append(check_candidate(candidate, authority=authority, digest=digest))
                 break
             except Error as e:
-                refusals.append(
-                    Rejection(
-                        source=candidate.source,
-                        signature_digest=candidate.signature_digest,
-                        authority=authority.name,
-                        code=e.code,
-                        reason=e.message,
-                    )
+                code, reason = e.code, e.message
+            except Exception as e:  # a hostile candidate must not sink its neighbours
+                log.warning(
+                    "candidate raised unexpectedly",
+                    extra={"signature_digest": candidate.signature_digest, "error": repr(e)[:200]},
                 )
+                code, reason = "verify.malformed_signature", f"unreadable: {type(e).__name__}"
+            refusals.append(
+                Rejection(
+                    source=candidate.source,
+                    signature_digest=candidate.signature_digest,
+                    authority=authority.name,
+                    code=code,
+                    reason=reason,
+                )
+            )
         else:
             rejections.extend(refusals)
     return verified, rejections

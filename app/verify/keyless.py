@@ -375,7 +375,8 @@ class _SetPayload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     body: str
-    integrated_time: int = Field(alias="integratedTime")
+    # Seconds since the epoch; bounded so that a hostile value cannot overflow datetime.
+    integrated_time: int = Field(alias="integratedTime", ge=0, le=253402300799)
     log_index: int = Field(alias="logIndex")
     log_id: str = Field(alias="logID", pattern=r"^[0-9a-f]{64}$")
 

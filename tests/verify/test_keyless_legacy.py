@@ -178,6 +178,19 @@ class TestLegacyKeyless:
             verify(sigstore_instance, _edit_annotation(layers[0], move))
         assert "SET" in caught.value.message
 
+    @pytest.mark.parametrize("when", [10**15, -(10**15), 2**70])
+    def test_out_of_range_integrated_time_is_refused_not_raised(
+        self, sigstore_instance: SigstoreInstance, layers: list[LegacyLayer], when: int
+    ) -> None:
+        # A hostile registry's value must be a refusal, never an exception that sinks the
+        # verification of every other signature of the image.
+        def move(annotation: dict[str, Any]) -> None:
+            annotation["Payload"]["integratedTime"] = when
+
+        with pytest.raises(VerificationError) as caught:
+            verify(sigstore_instance, _edit_annotation(layers[0], move))
+        assert caught.value.code == "verify.malformed_signature"
+
     def test_tampered_payload_is_refused(
         self, sigstore_instance: SigstoreInstance, layers: list[LegacyLayer]
     ) -> None:
