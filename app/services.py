@@ -6,6 +6,7 @@ explicitly to domain functions; nothing reaches for globals.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ class Services:
     sessions: sessionmaker[Session]
     _registry: RegistryClient | None = field(default=None, repr=False)
     _policy: PolicyEngine | None = field(default=None, repr=False)
+    _policy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -47,12 +49,18 @@ class Services:
 
     @property
     def policy(self) -> PolicyEngine:
-        """The policy engine (embedded OPA, or an OPA server), created on first use."""
-        if self._policy is None:
-            from app.policy.engines import build_engine
+        """The policy engine (embedded OPA, or an OPA server), created once on first use.
 
-            self._policy = build_engine(self.settings)
-        return self._policy
+        The version poller's thread and the first request may both ask at start-up: the
+        lock makes sure they get the same engine (a second one would miss what the poller
+        loads into the first).
+        """
+        with self._policy_lock:
+            if self._policy is None:
+                from app.policy.engines import build_engine
+
+                self._policy = build_engine(self.settings)
+            return self._policy
 
     async def aclose(self) -> None:
         """Close everything, the registry client included (call it in the loop that used it)."""

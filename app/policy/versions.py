@@ -146,7 +146,15 @@ def _find_version(session: Session, version: int) -> PolicyVersion | None:
     return session.scalar(select(PolicyVersion).where(PolicyVersion.version == version))
 
 
+# Advisory-lock id under which activations take turns on PostgreSQL ("sgpolicy").
+_ACTIVATION_LOCK = 0x7367706F6C696379
+
+
 def _activate(session: Session, row: PolicyVersion) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        # Two activations at once would each clear the others' flag and set their own,
+        # leaving two active versions; take turns (SQLite serialises writers anyway).
+        session.execute(select(func.pg_advisory_xact_lock(_ACTIVATION_LOCK)))
     session.execute(
         update(PolicyVersion).where(PolicyVersion.active.is_(True)).values(active=False)
     )

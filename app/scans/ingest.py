@@ -136,7 +136,7 @@ async def ingest_scan(
     StoreError when the database fails.
     """
     ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
-    parsed = parse_report(report, format)  # (1)
+    parsed = await asyncio.to_thread(parse_report, report, format)  # (1)
     registry = services.registry
     digest = await registry.resolve_digest(ref)  # (2)
     pinned = ref.with_digest(digest)
@@ -335,7 +335,7 @@ async def _scan_referrers(
             if not layers:
                 raise ScanError("the referrer has no layer", code="scan.malformed")
             raw = await registry.get_blob(pinned, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
-            report = parse_report(raw)
+            report = await asyncio.to_thread(parse_report, raw)
             if subject is not None:
                 await check_report_names_image(services, manifest=subject, report=report)
         except Error as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -84,6 +85,33 @@ class TestPublishAndActivate:
             assert where in caught.value.message
         with session_scope(services.sessions) as session:
             assert [(v.version, v.active) for v in list_versions(session)] == [(1, True)]
+
+    def test_concurrent_activations_leave_one_version_active(
+        self, services: Services, default_bundle: PolicyBundle
+    ) -> None:
+        with session_scope(services.sessions) as session:
+            for n in range(4):
+                publish_bundle(session, bundle=default_bundle, author=f"a{n}", activate=False)
+
+        def activate(version: int) -> None:
+            with session_scope(services.sessions) as session:
+                activate_version(session, version=version)
+
+        for _ in range(5):
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(activate, [1, 2, 3, 4]))
+            with session_scope(services.sessions) as session:
+                active = [v.version for v in list_versions(session) if v.active]
+            assert len(active) == 1, active
+
+    def test_one_engine_however_many_threads_ask_first(self, settings: Settings) -> None:
+        fresh = Services.from_settings(settings)
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                engines = list(pool.map(lambda _: fresh.policy, range(8)))
+            assert len({id(e) for e in engines}) == 1
+        finally:
+            fresh.close()
 
     def test_activating_an_unknown_version(self, services: Services) -> None:
         with pytest.raises(NotFoundError), session_scope(services.sessions) as session:
