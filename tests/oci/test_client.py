@@ -248,17 +248,6 @@ class TestFallbackReferrers:
             assert first.fallback_settle_seconds == 0
             await self._race(first, second, unique_repo("race"))
 
-    async def test_unlocked_writers_are_confirmed_after_the_settle_delay(
-        self, registry: RegistryProcess, unique_repo: Callable[[str], str]
-    ) -> None:
-        # Writers outside Sealgate's lock (cosign, say): the re-read after the settle delay
-        # finds a dropped entry and adds it again.
-        async with (
-            registry_client(registry, referrers_fallback_settle_seconds=0.25) as first,
-            registry_client(registry, referrers_fallback_settle_seconds=0.25) as second,
-        ):
-            await self._race(first, second, unique_repo("race"))
-
     async def test_invalid_fallback_index_means_no_referrers(
         self,
         oci_client: RegistryClient,
