@@ -62,11 +62,16 @@ class Services:
                 self._policy = build_engine(self.settings)
             return self._policy
 
-    async def aclose(self) -> None:
-        """Close everything, the registry client included (call it in the loop that used it)."""
+    async def close_registry(self) -> None:
+        """Close the registry client, in the event loop that used it; a later use builds
+        a new one."""
         registry, self._registry = self._registry, None
         if registry is not None:
             await registry.aclose()
+
+    async def aclose(self) -> None:
+        """Close everything, the registry client included (call it in the loop that used it)."""
+        await self.close_registry()
         self.close()
 
     def close(self) -> None:

@@ -106,8 +106,7 @@ def client(services: Services) -> Iterator[TestClient]:
     """The real application (its lifespan, middleware and error handlers) in process."""
     with TestClient(create_app(services=services)) as test_client:
         yield test_client
-        portal = test_client.portal
-        if services._registry is not None and portal is not None:
-            # Its connections belong to the app's event loop: close them there, not later
-            # in another loop (the ``services`` teardown's second close is then a no-op).
-            portal.call(services._registry.aclose)
+        # The registry client's connections belong to the app's event loop: close them
+        # there, before ``services`` is torn down in the test's own loop.
+        if test_client.portal is not None:
+            test_client.portal.call(services.close_registry)

@@ -6,14 +6,13 @@ registry settings (credentials, insecure registries, CA bundle, limits and time-
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
 
+from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
-from app.config import get_settings
 from app.oci.client import RegistryClient
 from app.oci.refs import ImageRef
 
@@ -23,16 +22,8 @@ registry_cli = typer.Typer(help="Inspect images in an OCI registry.", no_args_is
 
 
 def _with_client(operation: Callable[[RegistryClient], Awaitable[T]]) -> T:
-    """Run ``operation`` with a client built from the settings, closing it afterwards."""
-
-    async def _run() -> T:
-        client = RegistryClient.from_settings(get_settings())
-        try:
-            return await operation(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(_run())
+    """Run ``operation`` with the configured registry client, closed afterwards."""
+    return run_with_services(lambda services: operation(services.registry))
 
 
 @registry_cli.command("resolve")

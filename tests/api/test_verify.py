@@ -5,26 +5,15 @@ reasons, and scope checks on the token.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.auth.tokens import create_token
 from app.db.session import session_scope
-from app.main import create_app
 from app.services import Services
 from tests.fixtures.registry import RegistryProcess
 from tests.verify import cosign_wire as wire
-
-
-@pytest.fixture
-def client(services: Services) -> Iterator[TestClient]:
-    """The real app; its registry client is closed on the app's own event loop."""
-    with TestClient(create_app(services=services)) as test_client:
-        yield test_client
-        if services._registry is not None:
-            test_client.portal.call(services._registry.aclose)  # type: ignore[union-attr]
 
 
 def bearer(services: Services, name: str, *scopes: str) -> dict[str, str]:

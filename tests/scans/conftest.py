@@ -14,10 +14,7 @@ from app.main import create_app
 
 @pytest.fixture
 def scan_client(settings: Settings, clean_database: Any) -> Iterator[TestClient]:
-    """The real app owning its services (built and closed by its lifespan, in its loop).
-
-    The suite's ``client`` fixture closes the registry client in a fresh event loop after
-    the app's loop has ended, which fails once a request has used the registry.
-    """
+    """The real app owning its services: built from ``settings`` and closed by its own
+    lifespan (unlike ``client``, which injects the suite's ``services``)."""
     with TestClient(create_app(settings)) as client:
         yield client
