@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     policy_dir: Path = Path("policies")
     policy_data: Path | None = None
 
+    # The decision pipeline: the deadline of a decision asked through the API or CLI,
+    # policy engine worker threads, and the shared caches (a TTL of 0 turns one off).
+    decision_deadline: float = Field(default=10.0, gt=0, le=120)
+    policy_workers: int = Field(default=2, ge=1, le=32)
+    cache_tag_ttl: float = Field(default=30.0, ge=0)
+    cache_evidence_ttl: float = Field(default=300.0, ge=0)
+    cache_failure_ttl: float = Field(default=5.0, ge=0)
+    cache_decision_ttl: float = Field(default=60.0, ge=0)
+    cache_max_entries: int = Field(default=10_000, ge=0)
+    cache_decision_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # How often each replica re-reads authorities, scans and the active policy version.
+    refresh_interval: float = Field(default=2.0, gt=0, le=300)
+
     @classmethod
     def settings_customise_sources(
         cls,

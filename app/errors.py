@@ -133,3 +133,10 @@ class StoreError(Error):
 
     default_code = "store.unavailable"
     http_status = 503
+
+
+class DeadlineError(Error):
+    """A decision's deadline passed before a step finished (``deadline.registry``...)."""
+
+    default_code = "deadline.exceeded"
+    http_status = 504

@@ -91,7 +91,10 @@ def create(body: AuthorityRequest, services: ServicesDep, admin: AdminDep) -> di
         scopes=body.scopes,
     )
     with session_scope(services.sessions) as session:
-        return save_authority(session, authority).to_json()
+        saved = save_authority(session, authority).to_json()
+    # This replica decides under the new trust at once; others within the refresh interval.
+    services.decisions.context.refresh()
+    return saved
 
 
 @router.get("", summary="List authorities")
@@ -110,4 +113,5 @@ def show(name: str, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
 def remove(name: str, services: ServicesDep, admin: AdminDep) -> Response:
     with session_scope(services.sessions) as session:
         remove_authority(session, name)
+    services.decisions.context.refresh()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

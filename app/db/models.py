@@ -162,4 +162,15 @@ class Decision(Base):
     policy_version: Mapped[int | None] = mapped_column(
         ForeignKey("policy_versions.version"), default=None
     )
+    # The content hash of the bundle that decided (the engine's, read with its answer).
+    policy_revision: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The stable code of what stopped the decision (registry.timeout...), if anything.
+    failure: Mapped[str | None] = mapped_column(String(64), default=None)
+    actor: Mapped[str | None] = mapped_column(String(256), default=None)
+    actor_kind: Mapped[str | None] = mapped_column(String(16), default=None)
+    # An admission request uid or a registry event id.
+    source: Mapped[str | None] = mapped_column(String(256), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    latency_ms: Mapped[float | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -21,15 +21,13 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from app.db.session import session_scope
-from app.errors import Error, InputError, VerificationError
+from app.errors import InputError, VerificationError
 from app.oci.refs import ImageRef
 from app.services import Services
-from app.signing.payloads import COSIGN_SIGN_PREDICATE
-from app.verify.bundle import verify_bundle
-from app.verify.evidence import BundleCandidate, Candidate, EvidenceLimits, collect_evidence
+from app.verify.evidence import EvidenceLimits, collect_evidence
 from app.verify.keyless import KeylessIdentity
-from app.verify.legacy import verify_legacy
 from app.verify.model import Rejection, VerifiedSignature
+from app.verify.signatures import is_image_signature, verify_candidates
 from app.verify.trust import (
     PUBLIC_GOOD,
     TrustAuthority,
@@ -102,60 +100,6 @@ def _describe(rejection: Rejection) -> str:
     return f"{rejection.source} {where}{by}: {rejection.reason} [{rejection.code}]"
 
 
-def check_candidate(
-    candidate: Candidate, *, authority: TrustAuthority, digest: str
-) -> VerifiedSignature:
-    """Verify one candidate against one authority; raise the reason it does not verify."""
-    if isinstance(candidate, BundleCandidate):
-        return verify_bundle(
-            candidate.bundle,
-            authority=authority,
-            expected_digest=digest,
-            signature_digest=candidate.signature_digest,
-        )
-    return verify_legacy(
-        payload=candidate.payload,
-        annotations=candidate.annotations,
-        authority=authority,
-        expected_digest=digest,
-        signature_digest=candidate.signature_digest,
-    )
-
-
-def verify_candidates(
-    candidates: Sequence[Candidate], *, authorities: Sequence[TrustAuthority], digest: str
-) -> tuple[list[VerifiedSignature], list[Rejection]]:
-    """Verify each candidate against the authorities (first that accepts it wins)."""
-    verified: list[VerifiedSignature] = []
-    rejections: list[Rejection] = []
-    for candidate in candidates:
-        refusals: list[Rejection] = []
-        for authority in authorities:
-            try:
-                verified.append(check_candidate(candidate, authority=authority, digest=digest))
-                break
-            except Error as e:
-                code, reason = e.code, e.message
-            except Exception as e:  # a hostile candidate must not sink its neighbours
-                log.warning(
-                    "candidate raised unexpectedly",
-                    extra={"signature_digest": candidate.signature_digest, "error": repr(e)[:200]},
-                )
-                code, reason = "verify.malformed_signature", f"unreadable: {type(e).__name__}"
-            refusals.append(
-                Rejection(
-                    source=candidate.source,
-                    signature_digest=candidate.signature_digest,
-                    authority=authority.name,
-                    code=code,
-                    reason=reason,
-                )
-            )
-        else:
-            rejections.extend(refusals)
-    return verified, rejections
-
-
 async def verify_with_authorities(
     services: Services,
     image: ImageRef,
@@ -188,12 +132,6 @@ async def verify_with_authorities(
         attestations=tuple(s for s in verified if not is_image_signature(s)),
         rejections=tuple(rejections),
     )
-
-
-def is_image_signature(signature: VerifiedSignature) -> bool:
-    """A signature *of* the image (cosign's sign predicate, or a simple-signing payload),
-    as opposed to a signed attestation *about* it, which must never count as one."""
-    return signature.predicate_type in (None, COSIGN_SIGN_PREDICATE)
 
 
 def chosen_authority(

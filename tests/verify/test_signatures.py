@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.enforce import verify as verify_flow
+from app.verify import signatures as verify_flow
 from app.verify.evidence import LegacyCandidate
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
 from app.verify.trust import key_authority
