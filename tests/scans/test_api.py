@@ -176,6 +176,19 @@ class TestUpload:
         assert {p["name"] for p in operation["parameters"]} == {"image", "format"}
 
 
+def upload_as_ci(client: TestClient, image: str, asset: Asset) -> Services:
+    """Upload the unbound Trivy sample for ``image`` with a ``scan:`` token named ci."""
+    services = services_of(client)
+    response = client.post(
+        "/v1/scans",
+        params={"image": image},
+        content=asset(UNBOUND_TRIVY).read_bytes(),
+        headers=bearer(services, f"scan:{repository_glob(image)}"),
+    )
+    assert response.status_code == 201, response.text
+    return services
+
+
 class TestListingAuthorization:
     """``GET /v1/scans`` needs ``scan:`` or ``verify:`` on the image."""
 
@@ -185,15 +198,7 @@ class TestListingAuthorization:
     ) -> None:
         """Fails if ``principal.authorize("verify", ref.name)`` in app/api/scans.py
         (``list_scans``) is removed: any token could then read any image's scans."""
-        services = services_of(scan_client)
-        uploader = bearer(services, f"scan:{repository_glob(image)}")
-        uploaded = scan_client.post(
-            "/v1/scans",
-            params={"image": image},
-            content=asset(UNBOUND_TRIVY).read_bytes(),
-            headers=uploader,
-        )
-        assert uploaded.status_code == 201, uploaded.text
+        services = upload_as_ci(scan_client, image, asset)
         headers = bearer(services, scope.format(repo=repository_glob(image)), name="other")
 
         listed = scan_client.get("/v1/scans", params={"image": image}, headers=headers)
@@ -204,15 +209,7 @@ class TestListingAuthorization:
     def test_verify_only_token_lists(
         self, scan_client: TestClient, image: str, asset: Asset
     ) -> None:
-        services = services_of(scan_client)
-        uploader = bearer(services, f"scan:{repository_glob(image)}")
-        uploaded = scan_client.post(
-            "/v1/scans",
-            params={"image": image},
-            content=asset(UNBOUND_TRIVY).read_bytes(),
-            headers=uploader,
-        )
-        assert uploaded.status_code == 201, uploaded.text
+        services = upload_as_ci(scan_client, image, asset)
         headers = bearer(services, f"verify:{repository_glob(image)}", name="admission")
 
         listed = scan_client.get("/v1/scans", params={"image": image}, headers=headers)
