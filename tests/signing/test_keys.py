@@ -23,6 +23,7 @@ from app.signing.keys import (
     list_keys,
     load_signer,
     open_private_key,
+    seal_private_key,
 )
 from app.signing.signers import GENERATABLE, Algorithm, key_id
 from tests.signing.keyfiles import private_pem
@@ -116,6 +117,35 @@ class TestEncryptionAtRest:
             open_private_key(row.encrypted_private_key, kek=kek, name="b", algorithm="ecdsa-p256")
         with pytest.raises(SigningError):
             open_private_key(row.encrypted_private_key, kek=kek, name="a", algorithm="ed25519")
+
+
+class TestAlgorithmAfterDecryption:
+    """The second line behind the associated data: the decrypted key must be of the
+    row's algorithm."""
+
+    def test_p256_key_sealed_under_the_ed25519_label_is_corrupt(
+        self, db_session: Session, kek_settings: Settings
+    ) -> None:
+        """Fails if the ``algorithm_of(key).value != algorithm`` check after decryption in
+        app/signing/keys.py (``open_private_key``) is removed.
+
+        The row is sealed with the associated data of its own label (``ed25519``), so
+        AES-GCM opens it and only the check after decryption can refuse the P-256 key.
+        """
+        generate_key(db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519)
+        row = db_session.scalar(select(SigningKey).where(SigningKey.name == "k"))
+        assert row is not None
+        kek = kek_settings.kek()
+        assert kek is not None
+        row.encrypted_private_key = seal_private_key(
+            ec.generate_private_key(ec.SECP256R1()), kek=kek, name="k", algorithm=Algorithm.ed25519
+        )
+        db_session.flush()
+
+        with pytest.raises(SigningError) as e:
+            load_signer(db_session, settings=kek_settings, name="k")
+        assert e.value.code == "signing.key_corrupt"
+        assert "is not ed25519" in e.value.message
 
 
 class TestImport:
