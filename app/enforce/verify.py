@@ -6,7 +6,9 @@ trust the caller chose (a public key, a stored authority, or a keyless identity 
 trusted root). ``verified_signatures_for_policy`` does the same with every stored
 authority whose scope covers the image; the policy input is built from its result only.
 
-Each candidate is verified against each authority until one accepts it; every refusal is
+Each candidate is verified against each authority until one accepts it: its cryptography,
+its binding to the digest, then the authority's signed-identity rule (the repository the
+payload names must be the one verified, unless the authority says ``any``). Every refusal is
 kept as a ``Rejection`` with a stable code so a person can see why a signature did not
 count. Nothing here trusts a registry: a registry failure raises ``RegistryError`` and the
 caller fails closed.
@@ -27,6 +29,7 @@ from app.services import Services
 from app.signing.payloads import COSIGN_SIGN_PREDICATE
 from app.verify.bundle import verify_bundle
 from app.verify.evidence import BundleCandidate, Candidate, EvidenceLimits, collect_evidence
+from app.verify.identity import ANY_IDENTITY
 from app.verify.keyless import KeylessIdentity
 from app.verify.legacy import verify_legacy
 from app.verify.model import Rejection, VerifiedSignature
@@ -103,36 +106,52 @@ def _describe(rejection: Rejection) -> str:
 
 
 def check_candidate(
-    candidate: Candidate, *, authority: TrustAuthority, digest: str
+    candidate: Candidate, *, authority: TrustAuthority, digest: str, image_name: str
 ) -> VerifiedSignature:
-    """Verify one candidate against one authority; raise the reason it does not verify."""
+    """Verify one candidate against one authority for ``digest`` in the repository
+    ``image_name``; raise the reason it does not verify (``verify.identity_mismatch`` when
+    it was signed for another repository than the authority accepts)."""
     if isinstance(candidate, BundleCandidate):
-        return verify_bundle(
+        verified = verify_bundle(
             candidate.bundle,
             authority=authority,
             expected_digest=digest,
             signature_digest=candidate.signature_digest,
         )
-    return verify_legacy(
-        payload=candidate.payload,
-        annotations=candidate.annotations,
-        authority=authority,
-        expected_digest=digest,
-        signature_digest=candidate.signature_digest,
+    else:
+        verified = verify_legacy(
+            payload=candidate.payload,
+            annotations=candidate.annotations,
+            authority=authority,
+            expected_digest=digest,
+            signature_digest=candidate.signature_digest,
+        )
+    authority.signed_identity.check(
+        verified.signed_identities, repository=image_name, authority=authority.name
     )
+    return verified
 
 
 def verify_candidates(
-    candidates: Sequence[Candidate], *, authorities: Sequence[TrustAuthority], digest: str
+    candidates: Sequence[Candidate],
+    *,
+    authorities: Sequence[TrustAuthority],
+    digest: str,
+    image_name: str,
 ) -> tuple[list[VerifiedSignature], list[Rejection]]:
-    """Verify each candidate against the authorities (first that accepts it wins)."""
+    """Verify each candidate against the authorities (first that accepts it wins) for
+    ``digest`` in the repository ``image_name``."""
     verified: list[VerifiedSignature] = []
     rejections: list[Rejection] = []
     for candidate in candidates:
         refusals: list[Rejection] = []
         for authority in authorities:
             try:
-                verified.append(check_candidate(candidate, authority=authority, digest=digest))
+                verified.append(
+                    check_candidate(
+                        candidate, authority=authority, digest=digest, image_name=image_name
+                    )
+                )
                 break
             except Error as e:
                 code, reason = e.code, e.message
@@ -178,7 +197,11 @@ async def verify_with_authorities(
     evidence = await collect_evidence(client, pinned, limits=limits)
     # Crypto and sigstore-python are synchronous; keep the event loop free.
     verified, refused = await asyncio.to_thread(
-        verify_candidates, evidence.candidates, authorities=authorities, digest=digest
+        verify_candidates,
+        evidence.candidates,
+        authorities=authorities,
+        digest=digest,
+        image_name=image.name,
     )
     rejections = [*evidence.problems, *refused]
     return VerificationReport(
@@ -208,7 +231,9 @@ def chosen_authority(
     """The one source of trust a ``verify`` caller picked; ``InputError`` unless exactly one.
 
     A named authority must cover the image with its scopes (an authority trusted for
-    ``ghcr.io/acme/*`` does not vouch for anything else, even when asked by name).
+    ``ghcr.io/acme/*`` does not vouch for anything else, even when asked by name). A key or
+    identity given for this one call accepts any signed identity, as ``cosign verify`` does;
+    only stored authorities carry a signed-identity rule.
     """
     chosen = [c for c in (key_pem, authority, identity) if c is not None]
     if len(chosen) != 1:
@@ -219,12 +244,13 @@ def chosen_authority(
     if trusted_root is not None and identity is None:
         raise InputError("a trusted root goes with a certificate identity only")
     if key_pem is not None:
-        return key_authority(name=CLI_KEY_AUTHORITY, keys=[key_pem])
+        return key_authority(name=CLI_KEY_AUTHORITY, keys=[key_pem], signed_identity=ANY_IDENTITY)
     if identity is not None:
         return keyless_authority(
             name=CLI_IDENTITY_AUTHORITY,
             identity=identity,
             trusted_root=trusted_root or TrustedRootRef.builtin(PUBLIC_GOOD),
+            signed_identity=ANY_IDENTITY,
         )
     assert authority is not None
     with session_scope(services.sessions) as session:

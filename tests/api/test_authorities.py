@@ -64,6 +64,7 @@ class TestCrud:
                 "certificate_identity_regexp": "https://github.com/acme/.*",
                 "certificate_oidc_issuer": "https://token.actions.githubusercontent.com",
                 "trusted_root": "staging",
+                "scopes": ["ghcr.io/acme/**"],
             },
         )
         assert staging.status_code == 201, staging.text
@@ -81,13 +82,14 @@ class TestCrud:
                 "certificate_identity": "a@b",
                 "certificate_oidc_issuer": "https://i",
                 "trusted_root": root_text,
+                "scopes": ["**"],
             },
         )
         assert custom.status_code == 201, custom.text
         assert custom.json()["trusted_root"].startswith("custom sha256:")
 
     def test_duplicate_name_is_409(self, client: TestClient, admin: dict[str, str]) -> None:
-        body = {"name": "dup", "keys": [wire.public_pem(wire.new_key())]}
+        body = {"name": "dup", "keys": [wire.public_pem(wire.new_key())], "scopes": ["**"]}
         assert client.post("/v1/authorities", headers=admin, json=body).status_code == 201
         again = client.post("/v1/authorities", headers=admin, json=body)
         assert again.status_code == 409

@@ -31,7 +31,13 @@ def image(
     services: Services, registry: RegistryProcess, unique_repo: Callable[[str], str]
 ) -> ImageRef:
     with session_scope(services.sessions) as session:
-        generate_key(session, settings=services.settings, name="ci", algorithm=Algorithm.ecdsa_p256)
+        generate_key(
+            session,
+            settings=services.settings,
+            name="ci",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
     repository = unique_repo("app").split("/", 1)[1]
     ref, _ = push_random_image_sync(registry, repository)
     return ref

@@ -42,6 +42,8 @@ class TestAuthorityCli:
             "https://token.actions.githubusercontent.com",
             "--trusted-root",
             str(root),
+            "--scope",
+            "**",
         )
         assert added.exit_code == 0, added.output
         assert json.loads(added.stdout)["trusted_root"].startswith("custom sha256:")

@@ -34,7 +34,11 @@ REPORT = "trivy/dd_trivy_schema2_image_os_and_jar.json"
 def stored_key(services: Services, name: str = "scans") -> KeyInfo:
     with session_scope(services.sessions) as session:
         return generate_key(
-            session, settings=services.settings, name=name, algorithm=Algorithm.ecdsa_p256
+            session,
+            settings=services.settings,
+            name=name,
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
         )
 
 
