@@ -87,6 +87,27 @@ class TestWhoMaySign:
         assert response.json()["error"]["code"] == "auth.out_of_scope"
         assert _written(settings, image) == (0, False)
 
+    def test_key_scoped_elsewhere_is_403_and_writes_nothing(
+        self, client: TestClient, services: Services, image: ImageRef, settings: Settings
+    ) -> None:
+        # The token may sign the image; the key it picks may not.
+        admin = _token(services, "root", "admin")
+        made = client.post(
+            "/v1/keys",
+            json={"name": "team-key", "scopes": [f"{image.registry}/elsewhere/*"]},
+            headers=admin,
+        )
+        assert made.status_code == 201, made.text
+        headers = _token(services, "ci", f"sign:{image.name}")
+        response = client.post(
+            "/v1/signatures", json=_sign_body(image, key="team-key"), headers=headers
+        )
+        assert response.status_code == 403, response.text
+        error = response.json()["error"]
+        assert error["code"] == "signing.key_out_of_scope"
+        assert image.name in error["message"]
+        assert _written(settings, image) == (0, False)
+
     def test_scoped_token_signs_and_records(
         self, client: TestClient, services: Services, image: ImageRef, settings: Settings
     ) -> None:
