@@ -91,3 +91,24 @@ class TestKeyCli:
         result = sealgate("key", "generate", "k", "--scope", "**")
         assert result.exit_code == 1
         assert "no key-encryption key is configured" in result.stderr
+
+
+class TestKeyScopes:
+    def test_generate_and_import_need_a_scope(self, sealgate: Cli, tmp_path: Path) -> None:
+        pem = _write_pem(tmp_path / "k.pem", ec.generate_private_key(ec.SECP256R1()))
+        for args in (("key", "generate", "k"), ("key", "import", "k", "--pem", str(pem))):
+            refused = sealgate(*args)
+            assert refused.exit_code == 1, refused.output
+            assert "--scope '**'" in refused.stderr
+            assert "[input.key_scope]" in refused.stderr
+        assert json.loads(sealgate("key", "list").stdout) == []
+
+    def test_scopes_are_listed_and_replaced(self, sealgate: Cli) -> None:
+        made = sealgate(
+            "key", "generate", "k", "--scope", "ghcr.io/acme/*", "--scope", "ghcr.io/x/*"
+        )
+        assert json.loads(made.stdout)["scopes"] == ["ghcr.io/acme/*", "ghcr.io/x/*"]
+        narrowed = sealgate("key", "set-scopes", "k", "--scope", "ghcr.io/acme/api")
+        assert narrowed.exit_code == 0, narrowed.output
+        assert json.loads(sealgate("key", "list").stdout)[0]["scopes"] == ["ghcr.io/acme/api"]
+        assert sealgate("key", "set-scopes", "k").exit_code == 1
