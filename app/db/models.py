@@ -48,6 +48,9 @@ class SigningKey(Base):
     status: Mapped[KeyStatus] = mapped_column(
         _enum_by_value(KeyStatus, "key_status"), default=KeyStatus.active
     )
+    # Image globs the key may sign. NULL only on rows made before keys had scopes (revision
+    # 0001): they still sign everywhere, and the service warns about them at start-up.
+    scopes: Mapped[list[Any] | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
@@ -84,6 +87,9 @@ class Authority(Base):
     identity: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     trusted_root: Mapped[str | None] = mapped_column(Text, default=None)
     scopes: Mapped[list[Any]] = mapped_column(default=list)
+    # What the signed identity must be (``app.verify.identity``). NULL only on rows made
+    # before the rule existed (revision 0001): they accept any, with a start-up warning.
+    signed_identity: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

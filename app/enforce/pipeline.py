@@ -351,7 +351,11 @@ async def collect_and_verify(
         evidence = await evidence_from_referrers(registry, pinned, listed)
         assert pinned.digest is not None
         verified, refused = await asyncio.to_thread(
-            verify_candidates, evidence.candidates, authorities=authorities, digest=pinned.digest
+            verify_candidates,
+            evidence.candidates,
+            authorities=authorities,
+            digest=pinned.digest,
+            image_name=pinned.name,
         )
         signatures = verified
         rejections = [*evidence.problems, *refused]

@@ -25,36 +25,52 @@ log = logging.getLogger(__name__)
 
 
 def check_candidate(
-    candidate: Candidate, *, authority: TrustAuthority, digest: str
+    candidate: Candidate, *, authority: TrustAuthority, digest: str, image_name: str
 ) -> VerifiedSignature:
-    """Verify one candidate against one authority; raise the reason it does not verify."""
+    """Verify one candidate against one authority for ``digest`` in the repository
+    ``image_name``; raise the reason it does not verify (``verify.identity_mismatch`` when
+    it was signed for another repository than the authority accepts)."""
     if isinstance(candidate, BundleCandidate):
-        return verify_bundle(
+        verified = verify_bundle(
             candidate.bundle,
             authority=authority,
             expected_digest=digest,
             signature_digest=candidate.signature_digest,
         )
-    return verify_legacy(
-        payload=candidate.payload,
-        annotations=candidate.annotations,
-        authority=authority,
-        expected_digest=digest,
-        signature_digest=candidate.signature_digest,
+    else:
+        verified = verify_legacy(
+            payload=candidate.payload,
+            annotations=candidate.annotations,
+            authority=authority,
+            expected_digest=digest,
+            signature_digest=candidate.signature_digest,
+        )
+    authority.signed_identity.check(
+        verified.signed_identities, repository=image_name, authority=authority.name
     )
+    return verified
 
 
 def verify_candidates(
-    candidates: Sequence[Candidate], *, authorities: Sequence[TrustAuthority], digest: str
+    candidates: Sequence[Candidate],
+    *,
+    authorities: Sequence[TrustAuthority],
+    digest: str,
+    image_name: str,
 ) -> tuple[list[VerifiedSignature], list[Rejection]]:
-    """Verify each candidate against the authorities (first that accepts it wins)."""
+    """Verify each candidate against the authorities (first that accepts it wins) for
+    ``digest`` in the repository ``image_name``."""
     verified: list[VerifiedSignature] = []
     rejections: list[Rejection] = []
     for candidate in candidates:
         refusals: list[Rejection] = []
         for authority in authorities:
             try:
-                verified.append(check_candidate(candidate, authority=authority, digest=digest))
+                verified.append(
+                    check_candidate(
+                        candidate, authority=authority, digest=digest, image_name=image_name
+                    )
+                )
                 break
             except Error as e:
                 code, reason = e.code, e.message

@@ -53,7 +53,13 @@ def codes(findings: list[Any]) -> set[str]:
 def trusted_key(services: Services, registry: RegistryProcess) -> str:
     """A stored key ``ci`` and an authority trusting it for every image of the registry."""
     with session_scope(services.sessions) as session:
-        generate_key(session, settings=services.settings, name="ci", algorithm=Algorithm.ecdsa_p256)
+        generate_key(
+            session,
+            settings=services.settings,
+            name="ci",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
         public = get_key(session, name="ci").public_key_pem
         save_authority(
             session, key_authority(name="ci", keys=[public], scopes=[f"{registry.host}/**"])

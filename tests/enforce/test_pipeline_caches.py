@@ -71,7 +71,13 @@ async def make_services(
 
 def trust_key(services: Services, scope: str) -> None:
     with session_scope(services.sessions) as session:
-        generate_key(session, settings=services.settings, name="ci", algorithm=Algorithm.ecdsa_p256)
+        generate_key(
+            session,
+            settings=services.settings,
+            name="ci",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=[scope],
+        )
         public = get_key(session, name="ci").public_key_pem
         save_authority(session, key_authority(name="ci", keys=[public], scopes=[scope]))
 

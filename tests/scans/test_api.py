@@ -231,7 +231,11 @@ class TestConfiguredAttestationKey:
             services = services_of(client)
             with session_scope(services.sessions) as session:
                 key = generate_key(
-                    session, settings=signing, name="scans", algorithm=Algorithm.ecdsa_p256
+                    session,
+                    settings=signing,
+                    name="scans",
+                    algorithm=Algorithm.ecdsa_p256,
+                    scopes=["**"],
                 )
             headers = bearer(services, f"scan:{repository_glob(image)}")
             response = client.post(
