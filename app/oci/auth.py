@@ -255,10 +255,6 @@ class Authenticator:
             ) as response:
                 body = await _read_capped(response, limit=_MAX_TOKEN_RESPONSE)
         except (httpx.HTTPError, AddressRefused) as e:
-            if isinstance(e, httpx.TimeoutException) and not isinstance(e, httpx.ConnectTimeout):
-                raise registry_error(
-                    errors.TIMEOUT, ref=ref, problem=f"token endpoint {realm} timed out"
-                ) from e
             raise unanswered(e, ref=ref, target=f"token endpoint {netloc}") from e
         if response.status_code in (401, 403):
             who = "the configured credentials" if creds else "anonymous access"

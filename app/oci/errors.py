@@ -12,7 +12,8 @@ from app.errors import RegistryError
 from app.oci.refs import ImageRef
 
 # No HTTP answer at all: DNS failure, refused, reset, connect time-out, TLS handshake failure,
-# closed before answering. One message for all ("could not be reached"); the cause is logged.
+# closed or silent before answering. One message for all ("could not be reached"), so that
+# answers do not tell open ports from closed ones; the cause is logged.
 UNREACHABLE: Final = "registry.unreachable"
 UNAUTHORIZED: Final = "registry.unauthorized"
 FORBIDDEN: Final = "registry.forbidden"
@@ -23,7 +24,7 @@ DIGEST_MISMATCH: Final = "registry.digest_mismatch"
 TOO_LARGE: Final = "registry.too_large"
 INVALID_MANIFEST: Final = "registry.invalid_manifest"
 TRUNCATED: Final = "registry.truncated"
-# Connected, but no answer within the request time-out; or a whole operation over its deadline.
+# A whole operation over its deadline, or an answer that stopped arriving half-way.
 TIMEOUT: Final = "registry.timeout"
 PROTOCOL: Final = "registry.protocol"
 CONFLICT: Final = "registry.conflict"

@@ -346,19 +346,22 @@ class RegistryTransport:
             if foreign:
                 return _Unanswered(unanswered(error, ref=ref, target=target), retryable=False)
             return _Unanswered(_untrusted(ref, error), retryable=False)
-        if isinstance(error, httpx.TimeoutException) and not isinstance(
-            error, httpx.ConnectTimeout
-        ):
-            timeout = self._settings.registry_request_timeout
-            who = f" ({target})" if target else ""
+        if isinstance(error, httpx.PoolTimeout):  # our own connections were all busy
             return _Unanswered(
                 registry_error(
                     errors.TIMEOUT,
                     ref=ref,
-                    problem=f"{request} got no answer{who} within {timeout:g} s",
+                    problem=f"{request} found no free connection within "
+                    f"{self._settings.registry_request_timeout:g} s",
                 ),
                 retryable=False,
             )
+        if isinstance(error, httpx.TimeoutException) and not isinstance(
+            error, httpx.ConnectTimeout
+        ):
+            # Connected, then silence: to a caller this must read like a closed port, or the
+            # difference maps which ports are open.
+            return _Unanswered(unanswered(error, ref=ref, target=target), retryable=False)
         retryable = isinstance(
             error,
             (
@@ -399,6 +402,13 @@ class RegistryTransport:
                             if success:
                                 raise _too_large(ref, url, limit)
                             break
+                except httpx.ReadTimeout as e:
+                    raise registry_error(
+                        errors.TIMEOUT,
+                        ref=ref,
+                        problem=f"{method} {url.path}: the answer stopped arriving for "
+                        f"{self._settings.registry_request_timeout:g} s",
+                    ) from e
                 except (httpx.RemoteProtocolError, httpx.ReadError) as e:
                     raise registry_error(
                         errors.TRUNCATED,
