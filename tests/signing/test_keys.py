@@ -168,7 +168,9 @@ class TestAlgorithmAfterDecryption:
         The row is sealed with the associated data of its own label (``ed25519``), so
         AES-GCM opens it and only the check after decryption can refuse the P-256 key.
         """
-        generate_key(db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519)
+        generate_key(
+            db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519, scopes=["**"]
+        )
         row = db_session.scalar(select(SigningKey).where(SigningKey.name == "k"))
         assert row is not None
         kek = kek_settings.kek()
