@@ -85,6 +85,7 @@ cli.add_typer(db_cli, name="db")
 
 # Command groups of each domain register here, one line each.
 from app.cli import authority as _authority  # noqa: E402
+from app.cli import k8s as _k8s  # noqa: E402
 from app.cli import key as _key  # noqa: E402
 from app.cli import policy as _policy  # noqa: E402
 from app.cli import registry as _registry  # noqa: E402
@@ -101,6 +102,7 @@ cli.add_typer(_key.key_cli, name="key")
 cli.command("sign")(_sign.sign_command)
 cli.command("verify")(_verify.verify_command)
 cli.add_typer(_authority.authority_cli, name="authority")
+cli.add_typer(_k8s.k8s_cli, name="k8s")
 
 
 def main() -> None:
