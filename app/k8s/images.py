@@ -88,14 +88,17 @@ def object_images(
     Raises ``InputError`` when a container list or an image has the wrong JSON type."""
     if obj is None or not is_pod_bearing(kind, sub_resource=sub_resource):
         return ()
+    path = POD_SPEC_PATHS[(kind.group, kind.kind)]
     spec: Any = obj
-    for key in POD_SPEC_PATHS[(kind.group, kind.kind)]:
-        spec = spec.get(key) if isinstance(spec, dict) else None
+    for depth, key in enumerate(path):
+        if not isinstance(spec, dict):
+            raise _malformed(f"/{'/'.join(path[:depth])} of this {kind.kind} is not an object")
+        spec = spec.get(key)
         if spec is None:
             return ()
+    pointer = "/" + "/".join(path)
     if not isinstance(spec, dict):
-        raise _malformed(f"the pod spec of this {kind.kind} is not an object")
-    pointer = "/" + "/".join(POD_SPEC_PATHS[(kind.group, kind.kind)])
+        raise _malformed(f"{pointer} of this {kind.kind} (its pod spec) is not an object")
     found: list[ContainerImage] = []
     for field, container_type in _CONTAINER_LISTS:
         found.extend(_list_images(spec.get(field), f"{pointer}/{field}", container_type))

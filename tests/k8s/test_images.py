@@ -207,9 +207,27 @@ class TestKinds:
         with pytest.raises(InputError, match=message):
             object_images({"spec": spec}, kind=GroupVersionKind("", "v1", "Pod"))
 
-    def test_a_pod_spec_that_is_not_an_object_is_refused(self) -> None:
-        with pytest.raises(InputError, match="pod spec"):
-            object_images({"spec": ["x"]}, kind=GroupVersionKind("", "v1", "Pod"))
+    @pytest.mark.parametrize(
+        ("kind", "obj", "message"),
+        [
+            (GroupVersionKind("", "v1", "Pod"), {"spec": ["x"]}, r"/spec of this Pod \(its pod"),
+            (
+                GroupVersionKind("apps", "v1", "Deployment"),
+                {"spec": "x"},
+                r"/spec of this Deployment is not an object",
+            ),
+            (
+                GroupVersionKind("batch", "v1", "CronJob"),
+                {"spec": {"jobTemplate": {"spec": {"template": 3}}}},
+                r"/spec/jobTemplate/spec/template of this CronJob is not",
+            ),
+        ],
+    )
+    def test_a_path_to_the_pod_spec_that_is_not_objects_is_refused(
+        self, kind: GroupVersionKind, obj: dict[str, Any], message: str
+    ) -> None:
+        with pytest.raises(InputError, match=message):
+            object_images(obj, kind=kind)
 
 
 class TestOperations:
