@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     registry_retries: int = Field(default=2, ge=0, le=10)
     referrers_fallback_settle_seconds: float = Field(default=0.0, ge=0, le=5)
     chunked_upload_threshold: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Registries (host[:port] globs, ``*`` any characters) an image reference may name; empty
+    # allows any. Link-local and cloud metadata addresses are refused unless the flag is set.
+    registry_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    registry_allow_link_local: bool = False
+    max_referrer_pages: int = Field(default=16, ge=1, le=1000)
 
     # Keys held by Sealgate.
     key_encryption_key: SecretStr | None = None
@@ -110,6 +115,19 @@ class Settings(BaseSettings):
     # rollback is never refused after a CVE is published; true makes them deny as new ones do.
     admission_recheck_unchanged: bool = False
 
+    # The decision pipeline: the deadline of a decision asked through the API or CLI,
+    # policy engine worker threads, and the shared caches (a TTL of 0 turns one off).
+    decision_deadline: float = Field(default=10.0, gt=0, le=120)
+    policy_workers: int = Field(default=2, ge=1, le=32)
+    cache_tag_ttl: float = Field(default=30.0, ge=0)
+    cache_evidence_ttl: float = Field(default=300.0, ge=0)
+    cache_failure_ttl: float = Field(default=5.0, ge=0)
+    cache_decision_ttl: float = Field(default=60.0, ge=0)
+    cache_max_entries: int = Field(default=10_000, ge=0)
+    cache_decision_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # How often each replica re-reads authorities, scans and the active policy version.
+    refresh_interval: float = Field(default=2.0, gt=0, le=300)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -126,6 +144,21 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     _split_insecure = field_validator("insecure_registries", mode="before")(_split_csv)
+    _split_allowlist = field_validator("registry_allowlist", mode="before")(_split_csv)
+
+    @field_validator("registry_allowlist")
+    @classmethod
+    def _host_globs(cls, value: list[str]) -> list[str]:
+        patterns = []
+        for item in value:
+            pattern = item.strip().lower()
+            if not pattern or "/" in pattern or any(c.isspace() for c in pattern):
+                raise ValueError(
+                    f"{item!r} is not a registry host[:port] glob such as registry.corp, "
+                    "*.corp:5000 or 127.0.0.1:*"
+                )
+            patterns.append(pattern)
+        return patterns
 
     @field_validator("database_url")
     @classmethod

@@ -44,7 +44,12 @@ class Error(Exception):
 
 
 class InputError(Error):
-    """The caller sent something we cannot accept (bad reference, malformed JSON...)."""
+    """The caller sent something we cannot accept (bad reference, malformed JSON...).
+
+    Codes include ``input.key_scope`` (a new key names no image scope),
+    ``input.authority_scope`` (a new authority names none) and ``input.signed_identity``
+    (an unknown signed-identity rule or a bad remap prefix).
+    """
 
     default_code = "input.invalid"
     http_status = 400
@@ -106,14 +111,22 @@ class EvidenceError(Error):
 
 
 class VerificationError(Error):
-    """A signature or bundle did not verify against the configured trust."""
+    """A signature or bundle did not verify against the configured trust.
+
+    Codes include ``verify.identity_mismatch`` (signed for another repository than the
+    authority accepts) and ``verify.identity_missing`` (the payload names no repository and
+    the authority requires one).
+    """
 
     default_code = "verify.failed"
     http_status = 422
 
 
 class SigningError(Error):
-    """Signing could not be completed (disabled key, Sigstore refused...)."""
+    """Signing could not be completed (disabled key, Sigstore refused...).
+
+    ``signing.key_out_of_scope`` (403): the key's scopes do not cover the image.
+    """
 
     default_code = "signing.failed"
     http_status = 422
@@ -138,3 +151,10 @@ class StoreError(Error):
 
     default_code = "store.unavailable"
     http_status = 503
+
+
+class DeadlineError(Error):
+    """A decision's deadline passed before a step finished (``deadline.registry``...)."""
+
+    default_code = "deadline.exceeded"
+    http_status = 504

@@ -26,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import __version__
 from app.api import authorities, decisions, health, keys, policy, scans, signatures, verify
 from app.config import Settings, get_settings
+from app.enforce.context import ContextRefresher
+from app.enforce.startup import warn_about_open_trust
 from app.errors import Error
 from app.observability import Metrics, configure_logging, request_id_var
 from app.policy.versions import start_version_poller
@@ -226,11 +228,20 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services or Services.from_settings(settings)
         # Refuse to serve with stored signing keys and no (or the wrong) key-encryption key.
         check_keys_at_startup(app.state.services)
-        # Follow the active policy version (every replica polls the version table).
+        # Serve, but name keys and authorities stored before scopes and identity rules.
+        warn_about_open_trust(app.state.services)
+        # Follow the active policy version (every replica polls the version table), and
+        # the authorities and scans other replicas change.
         app.state.policy_poller = start_version_poller(app.state.services)
+        refresher = ContextRefresher(
+            app.state.services.decisions.context,
+            interval=app.state.services.settings.refresh_interval,
+        )
+        refresher.start()
         try:
             yield
         finally:
+            refresher.stop()
             app.state.policy_poller.stop()
             if owned:
                 await app.state.services.aclose()

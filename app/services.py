@@ -17,6 +17,8 @@ from app.config import Settings
 from app.db.session import make_engine, make_session_factory
 
 if TYPE_CHECKING:
+    from app.enforce.caches import DecisionCaches
+    from app.enforce.pipeline import DecisionParts
     from app.oci.client import RegistryClient
     from app.policy.engines import PolicyEngine
 
@@ -29,6 +31,8 @@ class Services:
     _registry: RegistryClient | None = field(default=None, repr=False)
     _policy: PolicyEngine | None = field(default=None, repr=False)
     _policy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _parts: DecisionParts | None = field(default=None, repr=False)
+    _parts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -62,6 +66,26 @@ class Services:
                 self._policy = build_engine(self.settings)
             return self._policy
 
+    @property
+    def decisions(self) -> DecisionParts:
+        """What the decision pipeline uses (caches, store context, engine workers, the
+        batching recorder), built once; its registry client is always the current one."""
+        with self._parts_lock:
+            if self._parts is None:
+                from app.enforce.pipeline import build_parts
+
+                self._parts = build_parts(
+                    settings=self.settings,
+                    sessions=self.sessions,
+                    registry=lambda: self.registry,
+                    engine=lambda: self.policy,
+                )
+            return self._parts
+
+    @property
+    def caches(self) -> DecisionCaches:
+        return self.decisions.caches
+
     async def close_registry(self) -> None:
         """Close the registry client, in the event loop that used it; a later use builds
         a new one."""
@@ -81,6 +105,9 @@ class Services:
         belong to an event loop that only ``aclose`` can reach.
         """
         self._registry = None
+        parts, self._parts = self._parts, None
+        if parts is not None:
+            parts.close()
         policy, self._policy = self._policy, None
         if policy is not None:
             policy.close()

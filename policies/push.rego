@@ -6,4 +6,4 @@ import rego.v1
 import data.sealgate.lib.checks
 import data.sealgate.lib.outcome
 
-decision := outcome.decide(checks.all_violations, checks.all_warnings)
+decision := object.union(outcome.decide(checks.all_violations, checks.all_warnings), checks.validity)

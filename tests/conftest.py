@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures.sigstore",
     "tests.fixtures.images",
     "tests.fixtures.standins",
+    "tests.fixtures.faulty",
 ]
 
 ASSETS = Path(__file__).parent / "assets"

@@ -3,8 +3,11 @@
 ``POST`` creates a key authority (``keys``: PEM public keys) or a keyless one
 (``certificate_identity[_regexp]`` + ``certificate_oidc_issuer[_regexp]``, optional
 ``trusted_root``: ``public-good`` (default), ``staging`` or the trusted root JSON itself; a
-file path is refused over HTTP), each with optional image ``scopes``. Answers carry public
-material only.
+file path is refused over HTTP). Each needs image ``scopes`` (``["**"]`` for every image on
+purpose; missing or empty is a 400 ``input.authority_scope``), and may say what the signed
+identity must be: ``signed_identity`` ``match-repository`` (default), ``any`` or ``remap``
+with ``remap_identity`` ``[{"prefix", "signed_prefix"}]`` (``app.verify.identity``).
+Answers carry public material only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from app.api.auth import AdminDep
 from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
+from app.verify.identity import MODES, IdentityRemap, SignedIdentityRule
 from app.verify.keyless import KeylessIdentity
 from app.verify.trust import (
     TrustedRootRef,
@@ -75,10 +79,36 @@ class IdentityFields(RequestBody):
         return TrustedRootRef.resolve(self.trusted_root, allow_path=False)
 
 
+class RemapBody(RequestBody):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefix: str = Field(max_length=255)
+    signed_prefix: str = Field(max_length=255)
+
+
 class AuthorityRequest(IdentityFields):
     name: str = Field(max_length=128)
     keys: list[str] | None = Field(default=None, max_length=32)
-    scopes: list[str] = Field(default_factory=list, max_length=256)
+    scopes: list[str] | None = Field(
+        default=None,
+        max_length=256,
+        description="Image globs the authority vouches for (required; ['**'] for every image)",
+    )
+    signed_identity: str | None = Field(
+        default=None,
+        max_length=32,
+        description=f"What the signed identity must be: {MODES} (default match-repository)",
+    )
+    remap_identity: list[RemapBody] = Field(default_factory=list, max_length=32)
+
+    def signed_identity_rule(self) -> SignedIdentityRule:
+        return SignedIdentityRule.parse(
+            self.signed_identity,
+            [
+                IdentityRemap.of(prefix=r.prefix, signed_prefix=r.signed_prefix)
+                for r in self.remap_identity
+            ],
+        )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Add an authority")
@@ -89,9 +119,13 @@ def create(body: AuthorityRequest, services: ServicesDep, admin: AdminDep) -> di
         identity=body.identity() if body.names_identity else None,
         trusted_root=body.root(),
         scopes=body.scopes,
+        signed_identity=body.signed_identity_rule(),
     )
     with session_scope(services.sessions) as session:
-        return save_authority(session, authority).to_json()
+        saved = save_authority(session, authority).to_json()
+    # This replica decides under the new trust at once; others within the refresh interval.
+    services.decisions.context.refresh()
+    return saved
 
 
 @router.get("", summary="List authorities")
@@ -110,4 +144,5 @@ def show(name: str, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
 def remove(name: str, services: ServicesDep, admin: AdminDep) -> Response:
     with session_scope(services.sessions) as session:
         remove_authority(session, name)
+    services.decisions.context.refresh()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

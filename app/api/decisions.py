@@ -2,9 +2,10 @@
 
 The body names the image, the entry point (``sign``, ``push`` or ``admission``) and, for
 admission, an optional namespace (the Kubernetes context is then a Pod CREATE there). The
-answer is the decision (``allow``, ``deny``, ``warn``...), the exact policy input it was
-made on and the id of its record. A denial is a normal answer (200), not an error: the
-caller asked a question.
+answer is the pipeline's outcome (decision, codes, policy version and revision, timings,
+which cache answered) and the id of its record, answered once the record is committed.
+The policy input is included only when asked (``?include_input=true``): with a large scan
+it is big. A denial is a normal answer (200), not an error: the caller asked a question.
 
 Who may call it: a token whose scopes allow ``verify`` on the image, like ``/v1/verify``.
 """
@@ -13,20 +14,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import ConfigDict, Field
 
 from app.api.auth import PrincipalDep
 from app.api.body import RequestBody
 from app.api.deps import ServicesDep
-from app.enforce.decide import evaluate_image
+from app.enforce.deadline import Deadline
+from app.enforce.outcome import Actor, DecisionRequest
+from app.enforce.pipeline import decide_and_store
+from app.observability import request_id_var
 from app.oci.refs import ImageRef
 from app.policy.input import Entrypoint, assumed_kubernetes
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 
 
-class DecisionRequest(RequestBody):
+class DecisionBody(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(max_length=1024)
@@ -36,17 +40,24 @@ class DecisionRequest(RequestBody):
 
 @router.post("/decisions", summary="Decide whether an image passes the active policy")
 async def decide(
-    body: DecisionRequest, request: Request, services: ServicesDep, principal: PrincipalDep
+    body: DecisionBody,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    include_input: bool = False,
 ) -> dict[str, Any]:
     image = ImageRef.parse(body.image)
     principal.authorize("verify", image.name)
-    kubernetes = assumed_kubernetes(body.entrypoint, body.namespace)
-    poller = getattr(request.app.state, "policy_poller", None)
-    evaluation = await evaluate_image(
-        services,
+    request = DecisionRequest(
         image=str(image),
         entrypoint=body.entrypoint,
-        kubernetes=kubernetes,
-        policy_version=poller.version if poller is not None else None,
+        deadline=Deadline(services.settings.decision_deadline),
+        kubernetes=assumed_kubernetes(body.entrypoint, body.namespace),
+        actor=Actor(kind="token", name=principal.name),
+        request_id=request_id_var.get(),
     )
-    return evaluation.model_dump(mode="json")
+    outcome, decision_id = await decide_and_store(request, services.decisions)
+    answer: dict[str, Any] = outcome.model_dump(mode="json")
+    answer["decision_id"] = decision_id
+    if include_input:
+        answer["input"] = outcome.full_input()
+    return answer

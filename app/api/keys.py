@@ -1,7 +1,8 @@
 """``/v1/keys``: keys held by Sealgate, for administrators only.
 
-Every answer carries public material only (name, algorithm, key id, public PEM, status);
-private keys never leave ``app.signing.keys``.
+Every answer carries public material only (name, algorithm, key id, public PEM, scopes,
+status); private keys never leave ``app.signing.keys``. A new key needs ``scopes``, the image
+globs it may sign (``["**"]`` for every image on purpose); without them the answer is 400.
 """
 
 from __future__ import annotations
@@ -13,10 +14,20 @@ from app.api.auth import AdminDep
 from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
-from app.signing.keys import KeyInfo, disable_key, generate_key, get_key, import_key, list_keys
+from app.signing.keys import (
+    KeyInfo,
+    disable_key,
+    generate_key,
+    get_key,
+    import_key,
+    list_keys,
+    set_key_scopes,
+)
 from app.signing.signers import Algorithm, parse_algorithm
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+_SCOPES = "Image globs the key may sign (required; ['**'] for every image)"
 
 
 class GenerateKeyRequest(RequestBody):
@@ -24,12 +35,14 @@ class GenerateKeyRequest(RequestBody):
 
     name: str = Field(max_length=128)
     algorithm: str = Algorithm.ecdsa_p256.value
+    scopes: list[str] | None = Field(default=None, max_length=256, description=_SCOPES)
 
 
 class ImportKeyRequest(RequestBody):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(max_length=128)
+    scopes: list[str] | None = Field(default=None, max_length=256, description=_SCOPES)
     pem: SecretStr = Field(description="PEM PKCS#8 private key, encrypted or not")
     password: SecretStr | None = None
 
@@ -39,7 +52,11 @@ def generate(body: GenerateKeyRequest, services: ServicesDep, admin: AdminDep) -
     algorithm = parse_algorithm(body.algorithm)
     with session_scope(services.sessions) as session:
         return generate_key(
-            session, settings=services.settings, name=body.name, algorithm=algorithm
+            session,
+            settings=services.settings,
+            name=body.name,
+            algorithm=algorithm,
+            scopes=body.scopes,
         )
 
 
@@ -52,8 +69,23 @@ def import_(body: ImportKeyRequest, services: ServicesDep, admin: AdminDep) -> K
             settings=services.settings,
             name=body.name,
             pem=body.pem.get_secret_value().encode(),
+            scopes=body.scopes,
             password=password,
         )
+
+
+class KeyScopesRequest(RequestBody):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scopes: list[str] | None = Field(default=None, max_length=256, description=_SCOPES)
+
+
+@router.put("/{name}/scopes", summary="Replace the images a key may sign")
+def put_scopes(
+    name: str, body: KeyScopesRequest, services: ServicesDep, admin: AdminDep
+) -> KeyInfo:
+    with session_scope(services.sessions) as session:
+        return set_key_scopes(session, name=name, scopes=body.scopes)
 
 
 @router.get("", summary="List keys")

@@ -12,6 +12,7 @@ which allows every action on every image.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -47,6 +48,24 @@ def validate_glob(glob: str) -> str:
     if ":" in glob.rsplit("/", 1)[-1] and "/" in glob:
         raise InputError(f"image glob {glob!r} must not name a tag; globs match names only")
     return glob
+
+
+def required_globs(globs: Iterable[str] | None, *, what: str, code: str) -> tuple[str, ...]:
+    """The image globs ``globs`` (validated, stripped, deduplicated), at least one.
+
+    ``what`` names the object in the message (``"an authority"``, ``"a signing key"``); an
+    empty or missing list raises ``InputError`` with ``code``, showing ``'**'`` as the way to
+    say "every image" on purpose: no scope never silently means everything.
+    """
+    checked = tuple(dict.fromkeys(validate_glob(g.strip()) for g in globs or ()))
+    if not checked:
+        raise InputError(
+            f"{what} must name the images it covers: give at least one scope (an image glob "
+            "such as 'ghcr.io/acme/*'), or the scope '**' for every image on purpose "
+            '(CLI: --scope \'**\'; API: "scopes": ["**"])',
+            code=code,
+        )
+    return checked
 
 
 def glob_matches(glob: str, image_name: str) -> bool:

@@ -3,7 +3,10 @@
 ``add NAME --key FILE [--key FILE ...]`` makes a key authority (each file may hold several
 PEM public keys); ``add NAME --certificate-identity[-regexp] X
 --certificate-oidc-issuer[-regexp] Y [--trusted-root public-good|staging|FILE]`` a keyless
-one. ``--scope GLOB`` (repeatable) limits the images it vouches for; none means all.
+one. ``--scope GLOB`` (repeatable) names the images it vouches for and is required
+(``--scope '**'`` for every image on purpose). ``--signed-identity`` says which repository a
+signature must have been made for (``match-repository`` by default, ``any``, or ``remap``
+with ``--remap-identity PREFIX=SIGNED_PREFIX``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from app.cli.verify import (
     read_key_file,
 )
 from app.db.session import session_scope
+from app.verify.identity import SignedIdentityRule
 from app.verify.trust import (
     TrustedRootRef,
     get_authority,
@@ -55,10 +59,34 @@ def add(
     trusted_root: TrustedRootOption = None,
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", help="Image glob it covers, e.g. 'ghcr.io/acme/*' (repeatable)."),
+        typer.Option(
+            "--scope",
+            help="Image glob it vouches for, e.g. 'ghcr.io/acme/*' (repeatable; required: "
+            "'**' for every image).",
+        ),
+    ] = None,
+    signed_identity: Annotated[
+        str | None,
+        typer.Option(
+            "--signed-identity",
+            help="Repository a signature must be made for: match-repository (default: the "
+            "one verified), remap (also --remap-identity), any (not checked, as cosign).",
+        ),
+    ] = None,
+    remap_identity: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--remap-identity",
+            help="PREFIX=SIGNED_PREFIX: images under PREFIX may carry signatures made for "
+            "SIGNED_PREFIX (mirrors, copies; repeatable).",
+        ),
     ] = None,
 ) -> None:
-    """Add an authority and print it as JSON."""
+    """Add an authority and print it as JSON.
+
+    Give --scope '**' for an authority that vouches for every image: no scope is refused.
+    """
+    rule = SignedIdentityRule.parse(signed_identity, remap_identity or [])
     identity = identity_from_flags(
         identity=certificate_identity,
         identity_regexp=certificate_identity_regexp,
@@ -71,6 +99,7 @@ def add(
         identity=identity,
         trusted_root=TrustedRootRef.resolve(trusted_root) if trusted_root else None,
         scopes=scope,
+        signed_identity=rule,
     )
     with open_services() as services, session_scope(services.sessions) as session:
         print_json(save_authority(session, authority).to_json())

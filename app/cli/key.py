@@ -2,6 +2,8 @@
 
 These run in process against ``SEALGATE_DATABASE_URL`` with the configured key-encryption
 key. Private keys are never printed: ``list`` shows public information, ``public`` the PEM.
+``generate`` and ``import`` need ``--scope GLOB`` (repeatable): the images the key may sign,
+``--scope '**'`` for every image on purpose.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from app.signing.keys import (
     get_key,
     import_key,
     list_keys,
+    set_key_scopes,
 )
 from app.signing.signers import GENERATABLE, parse_algorithm
 
@@ -32,6 +35,15 @@ key_cli = typer.Typer(
 
 _ALGORITHMS = ", ".join(a.value for a in GENERATABLE)
 
+Scope = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scope",
+        help="Image glob the key may sign, e.g. 'ghcr.io/acme/*' (repeatable; required: "
+        "'**' for every image).",
+    ),
+]
+
 
 @key_cli.command("generate")
 @cli_errors
@@ -40,11 +52,14 @@ def generate(
     algorithm: Annotated[
         str, typer.Option("--algorithm", help=f"One of {_ALGORITHMS}.")
     ] = "ecdsa-p256",
+    scope: Scope = None,
 ) -> None:
     """Generate a key and store it encrypted; print its public information."""
     chosen = parse_algorithm(algorithm)
     with open_services() as services, session_scope(services.sessions) as session:
-        info = generate_key(session, settings=services.settings, name=name, algorithm=chosen)
+        info = generate_key(
+            session, settings=services.settings, name=name, algorithm=chosen, scopes=scope
+        )
     print_json(info.model_dump(mode="json"))
 
 
@@ -57,6 +72,7 @@ def import_(
         str | None,
         typer.Option("--password-env", help="Environment variable holding the PEM's password."),
     ] = None,
+    scope: Scope = None,
 ) -> None:
     """Import a PEM private key (PKCS#8, encrypted or not) and store it encrypted."""
     password: bytes | None = None
@@ -73,7 +89,12 @@ def import_(
         raise InputError(f"cannot read {pem}: {e.strerror}") from e
     with open_services() as services, session_scope(services.sessions) as session:
         info = import_key(
-            session, settings=services.settings, name=name, pem=data, password=password
+            session,
+            settings=services.settings,
+            name=name,
+            pem=data,
+            scopes=scope,
+            password=password,
         )
     print_json(info.model_dump(mode="json"))
 
@@ -94,6 +115,18 @@ def public(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None
     with open_services() as services, session_scope(services.sessions) as session:
         info = get_key(session, name=name)
     typer.echo(info.public_key_pem, nl=False)
+
+
+@key_cli.command("set-scopes")
+@cli_errors
+def set_scopes(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    scope: Scope = None,
+) -> None:
+    """Replace the images a key may sign (e.g. to narrow a key stored without scopes)."""
+    with open_services() as services, session_scope(services.sessions) as session:
+        info = set_key_scopes(session, name=name, scopes=scope)
+    print_json(info.model_dump(mode="json", exclude={"public_key_pem"}))
 
 
 @key_cli.command("disable")

@@ -18,7 +18,6 @@ from app.cli.context import open_services, run_with_services
 from app.cli.output import cli_errors, print_json
 from app.config import get_settings
 from app.db.session import session_scope
-from app.enforce.decide import Evaluation, evaluate_image, gather_input
 from app.errors import InputError, PolicyError
 from app.policy.bundle import CompileProblem, PolicyBundle
 from app.policy.engines import EmbeddedOpaEngine, compile_bundle, decision_document
@@ -179,18 +178,23 @@ def input_(
     verified vulnerability attestation, else an unsigned scan referrer. For admission (the
     default) the Kubernetes context is a Pod CREATE in --namespace.
     """
+    from app.enforce.deadline import Deadline
+    from app.enforce.outcome import Actor, DecisionRequest
+    from app.enforce.pipeline import input_for
+
     chosen = entrypoint or Entrypoint.admission
-    policy_input = run_with_services(
-        lambda services: gather_input(
-            services,
+
+    async def _input(services: Services) -> dict[str, Any]:
+        request = DecisionRequest(
             image=image,
             entrypoint=chosen,
+            deadline=Deadline(services.settings.decision_deadline),
             kubernetes=assumed_kubernetes(chosen, namespace),
-            offline=offline,
-            offline_digest=digest,
+            actor=Actor(kind="cli"),
         )
-    )
-    print_json(policy_input.to_rego())
+        return await input_for(request, services.decisions, offline=offline, offline_digest=digest)
+
+    print_json(run_with_services(_input))
 
 
 @policy_cli.command("decide")
@@ -206,27 +210,32 @@ def decide(
 
     Exit 0 when allowed, 1 when denied (the reasons are in the JSON on stdout).
     """
-    chosen = entrypoint or Entrypoint.admission
-    kubernetes = assumed_kubernetes(chosen, namespace)
+    from app.enforce.deadline import Deadline
+    from app.enforce.outcome import Actor, DecisionRequest
+    from app.enforce.pipeline import decide_and_store
 
-    async def _decide(services: Services) -> Evaluation:
+    chosen = entrypoint or Entrypoint.admission
+
+    async def _decide(services: Services) -> dict[str, Any]:
         poller = ActiveVersionPoller(
             engine_source=lambda: services.policy,
             sessions=services.sessions,
             data_override=services.settings.policy_data,
         )
         await asyncio.to_thread(poller.poll_once)
-        return await evaluate_image(
-            services,
+        request = DecisionRequest(
             image=image,
             entrypoint=chosen,
-            kubernetes=kubernetes,
-            policy_version=poller.version,
+            deadline=Deadline(services.settings.decision_deadline),
+            kubernetes=assumed_kubernetes(chosen, namespace),
+            actor=Actor(kind="cli"),
         )
+        outcome, decision_id = await decide_and_store(request, services.decisions)
+        return {**outcome.model_dump(mode="json"), "decision_id": decision_id}
 
-    evaluation = run_with_services(_decide)
-    print_json(evaluation.model_dump(mode="json", exclude={"input"}))
-    if not evaluation.decision.allow:
+    answer = run_with_services(_decide)
+    print_json(answer)
+    if not answer["allowed"]:
         raise typer.Exit(1)
 
 

@@ -48,6 +48,9 @@ class SigningKey(Base):
     status: Mapped[KeyStatus] = mapped_column(
         _enum_by_value(KeyStatus, "key_status"), default=KeyStatus.active
     )
+    # Image globs the key may sign. NULL only on rows made before keys had scopes (revision
+    # 0001): they still sign everywhere, and the service warns about them at start-up.
+    scopes: Mapped[list[Any] | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
@@ -84,6 +87,9 @@ class Authority(Base):
     identity: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     trusted_root: Mapped[str | None] = mapped_column(Text, default=None)
     scopes: Mapped[list[Any]] = mapped_column(default=list)
+    # What the signed identity must be (``app.verify.identity``). NULL only on rows made
+    # before the rule existed (revision 0001): they accept any, with a start-up warning.
+    signed_identity: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -162,4 +168,15 @@ class Decision(Base):
     policy_version: Mapped[int | None] = mapped_column(
         ForeignKey("policy_versions.version"), default=None
     )
+    # The content hash of the bundle that decided (the engine's, read with its answer).
+    policy_revision: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The stable code of what stopped the decision (registry.timeout...), if anything.
+    failure: Mapped[str | None] = mapped_column(String(64), default=None)
+    actor: Mapped[str | None] = mapped_column(String(256), default=None)
+    actor_kind: Mapped[str | None] = mapped_column(String(16), default=None)
+    # An admission request uid or a registry event id.
+    source: Mapped[str | None] = mapped_column(String(256), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    latency_ms: Mapped[float | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

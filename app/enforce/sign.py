@@ -4,7 +4,8 @@
 
 1. parse the reference and check the caller's ``sign`` scope on the image name, before
    anything touches the registry (an out-of-scope caller gets 403 and nothing is written);
-2. load the key (a disabled key fails here, still before the registry) or parse the OIDC token;
+2. load the key (a disabled key, or one whose scopes do not cover the image, fails here,
+   still before the registry) or parse the OIDC token;
 3. resolve a tag to its digest (only digests are signed); with ``recursive``, an index is
    signed together with every manifest it lists;
 4. for each digest, write each requested format: a DSSE bundle referrer (``bundle``) and/or a
@@ -257,7 +258,8 @@ async def sign_image(
 
     Raises ``InputError`` (bad reference, both or neither of key and token, bad annotations),
     ``ForbiddenError`` (out of scope; nothing written), ``NotFoundError``
-    (unknown key), ``SigningError`` (disabled key, Sigstore failure), ``RegistryError``.
+    (unknown key), ``SigningError`` (disabled key; a key whose scopes do not cover the image,
+    403 with nothing written; Sigstore failure), ``RegistryError``.
     """
     ref = ImageRef.parse(image)
     # (1) authorization before anything else touches the registry.
@@ -275,7 +277,7 @@ async def sign_image(
     signer: KeySigner | None = None
     keyless: _Keyless | None = None
     if key_name is not None:
-        signer = await asyncio.to_thread(_load_signer, services, key_name)
+        signer = await asyncio.to_thread(_load_signer, services, key_name, ref.name)
     else:
         assert identity_token is not None
         keyless = _keyless(identity_token)
@@ -314,9 +316,11 @@ async def sign_image(
     return result
 
 
-def _load_signer(services: Services, key_name: str) -> KeySigner:
+def _load_signer(services: Services, key_name: str, image_name: str) -> KeySigner:
     with session_scope(services.sessions) as session:
-        return load_signer(session, settings=services.settings, name=key_name)
+        return load_signer(
+            session, settings=services.settings, name=key_name, image_name=image_name
+        )
 
 
 def _record(services: Services, result: SignResult, signed_by: str) -> None:

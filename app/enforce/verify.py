@@ -6,7 +6,9 @@ trust the caller chose (a public key, a stored authority, or a keyless identity 
 trusted root). ``verified_signatures_for_policy`` does the same with every stored
 authority whose scope covers the image; the policy input is built from its result only.
 
-Each candidate is verified against each authority until one accepts it; every refusal is
+Each candidate is verified against each authority until one accepts it: its cryptography,
+its binding to the digest, then the authority's signed-identity rule (the repository the
+payload names must be the one verified, unless the authority says ``any``). Every refusal is
 kept as a ``Rejection`` with a stable code so a person can see why a signature did not
 count. Nothing here trusts a registry: a registry failure raises ``RegistryError`` and the
 caller fails closed.
@@ -21,15 +23,14 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from app.db.session import session_scope
-from app.errors import Error, InputError, VerificationError
+from app.errors import InputError, VerificationError
 from app.oci.refs import ImageRef
 from app.services import Services
-from app.signing.payloads import COSIGN_SIGN_PREDICATE
-from app.verify.bundle import verify_bundle
-from app.verify.evidence import BundleCandidate, Candidate, EvidenceLimits, collect_evidence
+from app.verify.evidence import EvidenceLimits, collect_evidence
+from app.verify.identity import ANY_IDENTITY
 from app.verify.keyless import KeylessIdentity
-from app.verify.legacy import verify_legacy
 from app.verify.model import Rejection, VerifiedSignature
+from app.verify.signatures import is_image_signature, verify_candidates
 from app.verify.trust import (
     PUBLIC_GOOD,
     TrustAuthority,
@@ -102,60 +103,6 @@ def _describe(rejection: Rejection) -> str:
     return f"{rejection.source} {where}{by}: {rejection.reason} [{rejection.code}]"
 
 
-def check_candidate(
-    candidate: Candidate, *, authority: TrustAuthority, digest: str
-) -> VerifiedSignature:
-    """Verify one candidate against one authority; raise the reason it does not verify."""
-    if isinstance(candidate, BundleCandidate):
-        return verify_bundle(
-            candidate.bundle,
-            authority=authority,
-            expected_digest=digest,
-            signature_digest=candidate.signature_digest,
-        )
-    return verify_legacy(
-        payload=candidate.payload,
-        annotations=candidate.annotations,
-        authority=authority,
-        expected_digest=digest,
-        signature_digest=candidate.signature_digest,
-    )
-
-
-def verify_candidates(
-    candidates: Sequence[Candidate], *, authorities: Sequence[TrustAuthority], digest: str
-) -> tuple[list[VerifiedSignature], list[Rejection]]:
-    """Verify each candidate against the authorities (first that accepts it wins)."""
-    verified: list[VerifiedSignature] = []
-    rejections: list[Rejection] = []
-    for candidate in candidates:
-        refusals: list[Rejection] = []
-        for authority in authorities:
-            try:
-                verified.append(check_candidate(candidate, authority=authority, digest=digest))
-                break
-            except Error as e:
-                code, reason = e.code, e.message
-            except Exception as e:  # a hostile candidate must not sink its neighbours
-                log.warning(
-                    "candidate raised unexpectedly",
-                    extra={"signature_digest": candidate.signature_digest, "error": repr(e)[:200]},
-                )
-                code, reason = "verify.malformed_signature", f"unreadable: {type(e).__name__}"
-            refusals.append(
-                Rejection(
-                    source=candidate.source,
-                    signature_digest=candidate.signature_digest,
-                    authority=authority.name,
-                    code=code,
-                    reason=reason,
-                )
-            )
-        else:
-            rejections.extend(refusals)
-    return verified, rejections
-
-
 async def verify_with_authorities(
     services: Services,
     image: ImageRef,
@@ -178,7 +125,11 @@ async def verify_with_authorities(
     evidence = await collect_evidence(client, pinned, limits=limits)
     # Crypto and sigstore-python are synchronous; keep the event loop free.
     verified, refused = await asyncio.to_thread(
-        verify_candidates, evidence.candidates, authorities=authorities, digest=digest
+        verify_candidates,
+        evidence.candidates,
+        authorities=authorities,
+        digest=digest,
+        image_name=image.name,
     )
     rejections = [*evidence.problems, *refused]
     return VerificationReport(
@@ -188,12 +139,6 @@ async def verify_with_authorities(
         attestations=tuple(s for s in verified if not is_image_signature(s)),
         rejections=tuple(rejections),
     )
-
-
-def is_image_signature(signature: VerifiedSignature) -> bool:
-    """A signature *of* the image (cosign's sign predicate, or a simple-signing payload),
-    as opposed to a signed attestation *about* it, which must never count as one."""
-    return signature.predicate_type in (None, COSIGN_SIGN_PREDICATE)
 
 
 def chosen_authority(
@@ -208,7 +153,9 @@ def chosen_authority(
     """The one source of trust a ``verify`` caller picked; ``InputError`` unless exactly one.
 
     A named authority must cover the image with its scopes (an authority trusted for
-    ``ghcr.io/acme/*`` does not vouch for anything else, even when asked by name).
+    ``ghcr.io/acme/*`` does not vouch for anything else, even when asked by name). A key or
+    identity given for this one call accepts any signed identity, as ``cosign verify`` does;
+    only stored authorities carry a signed-identity rule.
     """
     chosen = [c for c in (key_pem, authority, identity) if c is not None]
     if len(chosen) != 1:
@@ -219,12 +166,13 @@ def chosen_authority(
     if trusted_root is not None and identity is None:
         raise InputError("a trusted root goes with a certificate identity only")
     if key_pem is not None:
-        return key_authority(name=CLI_KEY_AUTHORITY, keys=[key_pem])
+        return key_authority(name=CLI_KEY_AUTHORITY, keys=[key_pem], signed_identity=ANY_IDENTITY)
     if identity is not None:
         return keyless_authority(
             name=CLI_IDENTITY_AUTHORITY,
             identity=identity,
             trusted_root=trusted_root or TrustedRootRef.builtin(PUBLIC_GOOD),
+            signed_identity=ANY_IDENTITY,
         )
     assert authority is not None
     with session_scope(services.sessions) as session:

@@ -18,6 +18,7 @@ repository and scope". It learns each registry's challenge from its first 401 an
 
 A realm on plain HTTP is refused unless its host is one where plain HTTP is allowed
 (loopback, or listed in ``settings.insecure_registries``): a token request can carry passwords.
+A realm that cannot be reached reads like any unreachable host (``app.oci.egress``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import httpx
 from app.config import Settings
 from app.errors import ConfigError
 from app.oci import errors
+from app.oci.egress import AddressRefused, unanswered
 from app.oci.errors import registry_error
 from app.oci.refs import DOCKER_HUB, ImageRef
 
@@ -252,14 +254,8 @@ class Authenticator:
                 follow_redirects=False,
             ) as response:
                 body = await _read_capped(response, limit=_MAX_TOKEN_RESPONSE)
-        except httpx.TimeoutException as e:
-            raise registry_error(
-                errors.TIMEOUT, ref=ref, problem=f"token endpoint {realm} timed out"
-            ) from e
-        except httpx.HTTPError as e:
-            raise registry_error(
-                errors.UNREACHABLE, ref=ref, problem=f"token endpoint {realm} unreachable: {e}"
-            ) from e
+        except (httpx.HTTPError, AddressRefused) as e:
+            raise unanswered(e, ref=ref, target=f"token endpoint {netloc}") from e
         if response.status_code in (401, 403):
             who = "the configured credentials" if creds else "anonymous access"
             raise registry_error(

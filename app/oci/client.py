@@ -18,7 +18,11 @@ What it guarantees:
 - every byte fetched by digest hashes to that digest, and a manifest fetched by tag hashes to
   the ``Docker-Content-Digest`` the registry sent (``registry.digest_mismatch`` otherwise);
 - bodies are read as a stream and abandoned past ``max_manifest_bytes`` / ``max_blob_bytes``
-  whatever ``Content-Length`` says; at most ``max_referrers`` referrers are read;
+  whatever ``Content-Length`` says; at most ``max_referrers`` referrers, from at most
+  ``max_referrer_pages`` pages, are read (the rest ignored, with a warning);
+- only registries ``settings.registry_allowlist`` admits are contacted, never a link-local or
+  metadata address (``app.oci.egress``); redirects are followed only for manifest and blob
+  reads, never with credentials to another origin (``app.oci.transport``);
 - each request has ``registry_request_timeout`` and each public call ``registry_total_timeout``;
   only idempotent requests (GET, HEAD, PUT of a manifest by digest) are retried, with back-off,
   on connection errors, 429 (``Retry-After`` honoured up to 10 s), 502, 503 and 504;
@@ -148,6 +152,7 @@ class RegistryClient:
                 headers={"Accept": ", ".join(media.MANIFEST_TYPES)},
                 limit=0,
                 idempotent=True,
+                redirects=True,
             )
             if reply.status in (405, 501):  # HEAD not supported: GET below
                 reply = replace(reply, status=200, headers=httpx.Headers())
@@ -238,6 +243,7 @@ class RegistryClient:
                 await self._transport.url(ref, f"blobs/{digest}"),
                 limit=max_bytes or self._settings.max_blob_bytes,
                 idempotent=True,
+                redirects=True,
             )
             self._transport.check_status(reply, ref, f"blob {digest}")
             if not matches_digest(reply.body, digest):
@@ -279,7 +285,9 @@ class RegistryClient:
     ) -> list[Descriptor]:
         """The referrers of the manifest ``ref.digest`` names, at most ``max_referrers``.
 
-        Uses ``GET /v2/<name>/referrers/<digest>`` (following ``Link: rel="next"``); on 404 reads
+        Uses ``GET /v2/<name>/referrers/<digest>`` (following ``Link: rel="next"`` for at most
+        ``max_referrer_pages`` pages; past either cap the rest is ignored with a warning, as
+        an endless ``Link`` chain would otherwise keep us busy until the deadline); on 404 reads
         the ``<alg>-<hex>`` fallback tag (missing: no referrers; not a valid index: none, with a
         warning). ``artifact_type`` is applied here when the registry did not report applying it.
         """
@@ -360,6 +368,7 @@ class RegistryClient:
             headers={"Accept": ", ".join(media.MANIFEST_TYPES)},
             limit=self._settings.max_manifest_bytes,
             idempotent=True,
+            redirects=True,
         )
         self._transport.check_status(reply, ref, f"manifest {ref.reference}")
         return parse_manifest(ref, body=reply.body, headers=reply.headers), reply.headers
@@ -439,6 +448,7 @@ class RegistryClient:
                 limit=0,
                 idempotent=True,
                 push=True,
+                redirects=True,
             )
             if exists.status == 200:
                 self._remember(key, descriptor)
@@ -533,6 +543,14 @@ class RegistryClient:
         found: list[Descriptor] = []
         seen_pages: set[str] = set()
         while url is not None:
+            if len(seen_pages) >= self._settings.max_referrer_pages:
+                log.warning(
+                    "referrers of %s@%s span more than %d pages; the rest are ignored",
+                    ref.name,
+                    subject,
+                    self._settings.max_referrer_pages,
+                )
+                return found
             seen_pages.add(str(url))
             reply = await self._transport.send(
                 "GET",

@@ -11,6 +11,9 @@ from typing import Final
 from app.errors import RegistryError
 from app.oci.refs import ImageRef
 
+# No HTTP answer at all: DNS failure, refused, reset, connect time-out, TLS handshake failure,
+# closed or silent before answering. One message for all ("could not be reached"), so that
+# answers do not tell open ports from closed ones; the cause is logged.
 UNREACHABLE: Final = "registry.unreachable"
 UNAUTHORIZED: Final = "registry.unauthorized"
 FORBIDDEN: Final = "registry.forbidden"
@@ -21,13 +24,19 @@ DIGEST_MISMATCH: Final = "registry.digest_mismatch"
 TOO_LARGE: Final = "registry.too_large"
 INVALID_MANIFEST: Final = "registry.invalid_manifest"
 TRUNCATED: Final = "registry.truncated"
+# A whole operation over its deadline, or an answer that stopped arriving half-way.
 TIMEOUT: Final = "registry.timeout"
 PROTOCOL: Final = "registry.protocol"
 CONFLICT: Final = "registry.conflict"
 TLS_UNTRUSTED: Final = "registry.tls_untrusted"
+# The registry is outside SEALGATE_REGISTRY_ALLOWLIST, or it is (or resolves to) a link-local or
+# cloud metadata address: nothing was sent to it.
+NOT_ALLOWED: Final = "registry.not_allowed"
+# A redirect Sealgate does not follow: of an upload or a manifest push, to plain HTTP, or too many.
+REDIRECT_REFUSED: Final = "registry.redirect_refused"
 
 # The HTTP status Sealgate's API answers with; everything not listed is a bad gateway.
-_STATUS = {NOT_FOUND: 404, TIMEOUT: 504, RATE_LIMITED: 503}
+_STATUS = {NOT_FOUND: 404, TIMEOUT: 504, RATE_LIMITED: 503, NOT_ALLOWED: 403}
 
 
 def registry_error(code: str, *, ref: ImageRef, problem: str) -> RegistryError:

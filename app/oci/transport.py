@@ -1,11 +1,19 @@
-"""One request to a registry done right: scheme, authentication, retries, limits, time-outs.
+"""One request to a registry done right: scheme, egress, authentication, redirects, retries.
 
-``RegistryTransport`` is the HTTP layer under ``RegistryClient``. ``send`` makes one request
-with the ``Authorization`` header ``app.oci.auth`` chooses (learning the challenge from a 401
-once), retries only idempotent requests with back-off on connection errors, 429 (honouring
-``Retry-After`` up to 10 s), 502, 503 and 504, and reads the body as a stream up to a limit
-whatever ``Content-Length`` says. ``check_status`` turns any other answer into the matching
-``registry.*`` error; ``deadline`` bounds a whole operation.
+``RegistryTransport`` is the HTTP layer under ``RegistryClient``. ``send`` first asks
+``app.oci.egress`` whether the registry may be contacted at all (``registry.not_allowed``),
+then makes one request with the ``Authorization`` header ``app.oci.auth`` chooses (learning the
+challenge from a 401 once), retries only idempotent requests with back-off on connection
+errors, 429 (honouring ``Retry-After`` up to 10 s), 502, 503 and 504, and reads the body as a
+stream up to a limit whatever ``Content-Length`` says. ``check_status`` turns any other answer
+into the matching ``registry.*`` error; ``deadline`` bounds a whole operation.
+
+Redirects are followed here, hop by hop, and only where the caller asks (manifest and blob
+reads, which registries send to object storage or a CDN): at most ``MAX_REDIRECTS`` hops, never
+from HTTPS to plain HTTP, to plain HTTP only on hosts where plain HTTP is allowed, and
+``Authorization`` only to the registry's own scheme, host and port. Any other request answered
+with a redirect (an upload, a manifest push, a referrers page) is ``registry.redirect_refused``.
+An answer from a redirect target is ``foreign``: its body text is never shown to the caller.
 
 HTTPS verifies against ``settings.registry_ca_bundle`` when set. Plain HTTP is allowed only for
 ``localhost``, 127.0.0.0/8, ``::1`` and ``settings.insecure_registries``, and used for those
@@ -26,6 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+import httpcore
 import httpx
 
 from app import __version__
@@ -33,13 +42,17 @@ from app.config import Settings
 from app.errors import ConfigError, RegistryError
 from app.oci import errors
 from app.oci.auth import Authenticator, CredentialStore
+from app.oci.egress import AddressRefused, Egress, unanswered
 from app.oci.errors import registry_error
 from app.oci.refs import DOCKER_HUB, ImageRef
 
 ERROR_BODY_LIMIT = 64 * 1024
+MAX_REDIRECTS = 5
 _DOCKER_HUB_API = "registry-1.docker.io"
 _RETRY_AFTER_CAP = 10.0
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,33 @@ class Reply:
     headers: httpx.Headers
     body: bytes
     url: httpx.URL
+    # Answered by a redirect target, not the registry: never show its body.
+    foreign: bool = False
+
+
+class _Unanswered(Exception):
+    """A request got no HTTP answer; ``error`` is what the caller sees."""
+
+    def __init__(self, error: RegistryError, *, retryable: bool) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retryable = retryable
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport on a connection pool whose network backend is ``Egress``'s."""
+
+    def __init__(self, *, verify: ssl.SSLContext | bool, backend: httpcore.AsyncNetworkBackend):
+        super().__init__(verify=verify, trust_env=False)
+        # httpx offers no network_backend argument; the pool is httpcore's public API.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
 
 
 class RegistryTransport:
@@ -59,11 +99,14 @@ class RegistryTransport:
         self, *, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._settings = settings
+        self._egress = Egress(settings=settings)
+        verify = _tls_verification(settings)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.registry_request_timeout),
-            verify=_tls_verification(settings),
-            follow_redirects=True,
-            transport=transport,
+            verify=verify,
+            follow_redirects=False,
+            transport=transport
+            or _GuardedTransport(verify=verify, backend=self._egress.network_backend()),
             headers={"User-Agent": f"sealgate/{__version__}"},
             trust_env=False,
         )
@@ -93,8 +136,13 @@ class RegistryTransport:
             return False
 
     async def url(self, ref: ImageRef, path: str) -> httpx.URL:
-        """``<scheme>://<host>/v2/<repository>/<path>`` for ``ref``'s registry."""
-        host = _DOCKER_HUB_API if ref.registry == DOCKER_HUB else ref.registry
+        """``<scheme>://<host>/v2/<repository>/<path>`` for ``ref``'s registry.
+
+        Raises ``registry.not_allowed`` (before any probe) when the registry may not be
+        contacted.
+        """
+        self._egress.admit(ref)
+        host = _api_host(ref)
         scheme = await self._scheme(ref, host)
         return httpx.URL(f"{scheme}://{host}/v2/{ref.repository}/{path}")
 
@@ -111,7 +159,9 @@ class RegistryTransport:
         if known is not None:
             return known
         try:
-            await self._http.get(f"https://{host}/v2/", follow_redirects=False)
+            await self._http.get(f"https://{host}/v2/")
+        except AddressRefused as e:
+            raise unanswered(e, ref=ref) from e
         except httpx.ConnectError as e:
             if _certificate_rejected(e):
                 raise _untrusted(ref, e) from e
@@ -147,57 +197,41 @@ class RegistryTransport:
         limit: int,
         idempotent: bool,
         push: bool = False,
+        redirects: bool = False,
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
     ) -> Reply:
         """One request with authentication, bounded retries and a capped body.
 
-        Authentication is learnt from a 401 once per call; other answers are returned to the
-        caller, which maps the status to an error with ``check_status``.
+        ``redirects`` follows redirects as the module doc says (for manifest and blob reads
+        only); without it a redirect is ``registry.redirect_refused``. Authentication is learnt
+        from a 401 of the registry once per call; other answers are returned to the caller,
+        which maps the status to an error with ``check_status``.
         """
+        self._egress.admit(ref)
         scope = f"repository:{ref.repository}:{'pull,push' if push else 'pull'}"
         attempt = 0
         challenged = False
         while True:
-            request_headers = dict(headers or {})
             authorization = await self._auth.authorization(ref, scope=scope)
-            if authorization:
-                request_headers["Authorization"] = authorization
             try:
-                reply = await self._exchange(
-                    method, ref, url, headers=request_headers, content=content, limit=limit
+                reply = await self._follow(
+                    method,
+                    ref,
+                    url,
+                    headers=dict(headers or {}),
+                    authorization=authorization,
+                    content=content,
+                    limit=limit,
+                    redirects=redirects,
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                if _certificate_rejected(e):
-                    raise _untrusted(ref, e) from e
-                if idempotent and attempt < self._settings.registry_retries:
+            except _Unanswered as e:
+                if e.retryable and idempotent and attempt < self._settings.registry_retries:
                     attempt += 1
                     await asyncio.sleep(_backoff(attempt))
                     continue
-                raise registry_error(
-                    errors.UNREACHABLE,
-                    ref=ref,
-                    problem=f"cannot connect to {url.netloc.decode()}: {e or type(e).__name__}",
-                ) from e
-            except httpx.TimeoutException as e:
-                raise registry_error(
-                    errors.TIMEOUT,
-                    ref=ref,
-                    problem=f"{method} {url.path} got no answer within "
-                    f"{self._settings.registry_request_timeout:g} s",
-                ) from e
-            except (httpx.RemoteProtocolError, httpx.ReadError) as e:
-                raise registry_error(
-                    errors.TRUNCATED,
-                    ref=ref,
-                    problem=f"{method} {url.path}: the connection broke before the whole answer "
-                    f"arrived ({e or type(e).__name__})",
-                ) from e
-            except httpx.HTTPError as e:
-                raise registry_error(
-                    errors.UNREACHABLE, ref=ref, problem=f"{method} {url.path} failed: {e}"
-                ) from e
-            if reply.status == 401 and not challenged:
+                raise e.error from e.__cause__
+            if reply.status == 401 and not challenged and not reply.foreign:
                 challenged = True
                 if self._auth.learn(ref, header=reply.headers.get("WWW-Authenticate"), scope=scope):
                     continue
@@ -213,6 +247,133 @@ class RegistryTransport:
                     continue
             return reply
 
+    async def _follow(
+        self,
+        method: str,
+        ref: ImageRef,
+        url: httpx.URL,
+        *,
+        headers: dict[str, str],
+        authorization: str | None,
+        content: bytes | None,
+        limit: int,
+        redirects: bool,
+    ) -> Reply:
+        """The answer to ``method url``, following redirects hop by hop when allowed.
+
+        Each hop's target is checked before it is contacted; ``Authorization`` goes only to
+        the registry's own origin.
+        """
+        home = _origin(httpx.URL(f"{url.scheme}://{_api_host(ref)}/"))
+        request = f"{method} {url.path}"
+        current = url
+        for hops in range(MAX_REDIRECTS + 1):
+            foreign = _origin(current) != home
+            hop_headers = dict(headers)
+            if authorization and not foreign:
+                hop_headers["Authorization"] = authorization
+            try:
+                reply = await self._exchange(
+                    method,
+                    ref,
+                    current,
+                    headers=hop_headers,
+                    content=content,
+                    limit=limit,
+                    foreign=foreign,
+                )
+            except (httpx.HTTPError, AddressRefused) as e:
+                raise self._unanswered(
+                    e, ref=ref, request=request, url=current, foreign=foreign
+                ) from e
+            location = reply.headers.get("Location")
+            if reply.status not in _REDIRECT_STATUS or not location:
+                return reply
+            current = self._redirect_target(
+                ref, request=request, reply=reply, location=location, allowed=redirects, hops=hops
+            )
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _redirect_target(
+        self,
+        ref: ImageRef,
+        *,
+        request: str,
+        reply: Reply,
+        location: str,
+        allowed: bool,
+        hops: int,
+    ) -> httpx.URL:
+        """Where a redirect points, once it passes every rule of the module doc."""
+        try:
+            target = reply.url.join(location)
+        except httpx.InvalidURL as e:
+            raise _redirect_refused(ref, f"{request} was redirected to an invalid URL") from e
+        where = target.netloc.decode("ascii", "replace") or "nowhere"
+        said = f"{request} was answered with a redirect ({reply.status}) to {where}"
+        if not allowed:
+            raise _redirect_refused(
+                ref, f"{said}; only manifest and blob reads may be redirected, never uploads"
+            )
+        if hops >= MAX_REDIRECTS:
+            raise _redirect_refused(
+                ref, f"{request} was redirected more than {MAX_REDIRECTS} times"
+            )
+        if target.scheme not in _DEFAULT_PORTS or not target.host:
+            raise _redirect_refused(ref, f"{said}, which is not an HTTP(S) URL")
+        if target.scheme == "http" and reply.url.scheme == "https":
+            raise _redirect_refused(ref, f"{said}: from HTTPS down to plain HTTP")
+        if target.scheme == "http" and not self.plain_http_allowed(where):
+            raise _redirect_refused(
+                ref,
+                f"{said} over plain HTTP, which is only allowed for loopback hosts and "
+                "SEALGATE_INSECURE_REGISTRIES",
+            )
+        return target
+
+    def _unanswered(
+        self,
+        error: httpx.HTTPError | AddressRefused,
+        *,
+        ref: ImageRef,
+        request: str,
+        url: httpx.URL,
+        foreign: bool,
+    ) -> _Unanswered:
+        """What a request that got no answer raises, and whether retrying may help."""
+        target = f"redirect target {url.netloc.decode()}" if foreign else None
+        if isinstance(error, httpx.ConnectError) and _certificate_rejected(error):
+            if foreign:
+                return _Unanswered(unanswered(error, ref=ref, target=target), retryable=False)
+            return _Unanswered(_untrusted(ref, error), retryable=False)
+        if isinstance(error, httpx.PoolTimeout):  # our own connections were all busy
+            return _Unanswered(
+                registry_error(
+                    errors.TIMEOUT,
+                    ref=ref,
+                    problem=f"{request} found no free connection within "
+                    f"{self._settings.registry_request_timeout:g} s",
+                ),
+                retryable=False,
+            )
+        if isinstance(error, httpx.TimeoutException) and not isinstance(
+            error, httpx.ConnectTimeout
+        ):
+            # Connected, then silence: to a caller this must read like a closed port, or the
+            # difference maps which ports are open.
+            return _Unanswered(unanswered(error, ref=ref, target=target), retryable=False)
+        retryable = isinstance(
+            error,
+            (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+                httpx.WriteError,
+            ),
+        )
+        return _Unanswered(unanswered(error, ref=ref, target=target), retryable=retryable)
+
     async def _exchange(
         self,
         method: str,
@@ -222,7 +383,9 @@ class RegistryTransport:
         headers: dict[str, str],
         content: bytes | None,
         limit: int,
+        foreign: bool,
     ) -> Reply:
+        """One HTTP exchange; errors before the answer starts are httpx's, after it ours."""
         async with self._http.stream(method, url, headers=headers, content=content) as response:
             success = 200 <= response.status_code < 300
             if success and method != "HEAD":
@@ -232,17 +395,39 @@ class RegistryTransport:
             cap = limit if success else ERROR_BODY_LIMIT
             body = bytearray()
             if method != "HEAD":
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > cap:
-                        if success:
-                            raise _too_large(ref, url, limit)
-                        break
+                try:
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > cap:
+                            if success:
+                                raise _too_large(ref, url, limit)
+                            break
+                except httpx.ReadTimeout as e:
+                    raise registry_error(
+                        errors.TIMEOUT,
+                        ref=ref,
+                        problem=f"{method} {url.path}: the answer stopped arriving for "
+                        f"{self._settings.registry_request_timeout:g} s",
+                    ) from e
+                except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+                    raise registry_error(
+                        errors.TRUNCATED,
+                        ref=ref,
+                        problem=f"{method} {url.path}: the connection broke before the whole "
+                        "answer arrived",
+                    ) from e
+                except httpx.DecodingError as e:
+                    raise registry_error(
+                        errors.PROTOCOL,
+                        ref=ref,
+                        problem=f"{method} {url.path}: the answer's content encoding is broken",
+                    ) from e
             return Reply(
                 status=response.status_code,
                 headers=response.headers,
                 body=bytes(body),
-                url=response.url,
+                url=url,
+                foreign=foreign,
             )
 
     def check_status(self, reply: Reply, ref: ImageRef, what: str) -> None:
@@ -251,12 +436,16 @@ class RegistryTransport:
         if 200 <= status < 300:
             return
         said = registry_message(reply)
+        if reply.foreign:
+            # Another host's words are not the registry's: name who answered, show nothing.
+            said = f" (answered by redirect target {reply.url.netloc.decode()})"
         if status == 401:
-            hint = (
-                "the credentials were refused"
-                if self._auth.has_credentials(ref.registry)
-                else "no credentials are configured for this registry"
-            )
+            if reply.foreign:
+                hint = "the redirect target asks for credentials; none are sent to it"
+            elif self._auth.has_credentials(ref.registry):
+                hint = "the credentials were refused"
+            else:
+                hint = "no credentials are configured for this registry"
             raise registry_error(
                 errors.UNAUTHORIZED, ref=ref, problem=f"{what}: 401 Unauthorized ({hint}){said}"
             )
@@ -285,6 +474,20 @@ def _tls_verification(settings: Settings) -> ssl.SSLContext | bool:
             f"SEALGATE_REGISTRY_CA_BUNDLE {settings.registry_ca_bundle} is not a usable "
             f"PEM bundle: {e}"
         ) from e
+
+
+def _api_host(ref: ImageRef) -> str:
+    """The host requests for ``ref`` go to (Docker Hub's API host for ``docker.io``)."""
+    return _DOCKER_HUB_API if ref.registry == DOCKER_HUB else ref.registry
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    """Scheme, host and port (the default one when not written): what credentials belong to."""
+    return (url.scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme, 0))
+
+
+def _redirect_refused(ref: ImageRef, problem: str) -> RegistryError:
+    return registry_error(errors.REDIRECT_REFUSED, ref=ref, problem=problem)
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
@@ -343,7 +546,12 @@ def _too_large(ref: ImageRef, url: httpx.URL, limit: int) -> RegistryError:
 
 
 def registry_message(reply: Reply) -> str:
-    """``: CODE message`` from a distribution error body, or an empty string."""
+    """``: CODE message`` from a distribution error body, or an empty string.
+
+    Always empty for a ``foreign`` answer (a redirect target's body is never shown).
+    """
+    if reply.foreign:
+        return ""
     try:
         document = json.loads(reply.body)
         first = document["errors"][0]

@@ -222,7 +222,8 @@ class ActiveVersionPoller:
             version, bundle = stored_bundle(session, version=active)
         merged = bundle.with_data_overrides(self.data_override)
         check_parameters(merged.data)
-        self.engine_source().load(merged)
+        # The engine stores the version with the bundle, in the same swap.
+        self.engine_source().load(merged, version=version)
         self.version = version
         log.info("policy version loaded", extra={"policy_version": version})
         if self.on_load is not None:
@@ -256,11 +257,14 @@ class ActiveVersionPoller:
 
 
 def start_version_poller(services: Services) -> ActiveVersionPoller:
-    """A running poller that keeps ``services.policy`` on the active version."""
+    """A running poller that keeps ``services.policy`` on the active version (and empties
+    the decision cache when it loads another)."""
     poller = ActiveVersionPoller(
         engine_source=lambda: services.policy,
         sessions=services.sessions,
         data_override=services.settings.policy_data,
+        on_load=lambda _version: services.caches.forget_policy(),
+        interval=services.settings.refresh_interval,
     )
     poller.start()
     return poller

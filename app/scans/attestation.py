@@ -81,14 +81,17 @@ def key_scan_attester(services: Services, *, key_name: str) -> ScanAttester:
     """An ``ingest_scan`` hook that signs each scan with the stored key ``key_name``.
 
     The key is loaded when a scan is attested (NotFoundError for an unknown key,
-    SigningError for a disabled one or a missing key-encryption key), before anything is
+    SigningError for a disabled one, one whose scopes do not cover the image, or a missing
+    key-encryption key), before anything is
     stored, so a scan that cannot be attested is not stored either.
     """
 
     async def attest(image: ImageRef, report: ScanReport, raw: bytes) -> str:
         def _signer() -> KeySigner:
             with session_scope(services.sessions) as session:
-                return load_signer(session, settings=services.settings, name=key_name)
+                return load_signer(
+                    session, settings=services.settings, name=key_name, image_name=image.name
+                )
 
         signer = await asyncio.to_thread(_signer)
         statement = vuln_statement(image=image, report=report, raw=raw)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -43,7 +43,8 @@ from app.db.base import utcnow
 from app.db.models import ScanRecord
 from app.db.session import session_scope
 from app.errors import Error, ScanError
-from app.oci.client import Manifest
+from app.oci.client import Manifest, RegistryClient
+from app.oci.descriptor import Descriptor
 from app.oci.refs import ImageRef
 from app.policy.input import ScanSource
 from app.scans.detect import AUTO, parse_report
@@ -141,7 +142,7 @@ async def ingest_scan(
     digest = await registry.resolve_digest(ref)  # (2)
     pinned = ref.with_digest(digest)
     manifest = await registry.get_manifest(pinned)
-    await check_report_names_image(services, manifest=manifest, report=parsed)  # (3)
+    await check_report_names_image(registry, manifest=manifest, report=parsed)  # (3)
     media_type = REPORT_MEDIA_TYPES[parsed.format]
     # A report cannot have been made after it was uploaded: a date in the future would
     # outrank every later scan and never age.
@@ -195,7 +196,7 @@ async def ingest_scan(
 
 
 async def check_report_names_image(
-    services: Services, *, manifest: Manifest, report: ScanReport
+    registry: RegistryClient, *, manifest: Manifest, report: ScanReport
 ) -> None:
     """Raise ``scan.wrong_image`` unless the report's claims fit the image (see step 3)."""
     manifest_digests = {manifest.digest}
@@ -205,8 +206,7 @@ async def check_report_names_image(
         manifest_digests.update(c.digest for c in children)
         if report.image_id is not None:
             platforms = [
-                await services.registry.get_manifest(manifest.ref.with_digest(c.digest))
-                for c in children
+                await registry.get_manifest(manifest.ref.with_digest(c.digest)) for c in children
             ]
     if report.image_id is not None:
         configs = {p.config.digest for p in platforms if p.config is not None}
@@ -312,21 +312,34 @@ async def collect_scans(services: Services, image: str | ImageRef) -> list[Colle
 
     uploaded = await asyncio.to_thread(_load)
     known = {s.referrer_digest for s in uploaded if s.referrer_digest}
-    found = await _scan_referrers(services, pinned, skip=known)
+    listed = await services.registry.list_referrers(pinned)
+    found = await scan_referrers(services.registry, pinned, listed, skip=known)
     found.sort(key=lambda s: s.scanned_at, reverse=True)
     return uploaded + found
 
 
-async def _scan_referrers(
-    services: Services, pinned: ImageRef, *, skip: set[str]
+def is_scan_referrer(descriptor: Descriptor) -> bool:
+    """Whether a referrer descriptor announces a scan report Sealgate reads."""
+    return descriptor.artifact_type in SCAN_REFERRER_TYPES
+
+
+async def scan_referrers(
+    registry: RegistryClient,
+    pinned: ImageRef,
+    listed: Sequence[Descriptor],
+    *,
+    skip: set[str] | frozenset[str] = frozenset(),
+    subject: Manifest | None = None,
 ) -> list[CollectedScan]:
-    registry = services.registry
-    referrers = [
-        d
-        for d in await registry.list_referrers(pinned)
-        if d.artifact_type in SCAN_REFERRER_TYPES and d.digest not in skip
-    ][:MAX_SCAN_REFERRERS]
-    subject = await registry.get_manifest(pinned) if referrers else None
+    """The scan reports among the referrers ``listed`` for ``pinned`` (at most
+    ``MAX_SCAN_REFERRERS``; ``skip`` names referrers already known), parsed and checked
+    against the image (``subject``, fetched here when not given and needed). Unreadable
+    reports and reports naming another image are skipped with a log line."""
+    referrers = [d for d in listed if is_scan_referrer(d) and d.digest not in skip][
+        :MAX_SCAN_REFERRERS
+    ]
+    if referrers and subject is None:
+        subject = await registry.get_manifest(pinned)
     collected = []
     for descriptor in referrers:
         try:
@@ -337,7 +350,7 @@ async def _scan_referrers(
             raw = await registry.get_blob(pinned, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
             report = await asyncio.to_thread(parse_report, raw)
             if subject is not None:
-                await check_report_names_image(services, manifest=subject, report=report)
+                await check_report_names_image(registry, manifest=subject, report=report)
         except Error as e:
             log.warning(
                 "scan referrer skipped",

@@ -9,6 +9,12 @@ A private key never leaves this module except as a ``KeySigner`` handed to the s
 ``KeyInfo`` (what lists and APIs show) carries only public material, and no error message or
 log line here contains key bytes. Without a KEK, keys can be listed but not created or used,
 and ``check_kek_for_stored_keys`` stops the service from starting when keys exist.
+
+Each key has image scopes (``app.auth.scopes`` globs) and signs only images they cover,
+whoever asks: a ``sign:`` token picks among the keys that cover its image, never beyond
+them. A new key must be given at least one scope (``**`` for every image on purpose); keys
+stored before keys had scopes have none and still sign everywhere until
+``set_key_scopes`` gives them some, and ``unscoped_keys`` names them for the start-up warning.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import datetime as dt
 import logging
 import os
 import re
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -26,6 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.auth.scopes import glob_matches, required_globs
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
@@ -51,7 +59,10 @@ MAX_PEM_BYTES = 64 * 1024
 
 
 class KeyInfo(BaseModel):
-    """What Sealgate shows about a key: public material and status only."""
+    """What Sealgate shows about a key: public material, scopes and status only.
+
+    ``scopes`` is None for a key stored before keys had scopes: it signs every image.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -59,6 +70,7 @@ class KeyInfo(BaseModel):
     algorithm: str
     key_id: str
     public_key_pem: str
+    scopes: list[str] | None
     status: str
     created_at: dt.datetime
     disabled_at: dt.datetime | None = None
@@ -70,6 +82,7 @@ class KeyInfo(BaseModel):
             algorithm=row.algorithm,
             key_id=row.key_id,
             public_key_pem=row.public_key_pem,
+            scopes=list(row.scopes) if row.scopes is not None else None,
             status=row.status.value,
             created_at=row.created_at,
             disabled_at=row.disabled_at,
@@ -134,7 +147,13 @@ def open_private_key(blob: bytes, *, kek: bytes, name: str, algorithm: str) -> P
     return key  # type: ignore[return-value]  # algorithm_of accepted it: a supported type
 
 
-def _store(session: Session, *, settings: Settings, name: str, key: PrivateKey) -> KeyInfo:
+def _key_scopes(scopes: Sequence[str] | None) -> list[str]:
+    return list(required_globs(scopes, what="a signing key", code="input.key_scope"))
+
+
+def _store(
+    session: Session, *, settings: Settings, name: str, key: PrivateKey, scopes: list[str]
+) -> KeyInfo:
     kek = _require_kek(settings)
     algorithm = algorithm_of(key)
     public = key.public_key()
@@ -144,6 +163,7 @@ def _store(session: Session, *, settings: Settings, name: str, key: PrivateKey) 
         key_id=key_id(public),
         public_key_pem=public_key_pem(public),
         encrypted_private_key=seal_private_key(key, kek=kek, name=name, algorithm=algorithm),
+        scopes=scopes,
         status=KeyStatus.active,
         created_at=utcnow(),
     )
@@ -165,17 +185,26 @@ def _ensure_new_name(session: Session, name: str) -> None:
 
 
 def generate_key(
-    session: Session, *, settings: Settings, name: str, algorithm: Algorithm
+    session: Session,
+    *,
+    settings: Settings,
+    name: str,
+    algorithm: Algorithm,
+    scopes: Sequence[str] | None,
 ) -> KeyInfo:
-    """Generate a key named ``name`` and store it encrypted; return its public information.
+    """Generate a key named ``name`` that signs images matching ``scopes``, and store it
+    encrypted; return its public information.
 
-    Raises ``InputError`` for a bad name, ``ConflictError`` when the name is taken and
-    ``SigningError`` (503) when no key-encryption key is configured.
+    Raises ``InputError`` for a bad name or no (or a bad) scope, ``ConflictError`` when the
+    name is taken and ``SigningError`` (503) when no key-encryption key is configured.
     """
     validate_key_name(name)
+    checked = _key_scopes(scopes)
     _require_kek(settings)
     _ensure_new_name(session, name)
-    return _store(session, settings=settings, name=name, key=generate_private_key(algorithm))
+    return _store(
+        session, settings=settings, name=name, key=generate_private_key(algorithm), scopes=checked
+    )
 
 
 def import_key(
@@ -184,15 +213,18 @@ def import_key(
     settings: Settings,
     name: str,
     pem: bytes,
+    scopes: Sequence[str] | None,
     password: bytes | None = None,
 ) -> KeyInfo:
-    """Import a PEM private key (PKCS#8, encrypted or not) and store it encrypted.
+    """Import a PEM private key (PKCS#8, encrypted or not) that signs images matching
+    ``scopes``, and store it encrypted.
 
-    Raises ``InputError`` when the PEM cannot be read, needs a password that was not given,
-    the password is wrong, or the key type is unsupported (see ``algorithm_of``). Messages
-    never quote the PEM.
+    Raises ``InputError`` when no (or a bad) scope is given, the PEM cannot be read, needs a
+    password that was not given, the password is wrong, or the key type is unsupported (see
+    ``algorithm_of``). Messages never quote the PEM.
     """
     validate_key_name(name)
+    checked = _key_scopes(scopes)
     _require_kek(settings)
     if len(pem) > MAX_PEM_BYTES:
         raise InputError(f"the PEM is larger than {MAX_PEM_BYTES} bytes", code="input.key_pem")
@@ -224,7 +256,7 @@ def import_key(
         ) from None
     algorithm_of(key)
     _ensure_new_name(session, name)
-    return _store(session, settings=settings, name=name, key=key)  # type: ignore[arg-type]
+    return _store(session, settings=settings, name=name, key=key, scopes=checked)  # type: ignore[arg-type]
 
 
 def _row(session: Session, name: str) -> SigningKey:
@@ -246,6 +278,19 @@ def get_key(session: Session, *, name: str) -> KeyInfo:
     return KeyInfo.from_row(_row(session, name))
 
 
+def set_key_scopes(session: Session, *, name: str, scopes: Sequence[str] | None) -> KeyInfo:
+    """Replace the image scopes of key ``name`` (at least one; ``**`` for every image).
+
+    How a key stored before keys had scopes is narrowed without new key material.
+    Raises ``NotFoundError`` for an unknown key and ``InputError`` for no or a bad scope.
+    """
+    checked = _key_scopes(scopes)
+    row = _row(session, name)
+    row.scopes = checked
+    log.info("signing key scopes set", extra={"key_name": name, "scopes": checked})
+    return KeyInfo.from_row(row)
+
+
 def disable_key(session: Session, *, name: str) -> KeyInfo:
     """Stop ``name`` from signing. Its public key stays available for verification."""
     row = _row(session, name)
@@ -256,16 +301,26 @@ def disable_key(session: Session, *, name: str) -> KeyInfo:
     return KeyInfo.from_row(row)
 
 
-def load_signer(session: Session, *, settings: Settings, name: str) -> KeySigner:
-    """The signer for the active key ``name``.
+def load_signer(session: Session, *, settings: Settings, name: str, image_name: str) -> KeySigner:
+    """The signer for the active key ``name``, to sign the repository ``image_name``
+    (normalised ``registry/repository``).
 
     Raises ``NotFoundError`` for an unknown key, ``SigningError`` for a disabled or retired
-    key, a missing key-encryption key, or a row that does not decrypt.
+    key, a key whose scopes do not cover ``image_name`` (403, ``signing.key_out_of_scope``),
+    a missing key-encryption key, or a row that does not decrypt.
     """
     row = _row(session, name)
     if row.status is not KeyStatus.active:
         raise SigningError(
             f"key {name!r} is {row.status.value} and no longer signs", code="signing.key_disabled"
+        )
+    # A NULL scope list is a key from before keys had scopes: it signs everywhere (warned
+    # about at start-up). An empty list cannot be stored.
+    if row.scopes is not None and not any(glob_matches(g, image_name) for g in row.scopes):
+        raise SigningError(
+            f"key {name!r} may not sign {image_name}: its scopes are {', '.join(row.scopes)}",
+            code="signing.key_out_of_scope",
+            http_status=403,
         )
     kek = _require_kek(settings)
     key = open_private_key(
@@ -308,6 +363,13 @@ def check_kek_for_stored_keys(session: Session, *, settings: Settings) -> None:
             f"the configured key-encryption key does not open stored key {sample.name!r}",
             code="config.wrong_kek",
         ) from e
+
+
+def unscoped_keys(session: Session) -> list[str]:
+    """Names of stored keys without scopes (from before keys had scopes): they sign every
+    image a ``sign:`` token may name. Listed in a warning at start-up."""
+    query = select(SigningKey.name).where(SigningKey.scopes.is_(None)).order_by(SigningKey.name)
+    return list(session.scalars(query))
 
 
 def check_keys_at_startup(services: Services) -> None:

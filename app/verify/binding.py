@@ -5,7 +5,9 @@ checks run after the signature verified and before anything in the payload count
 an in-toto statement must carry the expected digest among its subjects, a simple-signing
 payload must be of cosign's type and name it as ``docker-manifest-digest``. A signature
 copied onto another image fails here with ``verify.digest_mismatch``. The signed
-annotations come back with the binding, as the only payload content policy may see.
+annotations come back with the binding, as the only payload content policy may see, and so
+do the signed identities (the repository names the payload gives for the digest), which
+``app.verify.identity`` checks against the repository being verified.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ T = TypeVar("T")
 
 
 class SignedClaims(BaseModel):
-    """What a bound payload says beyond the digest: predicate and signed annotations."""
+    """What a bound payload says beyond the digest: predicate, signed annotations, and the
+    signed identities (simple-signing ``docker-reference``; the ``name`` of each statement
+    subject carrying the digest), as written, unparsed."""
 
     model_config = ConfigDict(frozen=True)
 
     predicate_type: str | None = None
     predicate: dict[str, Any] | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
+    signed_identities: tuple[str, ...] = ()
 
 
 def _parsed(parse: Callable[[bytes], T], payload: bytes) -> T:
@@ -61,13 +66,19 @@ def bind_statement(payload: bytes, *, expected_digest: str) -> SignedClaims:
         raise _mismatch(", ".join(named[:4]) or "no digest", expected_digest)
     algorithm, _, encoded = expected_digest.partition(":")
     annotations: dict[str, str] = {}
+    names: list[str] = []
     for subject in statement.subjects:
-        if subject.digest.get(algorithm) == encoded and subject.annotations:
+        if subject.digest.get(algorithm) != encoded:
+            continue
+        if subject.annotations:
             annotations.update({k: str(v) for k, v in subject.annotations.items()})
+        if subject.name:
+            names.append(subject.name)
     return SignedClaims(
         predicate_type=statement.predicate_type,
         predicate=statement.predicate,
         annotations=annotations,
+        signed_identities=tuple(dict.fromkeys(names)),
     )
 
 
@@ -76,7 +87,7 @@ def bind_simple_signing(payload: bytes, *, expected_digest: str) -> SignedClaims
 
     Raises ``EvidenceError`` when it is not a simple-signing payload and
     ``VerificationError`` for another type or digest. ``optional`` is returned as the
-    annotations.
+    annotations and ``docker-reference`` as the signed identity.
     """
     signed = _parsed(parse_simple_signing, payload)
     if signed.type != SIMPLE_SIGNING_TYPE:
@@ -86,4 +97,7 @@ def bind_simple_signing(payload: bytes, *, expected_digest: str) -> SignedClaims
         )
     if signed.digest != expected_digest:
         raise _mismatch(signed.digest, expected_digest)
-    return SignedClaims(annotations={k: str(v) for k, v in (signed.optional or {}).items()})
+    return SignedClaims(
+        annotations={k: str(v) for k, v in (signed.optional or {}).items()},
+        signed_identities=(signed.docker_reference,) if signed.docker_reference else (),
+    )

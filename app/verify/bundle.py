@@ -226,6 +226,7 @@ def verify_key_bundle(
         predicate_type=claims.predicate_type,
         predicate=claims.predicate,
         annotations=claims.annotations,
+        signed_identities=claims.signed_identities,
     )
 
 

@@ -20,7 +20,7 @@ caller fails closed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from app.errors import Error, EvidenceError, RegistryError
@@ -94,14 +94,35 @@ async def collect_evidence(
     Returns the candidates (at most ``limits.max_signatures``) and the problems met on the
     way. Raises ``RegistryError`` when the registry cannot be asked at all.
     """
-    limits = limits or EvidenceLimits()
     assert image.digest is not None, "collect_evidence needs a digest-pinned reference"
+    return await evidence_from_referrers(
+        client, image, await client.list_referrers(image), limits=limits
+    )
+
+
+def is_bundle_referrer(descriptor: Descriptor) -> bool:
+    """Whether a referrer descriptor announces a Sigstore bundle (signature or attestation)."""
+    return descriptor.artifact_type in BUNDLE_ARTIFACT_TYPES
+
+
+async def evidence_from_referrers(
+    client: RegistryClient,
+    image: ImageRef,
+    listed: Sequence[Descriptor],
+    *,
+    limits: EvidenceLimits | None = None,
+) -> Evidence:
+    """``collect_evidence`` over a referrer listing the caller already has (one listing
+    serves signatures, attestations and scans); descriptors of other artifact types are
+    ignored. Also reads the legacy ``.sig`` tag."""
+    limits = limits or EvidenceLimits()
+    assert image.digest is not None, "evidence needs a digest-pinned reference"
     gate = asyncio.Semaphore(limits.concurrency)
     problems: list[Rejection] = []
 
     descriptors: dict[str, Descriptor] = {}
-    for artifact_type in BUNDLE_ARTIFACT_TYPES:
-        for descriptor in await client.list_referrers(image, artifact_type=artifact_type):
+    for descriptor in listed:
+        if is_bundle_referrer(descriptor):
             descriptors.setdefault(descriptor.digest, descriptor)
     referrers = list(descriptors.values())
     if len(referrers) > limits.max_signatures:

@@ -343,6 +343,7 @@ def verify_keyless_bundle(
         predicate_type=claims.predicate_type,
         predicate=claims.predicate,
         annotations=claims.annotations,
+        signed_identities=claims.signed_identities,
     )
 
 
@@ -763,4 +764,5 @@ def verify_legacy_keyless(
         tlog=True,
         digest=expected_digest,
         annotations=claims.annotations,
+        signed_identities=claims.signed_identities,
     )

@@ -93,4 +93,5 @@ def verify_legacy(
         digest=expected_digest,
         signature_digest=signature_digest,
         annotations=claims.annotations,
+        signed_identities=claims.signed_identities,
     )

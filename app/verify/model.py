@@ -41,6 +41,9 @@ class VerifiedSignature(BaseModel):
     signatures use ``https://sigstore.dev/cosign/sign/v1``; attestations name theirs);
     None for simple-signing and message signatures; ``predicate`` is that statement's
     (verified) predicate, for attestations. ``annotations`` are the signed ones.
+    ``signed_identities`` are the repository names the signed payload gives for the digest
+    (``docker-reference``, statement subject names), as written; the verify flow checks them
+    with the authority's signed-identity rule (``app.verify.identity``) before it counts.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,6 +61,7 @@ class VerifiedSignature(BaseModel):
     predicate_type: str | None = None
     predicate: dict[str, Any] | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
+    signed_identities: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, object]:
         """The JSON shape ``sealgate verify`` and ``POST /v1/verify`` print for one signature."""

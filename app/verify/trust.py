@@ -6,7 +6,12 @@ on the signing side). A *keyless* authority holds a Sigstore identity (certifica
 subject and OIDC issuer, each exact or a regular expression) and the trusted root its
 certificates and log entries must chain to: the built-in ``public-good`` or ``staging``
 roots shipped in the sigstore-python wheel, or a custom trusted root JSON stored with the
-authority. Each authority has image scope globs (``app.auth.scopes``); no scope means every image.
+authority. Each authority has image scope globs (``app.auth.scopes``): a new authority must
+name at least one (``**`` for every image on purpose); rows stored before scopes were
+required may have none, which still means every image, and the service warns about them at
+start-up. Each stored authority also has a signed-identity rule (``app.verify.identity``):
+``match-repository`` unless asked otherwise; rows stored before the rule existed accept any
+signed identity, with a start-up warning.
 
 Key ids are the lowercase hex SHA-256 of the key's DER SubjectPublicKeyInfo; cosign's
 bundle ``verificationMaterial.publicKey.hint`` is the standard base64 of the same hash
@@ -39,10 +44,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.auth.scopes import glob_matches, validate_glob
+from app.auth.scopes import glob_matches, required_globs, validate_glob
 from app.db.models import Authority, AuthorityKind
 from app.errors import ConflictError, InputError, NotFoundError, VerificationError
 from app.signing.signers import algorithm_of, key_id, public_key_hint, public_key_pem
+from app.verify.identity import ANY_IDENTITY, MATCH_REPOSITORY, IdentityMode, SignedIdentityRule
 from app.verify.keyless import KeylessIdentity
 
 PUBLIC_GOOD = "public-good"
@@ -341,7 +347,12 @@ def _private_folder() -> Path:
 
 @dataclass(frozen=True)
 class TrustAuthority:
-    """A named source of trust, parsed and ready to verify with."""
+    """A named source of trust, parsed and ready to verify with.
+
+    ``signed_identity`` says which repository a signature must have been made for
+    (``app.verify.identity``); empty ``scopes`` means every image (stored rows from before
+    scopes were required, and the one-off trust of ``sealgate verify --key``).
+    """
 
     name: str
     kind: AuthorityKind
@@ -349,6 +360,7 @@ class TrustAuthority:
     identity: KeylessIdentity | None = None
     trusted_root: TrustedRootRef | None = None
     scopes: tuple[str, ...] = ()
+    signed_identity: SignedIdentityRule = MATCH_REPOSITORY
     created_at: dt.datetime | None = None
 
     def applies_to(self, image_name: str) -> bool:
@@ -367,11 +379,20 @@ class TrustAuthority:
             body["identity"] = self.identity.model_dump(exclude_none=True)
             body["trusted_root"] = self.trusted_root.describe()
         body["scopes"] = list(self.scopes)
+        body["signed_identity"] = self.signed_identity.mode.value
+        if self.signed_identity.mode is IdentityMode.remap:
+            body["remap_identity"] = [r.to_json() for r in self.signed_identity.remaps]
         body["created_at"] = self.created_at.isoformat() if self.created_at else None
         return body
 
 
-def key_authority(*, name: str, keys: list[str], scopes: list[str] | None = None) -> TrustAuthority:
+def key_authority(
+    *,
+    name: str,
+    keys: list[str],
+    scopes: list[str] | None = None,
+    signed_identity: SignedIdentityRule = MATCH_REPOSITORY,
+) -> TrustAuthority:
     """An unsaved key authority from PEM texts (each may hold several keys)."""
     blocks = [block for text in keys for block in split_pem_keys(text)]
     if not blocks:
@@ -384,6 +405,7 @@ def key_authority(*, name: str, keys: list[str], scopes: list[str] | None = None
         kind=AuthorityKind.key,
         keys=tuple(parsed.values()),
         scopes=_valid_scopes(scopes),
+        signed_identity=signed_identity,
     )
 
 
@@ -393,6 +415,7 @@ def keyless_authority(
     identity: KeylessIdentity,
     trusted_root: TrustedRootRef,
     scopes: list[str] | None = None,
+    signed_identity: SignedIdentityRule = MATCH_REPOSITORY,
 ) -> TrustAuthority:
     """An unsaved keyless authority."""
     return TrustAuthority(
@@ -401,6 +424,7 @@ def keyless_authority(
         identity=identity,
         trusted_root=trusted_root,
         scopes=_valid_scopes(scopes),
+        signed_identity=signed_identity,
     )
 
 
@@ -411,29 +435,37 @@ def new_authority(
     identity: KeylessIdentity | None = None,
     trusted_root: TrustedRootRef | None = None,
     scopes: list[str] | None = None,
+    signed_identity: SignedIdentityRule = MATCH_REPOSITORY,
 ) -> TrustAuthority:
     """An unsaved authority of the kind the caller described (the API's and CLI's choice).
 
     Exactly one of ``keys`` (PEM texts) and ``identity``; ``trusted_root`` only with an
-    identity (``public-good`` when not given). ``InputError`` otherwise.
+    identity (``public-good`` when not given); at least one scope (``**`` for every image).
+    ``InputError`` otherwise.
     """
     if keys and identity is not None:
         raise InputError("an authority holds either public keys or a keyless identity, not both")
     if keys:
         if trusted_root is not None:
             raise InputError("a trusted root goes with a keyless identity only")
-        return key_authority(name=name, keys=keys, scopes=scopes)
-    if identity is not None:
-        return keyless_authority(
+        authority = key_authority(
+            name=name, keys=keys, scopes=scopes, signed_identity=signed_identity
+        )
+    elif identity is not None:
+        authority = keyless_authority(
             name=name,
             identity=identity,
             trusted_root=trusted_root or TrustedRootRef.builtin(PUBLIC_GOOD),
             scopes=scopes,
+            signed_identity=signed_identity,
         )
-    raise InputError(
-        "give public keys, or a keyless identity (certificate identity or its regexp, and "
-        "OIDC issuer or its regexp)"
-    )
+    else:
+        raise InputError(
+            "give public keys, or a keyless identity (certificate identity or its regexp, and "
+            "OIDC issuer or its regexp)"
+        )
+    _required_scopes(authority.scopes)
+    return authority
 
 
 def _valid_name(name: str) -> str:
@@ -449,8 +481,14 @@ def _valid_scopes(scopes: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(validate_glob(s.strip()) for s in scopes or []))
 
 
+def _required_scopes(scopes: Iterable[str] | None) -> tuple[str, ...]:
+    return required_globs(scopes, what="an authority", code="input.authority_scope")
+
+
 def save_authority(session: Session, authority: TrustAuthority) -> TrustAuthority:
-    """Store a new authority; ``ConflictError`` when the name is taken."""
+    """Store a new authority; ``ConflictError`` when the name is taken, ``InputError`` when
+    it names no scope (no new authority silently vouches for every image)."""
+    _required_scopes(authority.scopes)
     row = Authority(
         name=authority.name,
         kind=authority.kind,
@@ -458,6 +496,7 @@ def save_authority(session: Session, authority: TrustAuthority) -> TrustAuthorit
         identity=authority.identity.model_dump(exclude_none=True) if authority.identity else None,
         trusted_root=authority.trusted_root.stored if authority.trusted_root else None,
         scopes=list(authority.scopes),
+        signed_identity=authority.signed_identity.stored(),
     )
     session.add(row)
     try:
@@ -494,13 +533,32 @@ def matching_authorities(session: Session, image_name: str) -> list[TrustAuthori
     return [a for a in list_authorities(session) if a.applies_to(image_name)]
 
 
+def unscoped_authorities(session: Session) -> list[str]:
+    """Names of stored authorities with no scope (from before scopes were required): they
+    vouch for every image. Listed in a warning at start-up."""
+    rows = session.execute(select(Authority.name, Authority.scopes).order_by(Authority.name))
+    return [name for name, scopes in rows if not scopes]
+
+
+def authorities_without_identity_rule(session: Session) -> list[str]:
+    """Names of stored authorities with no signed-identity rule (from before the rule
+    existed): they accept a signature made for any repository. Listed at start-up."""
+    query = select(Authority.name).where(Authority.signed_identity.is_(None))
+    return list(session.scalars(query.order_by(Authority.name)))
+
+
 def _from_row(row: Authority) -> TrustAuthority:
+    # A row without a rule predates it and keeps its old behaviour: any signed identity.
+    rule = (
+        SignedIdentityRule.from_stored(row.signed_identity) if row.signed_identity else ANY_IDENTITY
+    )
     if row.kind is AuthorityKind.key:
         return TrustAuthority(
             name=row.name,
             kind=row.kind,
             keys=tuple(TrustedKey.from_pem(p) for p in row.public_keys),
             scopes=tuple(row.scopes),
+            signed_identity=rule,
             created_at=row.created_at,
         )
     root_value = row.trusted_root or PUBLIC_GOOD
@@ -510,6 +568,7 @@ def _from_row(row: Authority) -> TrustAuthority:
         identity=KeylessIdentity(**(row.identity or {})),
         trusted_root=_stored_root(root_value),
         scopes=tuple(row.scopes),
+        signed_identity=rule,
         created_at=row.created_at,
     )
 

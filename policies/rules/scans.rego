@@ -47,3 +47,11 @@ warnings contains w if {
 		"fix": "upload scans through Sealgate or attach them as signed attestations",
 	}
 }
+
+# When this decision stops holding: the moment the scan's age passes the maximum (the
+# decision cache keeps a decision no longer than that).
+limits contains until if {
+	max_age := object.get(settings, "max_age_seconds", 604800)
+	input.scan.age_seconds <= max_age
+	until := time.parse_rfc3339_ns(input.scan.scanned_at) + ((max_age + 1) * 1000000000)
+}

@@ -45,6 +45,11 @@ active_allowlist contains entry if {
 	expiry_ns(entry.expires) > params.now_ns
 }
 
+# When this decision stops holding: the next expiry of an entry that allows something now.
+limits contains expiry_ns(entry.expires) if {
+	some entry in active_allowlist
+}
+
 allowlisted(id) if {
 	some entry in active_allowlist
 	entry.id == id

@@ -63,6 +63,22 @@ test_vex_in_triage_does_not_suppress if {
 	count(vs) == 1
 }
 
+# Fails if "affected" is added to vex_suppressing in vulnerabilities.rego: a VEX
+# statement that the image IS affected (CycloneDX "exploitable") must never suppress.
+test_vex_affected_does_not_suppress if {
+	v := object.union(vuln("CVE-5", "critical", null), {"vex_status": "affected"})
+	vs := vulnerabilities.violations with input as scan_input([v]) with data.parameters as {}
+	codes(vs) == {"vulnerability.severity"}
+}
+
+# Fails if the fixable-severity rule in vulnerabilities.rego stops checking vex_status:
+# a high finding with a fix that VEX says does not affect the image is allowed.
+test_vex_not_affected_suppresses_the_fixable_rule if {
+	v := object.union(vuln("CVE-6", "high", "3.0.9"), {"vex_status": "not_affected"})
+	vs := vulnerabilities.violations with input as scan_input([v]) with data.parameters as {}
+	count(vs) == 0
+}
+
 allow(entry) := {"defaults": {"vulnerabilities": {"allowlist": [entry]}}}
 
 test_allowlist_entry_before_expiry_allows if {
@@ -94,6 +110,18 @@ test_allowlist_entry_without_reason_allows_nothing if {
 	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "critical", null)])
 		with data.parameters as allow(entry)
 	count(vs) == 1
+}
+
+# Fails if the `entry.reason != ""` condition of usable_entry in vulnerabilities.rego is
+# dropped: an empty reason is no reason, so the entry allows nothing and says so.
+test_allowlist_entry_with_empty_reason_allows_nothing_and_warns if {
+	entry := {"id": "CVE-1", "expires": "2099-01-01", "reason": ""}
+	vs := vulnerabilities.violations with input as scan_input([vuln("CVE-1", "critical", null)])
+		with data.parameters as allow(entry)
+	codes(vs) == {"vulnerability.severity"}
+	ws := vulnerabilities.warnings with input as scan_input([vuln("CVE-1", "critical", null)])
+		with data.parameters as allow(entry)
+	{w.code | some w in ws} == {"vulnerability.allowlist_inactive"}
 }
 
 test_allowlist_entry_with_bad_expiry_allows_nothing if {

@@ -64,6 +64,7 @@ class TestCrud:
                 "certificate_identity_regexp": "https://github.com/acme/.*",
                 "certificate_oidc_issuer": "https://token.actions.githubusercontent.com",
                 "trusted_root": "staging",
+                "scopes": ["ghcr.io/acme/**"],
             },
         )
         assert staging.status_code == 201, staging.text
@@ -81,13 +82,14 @@ class TestCrud:
                 "certificate_identity": "a@b",
                 "certificate_oidc_issuer": "https://i",
                 "trusted_root": root_text,
+                "scopes": ["**"],
             },
         )
         assert custom.status_code == 201, custom.text
         assert custom.json()["trusted_root"].startswith("custom sha256:")
 
     def test_duplicate_name_is_409(self, client: TestClient, admin: dict[str, str]) -> None:
-        body = {"name": "dup", "keys": [wire.public_pem(wire.new_key())]}
+        body = {"name": "dup", "keys": [wire.public_pem(wire.new_key())], "scopes": ["**"]}
         assert client.post("/v1/authorities", headers=admin, json=body).status_code == 201
         again = client.post("/v1/authorities", headers=admin, json=body)
         assert again.status_code == 409
@@ -155,3 +157,63 @@ class TestRefusals:
             json={"name": "x", "keys": [wire.public_pem(wire.new_key())]},
         )
         assert answer.status_code == 403
+
+
+class TestScopesAndSignedIdentity:
+    @pytest.mark.parametrize("scopes", [None, []])
+    def test_an_authority_must_name_its_scopes(
+        self, client: TestClient, admin: dict[str, str], scopes: list[str] | None
+    ) -> None:
+        body: dict[str, object] = {"name": "open", "keys": [wire.public_pem(wire.new_key())]}
+        if scopes is not None:
+            body["scopes"] = scopes
+        answer = client.post("/v1/authorities", headers=admin, json=body)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "input.authority_scope"
+        assert '"scopes": ["**"]' in error["message"]
+        assert client.get("/v1/authorities", headers=admin).json() == []
+
+    def test_signed_identity_defaults_to_match_repository(
+        self, client: TestClient, admin: dict[str, str]
+    ) -> None:
+        pem = wire.public_pem(wire.new_key())
+        made = client.post(
+            "/v1/authorities", headers=admin, json={"name": "a", "keys": [pem], "scopes": ["**"]}
+        )
+        assert made.json()["signed_identity"] == "match-repository"
+        remap = client.post(
+            "/v1/authorities",
+            headers=admin,
+            json={
+                "name": "m",
+                "keys": [pem],
+                "scopes": ["mirror.local/**"],
+                "remap_identity": [{"prefix": "mirror.local", "signed_prefix": "ghcr.io"}],
+            },
+        )
+        assert remap.status_code == 201, remap.text
+        assert remap.json()["signed_identity"] == "remap"
+        assert client.get("/v1/authorities/m", headers=admin).json()["remap_identity"] == [
+            {"prefix": "mirror.local", "signed_prefix": "ghcr.io"}
+        ]
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"signed_identity": "exact"},
+            {"signed_identity": "remap"},
+            {
+                "signed_identity": "any",
+                "remap_identity": [{"prefix": "a.io", "signed_prefix": "b"}],
+            },
+            {"remap_identity": [{"prefix": "a.io/*", "signed_prefix": "b.io"}]},
+        ],
+    )
+    def test_bad_signed_identity_is_400(
+        self, client: TestClient, admin: dict[str, str], extra: dict[str, object]
+    ) -> None:
+        body = {"name": "x", "keys": [wire.public_pem(wire.new_key())], "scopes": ["**"], **extra}
+        answer = client.post("/v1/authorities", headers=admin, json=body)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "input.signed_identity"

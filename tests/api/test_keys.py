@@ -32,11 +32,11 @@ def admin(services: Services) -> dict[str, str]:
 class TestAuth:
     def test_missing_token_is_401(self, client: TestClient) -> None:
         assert client.get("/v1/keys").status_code == 401
-        assert client.post("/v1/keys", json={"name": "k"}).status_code == 401
+        assert client.post("/v1/keys", json={"scopes": ["**"], "name": "k"}).status_code == 401
 
     def test_non_admin_is_403(self, client: TestClient, services: Services) -> None:
         headers = _token(services, "ci", "sign:**")
-        response = client.post("/v1/keys", json={"name": "k"}, headers=headers)
+        response = client.post("/v1/keys", json={"scopes": ["**"], "name": "k"}, headers=headers)
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "auth.not_admin"
         assert client.get("/v1/keys", headers=headers).status_code == 403
@@ -47,7 +47,9 @@ class TestLifecycle:
         self, client: TestClient, admin: dict[str, str]
     ) -> None:
         created = client.post(
-            "/v1/keys", json={"name": "release", "algorithm": "ed25519"}, headers=admin
+            "/v1/keys",
+            json={"scopes": ["**"], "name": "release", "algorithm": "ed25519"},
+            headers=admin,
         )
         assert created.status_code == 201, created.text
         body = created.json()
@@ -56,10 +58,12 @@ class TestLifecycle:
             "algorithm",
             "key_id",
             "public_key_pem",
+            "scopes",
             "status",
             "created_at",
             "disabled_at",
         }
+        assert body["scopes"] == ["**"]
         assert body["algorithm"] == "ed25519" and body["status"] == "active"
         listed = client.get("/v1/keys", headers=admin).json()
         assert [k["name"] for k in listed] == ["release"]
@@ -72,18 +76,28 @@ class TestLifecycle:
         assert client.get("/v1/keys/release/public", headers=admin).status_code == 200
 
     def test_default_algorithm_is_cosigns(self, client: TestClient, admin: dict[str, str]) -> None:
-        body = client.post("/v1/keys", json={"name": "d"}, headers=admin).json()
+        body = client.post("/v1/keys", json={"scopes": ["**"], "name": "d"}, headers=admin).json()
         assert body["algorithm"] == "ecdsa-p256"
 
     def test_errors_are_clear_4xx(self, client: TestClient, admin: dict[str, str]) -> None:
-        bad = client.post("/v1/keys", json={"name": "k", "algorithm": "rsa-512"}, headers=admin)
+        bad = client.post(
+            "/v1/keys", json={"scopes": ["**"], "name": "k", "algorithm": "rsa-512"}, headers=admin
+        )
         assert bad.status_code == 400
         assert "unknown key algorithm" in bad.json()["error"]["message"]
-        assert client.post("/v1/keys", json={"name": "a b"}, headers=admin).status_code == 400
+        assert (
+            client.post(
+                "/v1/keys", json={"scopes": ["**"], "name": "a b"}, headers=admin
+            ).status_code
+            == 400
+        )
         assert client.post("/v1/keys", json={}, headers=admin).status_code == 400
         assert client.post("/v1/keys", content=b"{", headers=admin).status_code == 400
-        client.post("/v1/keys", json={"name": "k"}, headers=admin)
-        assert client.post("/v1/keys", json={"name": "k"}, headers=admin).status_code == 409
+        client.post("/v1/keys", json={"scopes": ["**"], "name": "k"}, headers=admin)
+        assert (
+            client.post("/v1/keys", json={"scopes": ["**"], "name": "k"}, headers=admin).status_code
+            == 409
+        )
         assert client.get("/v1/keys/nope", headers=admin).status_code == 404
         assert client.post("/v1/keys/nope/disable", headers=admin).status_code == 404
 
@@ -93,7 +107,12 @@ class TestImport:
         key = ec.generate_private_key(ec.SECP256R1())
         response = client.post(
             "/v1/keys/import",
-            json={"name": "imp", "pem": private_pem(key, b"pw").decode(), "password": "pw"},
+            json={
+                "scopes": ["**"],
+                "name": "imp",
+                "pem": private_pem(key, b"pw").decode(),
+                "password": "pw",
+            },
             headers=admin,
         )
         assert response.status_code == 201, response.text
@@ -103,13 +122,15 @@ class TestImport:
         self, client: TestClient, admin: dict[str, str]
     ) -> None:
         dsa_pem = private_pem(dsa.generate_private_key(key_size=2048)).decode()
-        refused = client.post("/v1/keys/import", json={"name": "d", "pem": dsa_pem}, headers=admin)
+        refused = client.post(
+            "/v1/keys/import", json={"scopes": ["**"], "name": "d", "pem": dsa_pem}, headers=admin
+        )
         assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "input.key_unsupported"
         ec_pem = private_pem(ec.generate_private_key(ec.SECP256R1()), b"right").decode()
         wrong = client.post(
             "/v1/keys/import",
-            json={"name": "w", "pem": ec_pem, "password": "wrong"},
+            json={"scopes": ["**"], "name": "w", "pem": ec_pem, "password": "wrong"},
             headers=admin,
         )
         assert wrong.status_code == 400
@@ -122,7 +143,9 @@ class TestImport:
     ) -> None:
         pem = private_pem(ec.generate_private_key(ec.SECP256R1())).decode()
         response = client.post(
-            "/v1/keys/import", json={"name": "x", "pem": pem, "extra": 1}, headers=admin
+            "/v1/keys/import",
+            json={"scopes": ["**"], "name": "x", "pem": pem, "extra": 1},
+            headers=admin,
         )
         assert response.status_code == 400
         assert pem.splitlines()[1] not in response.text
@@ -136,8 +159,10 @@ class TestNoSecrets:
         key = ec.generate_private_key(ec.SECP256R1())
         pem = private_pem(key).decode()
         texts = [
-            client.post("/v1/keys/import", json={"name": "i", "pem": pem}, headers=admin).text,
-            client.post("/v1/keys", json={"name": "g"}, headers=admin).text,
+            client.post(
+                "/v1/keys/import", json={"scopes": ["**"], "name": "i", "pem": pem}, headers=admin
+            ).text,
+            client.post("/v1/keys", json={"scopes": ["**"], "name": "g"}, headers=admin).text,
             client.get("/v1/keys", headers=admin).text,
             client.get("/v1/keys/i", headers=admin).text,
             client.post("/v1/keys/i/disable", headers=admin).text,
@@ -154,7 +179,10 @@ class TestStartup:
     def test_refuses_to_start_with_keys_and_no_kek(
         self, client: TestClient, admin: dict[str, str], test_database_url: str, registry: object
     ) -> None:
-        assert client.post("/v1/keys", json={"name": "k"}, headers=admin).status_code == 201
+        assert (
+            client.post("/v1/keys", json={"scopes": ["**"], "name": "k"}, headers=admin).status_code
+            == 201
+        )
         without = load_settings(database_url=test_database_url)
         services = Services.from_settings(without)
         try:
@@ -184,8 +212,45 @@ class TestStartup:
         headers = _token(services, "root", "admin")
         try:
             with TestClient(create_app(services=services)) as client:
-                response = client.post("/v1/keys", json={"name": "k"}, headers=headers)
+                response = client.post(
+                    "/v1/keys", json={"scopes": ["**"], "name": "k"}, headers=headers
+                )
             assert response.status_code == 503
             assert response.json()["error"]["code"] == "signing.no_kek"
         finally:
             services.engine.dispose()
+
+
+class TestScopes:
+    @pytest.mark.parametrize("scopes", [None, [], ["  "]])
+    def test_a_new_key_must_name_its_scopes(
+        self, client: TestClient, admin: dict[str, str], scopes: list[str] | None
+    ) -> None:
+        pem = private_pem(ec.generate_private_key(ec.SECP256R1())).decode()
+        body: dict[str, object] = (
+            {"name": "k"} if scopes is None else {"name": "k", "scopes": scopes}
+        )
+        for path, extra in (("/v1/keys", {}), ("/v1/keys/import", {"pem": pem})):
+            answer = client.post(path, json={**body, **extra}, headers=admin)
+            assert answer.status_code == 400, answer.text
+            error = answer.json()["error"]
+            assert error["code"] in ("input.key_scope", "input.invalid")
+            if scopes is None or scopes == []:
+                assert error["code"] == "input.key_scope"
+                assert "'**'" in error["message"]
+        assert client.get("/v1/keys", headers=admin).json() == []
+
+    def test_scopes_are_shown_and_replaced(self, client: TestClient, admin: dict[str, str]) -> None:
+        made = client.post(
+            "/v1/keys", json={"name": "k", "scopes": ["ghcr.io/acme/*"]}, headers=admin
+        ).json()
+        assert made["scopes"] == ["ghcr.io/acme/*"]
+        replaced = client.put(
+            "/v1/keys/k/scopes", json={"scopes": ["ghcr.io/ops/**"]}, headers=admin
+        )
+        assert replaced.status_code == 200, replaced.text
+        assert replaced.json()["scopes"] == ["ghcr.io/ops/**"]
+        emptied = client.put("/v1/keys/k/scopes", json={"scopes": []}, headers=admin)
+        assert emptied.status_code == 400
+        assert emptied.json()["error"]["code"] == "input.key_scope"
+        assert client.get("/v1/keys/k", headers=admin).json()["scopes"] == ["ghcr.io/ops/**"]

@@ -31,7 +31,13 @@ def image(
     services: Services, registry: RegistryProcess, unique_repo: Callable[[str], str]
 ) -> ImageRef:
     with session_scope(services.sessions) as session:
-        generate_key(session, settings=services.settings, name="ci", algorithm=Algorithm.ecdsa_p256)
+        generate_key(
+            session,
+            settings=services.settings,
+            name="ci",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
     repository = unique_repo("app").split("/", 1)[1]
     ref, _ = push_random_image_sync(registry, repository)
     return ref
@@ -79,6 +85,27 @@ class TestWhoMaySign:
         response = client.post("/v1/signatures", json=_sign_body(image), headers=headers)
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "auth.out_of_scope"
+        assert _written(settings, image) == (0, False)
+
+    def test_key_scoped_elsewhere_is_403_and_writes_nothing(
+        self, client: TestClient, services: Services, image: ImageRef, settings: Settings
+    ) -> None:
+        # The token may sign the image; the key it picks may not.
+        admin = _token(services, "root", "admin")
+        made = client.post(
+            "/v1/keys",
+            json={"name": "team-key", "scopes": [f"{image.registry}/elsewhere/*"]},
+            headers=admin,
+        )
+        assert made.status_code == 201, made.text
+        headers = _token(services, "ci", f"sign:{image.name}")
+        response = client.post(
+            "/v1/signatures", json=_sign_body(image, key="team-key"), headers=headers
+        )
+        assert response.status_code == 403, response.text
+        error = response.json()["error"]
+        assert error["code"] == "signing.key_out_of_scope"
+        assert image.name in error["message"]
         assert _written(settings, image) == (0, False)
 
     def test_scoped_token_signs_and_records(

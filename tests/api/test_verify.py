@@ -54,7 +54,9 @@ def test_verifies_with_a_stored_authority(
     image = wire.push_signed_image_sync(registry, repository(registry), key, legacy=True)
     admin = bearer(services, "admin", "admin")
     created = client.post(
-        "/v1/authorities", headers=admin, json={"name": "team", "keys": [wire.public_pem(key)]}
+        "/v1/authorities",
+        headers=admin,
+        json={"name": "team", "keys": [wire.public_pem(key)], "scopes": ["**"]},
     )
     assert created.status_code == 201
 

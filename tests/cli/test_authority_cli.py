@@ -42,6 +42,8 @@ class TestAuthorityCli:
             "https://token.actions.githubusercontent.com",
             "--trusted-root",
             str(root),
+            "--scope",
+            "**",
         )
         assert added.exit_code == 0, added.output
         assert json.loads(added.stdout)["trusted_root"].startswith("custom sha256:")
@@ -66,3 +68,48 @@ class TestAuthorityCli:
             assert result.stderr.startswith("error: ")
             assert words in result.stderr, (args, result.stderr)
             assert "Traceback" not in result.output
+
+
+class TestScopeAndIdentityOptions:
+    def test_add_without_scope_is_refused_showing_the_deliberate_everything(
+        self, sealgate: Cli, tmp_path: Path
+    ) -> None:
+        pem = tmp_path / "cosign.pub"
+        pem.write_text(wire.public_pem(wire.new_key()))
+        refused = sealgate("authority", "add", "team", "--key", str(pem))
+        assert refused.exit_code == 1
+        assert "--scope '**'" in refused.stderr
+        assert "[input.authority_scope]" in refused.stderr
+        assert json.loads(sealgate("authority", "list").stdout) == []
+
+        everything = sealgate("authority", "add", "team", "--key", str(pem), "--scope", "**")
+        assert everything.exit_code == 0, everything.output
+        body = json.loads(everything.stdout)
+        assert body["scopes"] == ["**"]
+        assert body["signed_identity"] == "match-repository"
+
+    def test_signed_identity_options(self, sealgate: Cli, tmp_path: Path) -> None:
+        pem = tmp_path / "cosign.pub"
+        pem.write_text(wire.public_pem(wire.new_key()))
+        common = ("--key", str(pem), "--scope", "mirror.local/**")
+        any_ = sealgate("authority", "add", "a", *common, "--signed-identity", "any")
+        assert json.loads(any_.stdout)["signed_identity"] == "any"
+        remap = sealgate(
+            "authority", "add", "m", *common, "--remap-identity", "mirror.local/team=ghcr.io/team"
+        )
+        assert remap.exit_code == 0, remap.output
+        body = json.loads(remap.stdout)
+        assert body["signed_identity"] == "remap"
+        assert body["remap_identity"] == [
+            {"prefix": "mirror.local/team", "signed_prefix": "ghcr.io/team"}
+        ]
+        bad = sealgate("authority", "add", "b", *common, "--signed-identity", "exact")
+        assert bad.exit_code == 1
+        assert "[input.signed_identity]" in bad.stderr
+
+    def test_help_says_scope_is_required(self, sealgate: Cli) -> None:
+        shown = sealgate("authority", "add", "--help")
+        assert shown.exit_code == 0
+        text = " ".join(shown.stdout.split())
+        assert "--scope '**'" in text or "'**' for every image" in text
+        assert "--signed-identity" in text

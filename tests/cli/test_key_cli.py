@@ -20,7 +20,7 @@ def _write_pem(path: Path, key: PrivateKeyTypes, password: bytes | None = None) 
 
 class TestKeyCli:
     def test_generate_list_public_disable(self, sealgate: Cli) -> None:
-        made = sealgate("key", "generate", "release", "--algorithm", "ecdsa-p384")
+        made = sealgate("key", "generate", "release", "--algorithm", "ecdsa-p384", "--scope", "**")
         assert made.exit_code == 0, made.output
         info = json.loads(made.stdout)
         assert info["algorithm"] == "ecdsa-p384"
@@ -35,27 +35,50 @@ class TestKeyCli:
         assert sealgate("key", "public", "release").exit_code == 0
 
     def test_default_is_ecdsa_p256(self, sealgate: Cli) -> None:
-        assert json.loads(sealgate("key", "generate", "k").stdout)["algorithm"] == "ecdsa-p256"
+        assert (
+            json.loads(sealgate("key", "generate", "k", "--scope", "**").stdout)["algorithm"]
+            == "ecdsa-p256"
+        )
 
     def test_import_with_password_env(self, sealgate: Cli, tmp_path: Path) -> None:
         pem = _write_pem(tmp_path / "k.pem", ec.generate_private_key(ec.SECP256R1()), b"pw")
         sealgate.env["KEY_PASSWORD"] = "pw"
         result = sealgate(
-            "key", "import", "imp", "--pem", str(pem), "--password-env", "KEY_PASSWORD"
+            "key",
+            "import",
+            "imp",
+            "--scope",
+            "**",
+            "--pem",
+            str(pem),
+            "--password-env",
+            "KEY_PASSWORD",
         )
         assert result.exit_code == 0, result.output
         assert "PRIVATE" not in result.output
-        missing = sealgate("key", "import", "x", "--pem", str(pem), "--password-env", "NOT_SET_VAR")
+        missing = sealgate(
+            "key",
+            "import",
+            "x",
+            "--scope",
+            "**",
+            "--pem",
+            str(pem),
+            "--password-env",
+            "NOT_SET_VAR",
+        )
         assert missing.exit_code == 1
         assert "NOT_SET_VAR is not set" in missing.stderr
 
     def test_refusals_are_one_line(self, sealgate: Cli, tmp_path: Path) -> None:
         pem = _write_pem(tmp_path / "dsa.pem", dsa.generate_private_key(key_size=2048))
-        refused = sealgate("key", "import", "d", "--pem", str(pem))
+        refused = sealgate("key", "import", "d", "--scope", "**", "--pem", str(pem))
         assert refused.exit_code == 1
         assert refused.stderr.startswith("error: DSA keys are not supported")
         assert "Traceback" not in refused.output
-        absent = sealgate("key", "import", "d", "--pem", str(tmp_path / "absent.pem"))
+        absent = sealgate(
+            "key", "import", "d", "--scope", "**", "--pem", str(tmp_path / "absent.pem")
+        )
         assert absent.exit_code == 1
         assert "cannot read" in absent.stderr
         bad = sealgate("key", "generate", "k", "--algorithm", "dsa")
@@ -65,6 +88,27 @@ class TestKeyCli:
 
     def test_no_kek_refuses_generation(self, sealgate: Cli) -> None:
         del sealgate.env["SEALGATE_KEY_ENCRYPTION_KEY"]
-        result = sealgate("key", "generate", "k")
+        result = sealgate("key", "generate", "k", "--scope", "**")
         assert result.exit_code == 1
         assert "no key-encryption key is configured" in result.stderr
+
+
+class TestKeyScopes:
+    def test_generate_and_import_need_a_scope(self, sealgate: Cli, tmp_path: Path) -> None:
+        pem = _write_pem(tmp_path / "k.pem", ec.generate_private_key(ec.SECP256R1()))
+        for args in (("key", "generate", "k"), ("key", "import", "k", "--pem", str(pem))):
+            refused = sealgate(*args)
+            assert refused.exit_code == 1, refused.output
+            assert "--scope '**'" in refused.stderr
+            assert "[input.key_scope]" in refused.stderr
+        assert json.loads(sealgate("key", "list").stdout) == []
+
+    def test_scopes_are_listed_and_replaced(self, sealgate: Cli) -> None:
+        made = sealgate(
+            "key", "generate", "k", "--scope", "ghcr.io/acme/*", "--scope", "ghcr.io/x/*"
+        )
+        assert json.loads(made.stdout)["scopes"] == ["ghcr.io/acme/*", "ghcr.io/x/*"]
+        narrowed = sealgate("key", "set-scopes", "k", "--scope", "ghcr.io/acme/api")
+        assert narrowed.exit_code == 0, narrowed.output
+        assert json.loads(sealgate("key", "list").stdout)[0]["scopes"] == ["ghcr.io/acme/api"]
+        assert sealgate("key", "set-scopes", "k").exit_code == 1

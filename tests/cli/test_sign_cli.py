@@ -49,7 +49,7 @@ class TestInProcess:
     def test_sign_by_tag_prints_digest_signatures_and_formats(
         self, sealgate: Cli, image: ImageRef, registry: RegistryProcess
     ) -> None:
-        assert sealgate("key", "generate", "ci").exit_code == 0
+        assert sealgate("key", "generate", "ci", "--scope", "**").exit_code == 0
         result = sealgate(
             "sign", f"{image.name}:v1", "--key", "ci", "--format", "both", "-a", "git=abc"
         )
@@ -72,7 +72,7 @@ class TestInProcess:
                 await client.aclose()
 
         index = asyncio.run(_push())
-        sealgate("key", "generate", "ci")
+        sealgate("key", "generate", "ci", "--scope", "**")
         result = sealgate("sign", str(index), "--key", "ci", "--recursive")
         assert result.exit_code == 0, result.output
         assert len(json.loads(result.stdout)["digests"]) == 3
@@ -135,7 +135,7 @@ class TestRemote:
         image: ImageRef,
         registry: RegistryProcess,
     ) -> None:
-        sealgate("key", "generate", "ci")
+        sealgate("key", "generate", "ci", "--scope", "**")
         team = image.name.rsplit("/", 1)[0]
         sealgate.env["SEALGATE_URL"] = service
         sealgate.env["SEALGATE_TOKEN"] = _token(settings, "ci", f"sign:{team}/*")
@@ -157,7 +157,7 @@ class TestRemote:
         image: ImageRef,
         registry: RegistryProcess,
     ) -> None:
-        sealgate("key", "generate", "ci")
+        sealgate("key", "generate", "ci", "--scope", "**")
         sealgate.env["SEALGATE_URL"] = service
         sealgate.env["SEALGATE_TOKEN"] = _token(settings, "other", "sign:elsewhere/**")
         result = sealgate("sign", str(image), "--key", "ci")

@@ -42,7 +42,9 @@ class TestVerifyCli:
     ) -> None:
         key = wire.new_key("rsa-3072")
         image = wire.push_signed_image_sync(registry, repository(registry), key, legacy=True)
-        added = sealgate("authority", "add", "team", "--key", key_file(tmp_path, key))
+        added = sealgate(
+            "authority", "add", "team", "--key", key_file(tmp_path, key), "--scope", "**"
+        )
         assert added.exit_code == 0, added.output
 
         result = sealgate("verify", str(image), "--authority", "team")

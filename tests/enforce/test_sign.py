@@ -42,7 +42,7 @@ ADMIN = Principal(name="local-admin", scopes=(Scope.parse("admin"),))
 def _key(services: Services, name: str = "ci", algorithm: Algorithm = Algorithm.ecdsa_p256) -> str:
     with session_scope(services.sessions) as session:
         return generate_key(
-            session, settings=services.settings, name=name, algorithm=algorithm
+            session, settings=services.settings, name=name, algorithm=algorithm, scopes=["**"]
         ).public_key_pem
 
 
@@ -310,7 +310,9 @@ async def test_signing_logs_and_records_hold_no_private_key(
         services, image=str(image), principal=ADMIN, key_name="ci", formats=parse_formats("both")
     )
     with session_scope(services.sessions) as session:
-        signer = load_signer(session, settings=services.settings, name="ci")
+        signer = load_signer(
+            session, settings=services.settings, name="ci", image_name="ghcr.io/acme/app"
+        )
         records = [
             json.dumps({c.name: str(getattr(r, c.name)) for c in SignatureRecord.__table__.columns})
             for r in session.scalars(select(SignatureRecord))

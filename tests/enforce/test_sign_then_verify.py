@@ -24,7 +24,9 @@ async def test_both_formats_verify_with_the_public_key(
     services: Services, unique_repo: Callable[[str], str], algorithm: Algorithm
 ) -> None:
     with session_scope(services.sessions) as session:
-        info = generate_key(session, settings=services.settings, name="k", algorithm=algorithm)
+        info = generate_key(
+            session, settings=services.settings, name="k", algorithm=algorithm, scopes=["**"]
+        )
     image, _ = await push_random_image(services.registry, unique_repo("app"))
     await sign_image(
         services, image=str(image), principal=ADMIN, key_name="k", formats=parse_formats("both")
@@ -39,9 +41,19 @@ async def test_another_key_does_not_verify(
     services: Services, unique_repo: Callable[[str], str]
 ) -> None:
     with session_scope(services.sessions) as session:
-        generate_key(session, settings=services.settings, name="k", algorithm=Algorithm.ecdsa_p256)
+        generate_key(
+            session,
+            settings=services.settings,
+            name="k",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
         other = generate_key(
-            session, settings=services.settings, name="o", algorithm=Algorithm.ecdsa_p256
+            session,
+            settings=services.settings,
+            name="o",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
         )
     image, _ = await push_random_image(services.registry, unique_repo("app"))
     await sign_image(

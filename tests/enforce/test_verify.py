@@ -262,8 +262,12 @@ class TestAuthorities:
             [wire.legacy_layer(ops_key, payload), wire.legacy_layer(stranger, payload)],
         )
         with session_scope(services.sessions) as session:
-            save_authority(session, key_authority(name="team", keys=[wire.public_pem(team_key)]))
-            save_authority(session, key_authority(name="ops", keys=[wire.public_pem(ops_key)]))
+            save_authority(
+                session, key_authority(name="team", keys=[wire.public_pem(team_key)], scopes=["**"])
+            )
+            save_authority(
+                session, key_authority(name="ops", keys=[wire.public_pem(ops_key)], scopes=["**"])
+            )
             save_authority(
                 session,
                 key_authority(

@@ -76,7 +76,11 @@ class TestKeySigned:
     ) -> None:
         with session_scope(services.sessions) as session:
             generate_key(
-                session, settings=services.settings, name="ci", algorithm=Algorithm.ecdsa_p256
+                session,
+                settings=services.settings,
+                name="ci",
+                algorithm=Algorithm.ecdsa_p256,
+                scopes=["**"],
             )
         image = await new_image(services, registry)
         signed = await sign_image(

@@ -85,6 +85,24 @@ class TestReferrersApi:
         pages = [p for _, p in referrers_api_standin.requests if "/referrers/" in p]
         assert len(pages) == pages_read
 
+    async def test_page_cap_truncates_a_long_listing(
+        self,
+        referrers_api_standin: ReferrersApiStandIn,
+        registry: RegistryProcess,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        referrers_api_standin.page_size = 2
+        async with registry_client(registry, max_referrer_pages=3) as client:
+            ref, image = await push_random_image(client, f"{referrers_api_standin.host}/api/cap")
+            referrers_api_standin.add_synthetic_referrers(
+                "api/cap", image.digest, count=10, artifact_type=ARTIFACT
+            )
+            listed = await client.list_referrers(ref)
+        assert len(listed) == 6  # three pages of two; the rest is ignored
+        pages = [p for _, p in referrers_api_standin.requests if "/referrers/" in p]
+        assert len(pages) == 3
+        assert "span more than 3 pages" in caplog.text
+
     async def test_filter_applied_by_the_registry(
         self, referrers_api_standin: ReferrersApiStandIn, oci_client: RegistryClient
     ) -> None:
@@ -418,12 +436,15 @@ class TestHostileRegistry:
         )
         assert [m for m, _ in server.requests].count("POST") == 1
 
-    async def test_silent_registry_times_out(
+    async def test_silent_registry_reads_like_a_closed_port(
         self, hostile: tuple[HostileRegistryStandIn, RegistryClient]
     ) -> None:
+        # Connected, then nothing within the request time-out: no answer at all, the same
+        # error as a closed port (otherwise the difference maps which ports are open).
         server, client = hostile
         server.routes[("GET", "/v2/evil/app/manifests/v1")] = StandInResponse(delay=30)
-        await _expect("registry.timeout", client.get_manifest(self._ref(server)))
+        error = await _expect("registry.unreachable", client.get_manifest(self._ref(server)))
+        assert error.message.endswith(": the registry could not be reached")
 
     async def test_total_deadline_bounds_retries(
         self, hostile_registry: HostileRegistryStandIn, registry: RegistryProcess
@@ -473,6 +494,35 @@ class TestHostileRegistry:
         listed = await client.list_referrers(self._ref(server, subject))
         assert len(listed) == 128
         assert len(server.requests) == 13  # pages of 10: the thirteenth reaches the cap
+
+    async def test_endless_link_chain_of_repeats_stops_at_the_page_cap(
+        self,
+        hostile: tuple[HostileRegistryStandIn, RegistryClient],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        # Every page repeats one referrer and links to itself with a new query: neither the
+        # referrers cap nor the loop check ever stops it, only the page cap (default 16).
+        server, client = hostile
+        subject = compute_digest(b"subject")
+        path = f"/v2/evil/app/referrers/{subject}"
+        entry = {"mediaType": media.OCI_MANIFEST, "digest": subject, "size": 1}
+
+        def page(request: StandInRequest) -> StandInResponse:
+            n = int(request.query.get("n", ["0"])[0])
+            body = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": [entry]}
+            return StandInResponse(
+                headers={
+                    "Content-Type": media.OCI_INDEX,
+                    "Link": f'<{path}?n={n + 1}>; rel="next"',
+                },
+                body=json.dumps(body).encode(),
+            )
+
+        server.routes[("GET", path)] = page
+        listed = await client.list_referrers(self._ref(server, subject))
+        assert [d.digest for d in listed] == [subject]
+        assert len(server.requests) == 16
+        assert "span more than 16 pages" in caplog.text
 
     async def test_referrer_link_to_another_host_is_refused(
         self, hostile: tuple[HostileRegistryStandIn, RegistryClient]

@@ -159,7 +159,9 @@ class TestPolicyInputCommand:
             registry, f"{registry.host}/v{secrets.token_hex(4)}/app", key
         )
         with session_scope(services.sessions) as session:
-            save_authority(session, key_authority(name="team", keys=[wire.public_pem(key)]))
+            save_authority(
+                session, key_authority(name="team", keys=[wire.public_pem(key)], scopes=["**"])
+            )
             save_authority(
                 session,
                 key_authority(name="elsewhere", keys=[wire.public_pem(key)], scopes=["ghcr.io/*"]),

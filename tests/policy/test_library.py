@@ -13,8 +13,10 @@ import yaml
 
 from app.policy.bundle import PolicyBundle
 from app.policy.decision import PolicyDecision
-from app.policy.input import Entrypoint
+from app.policy.input import Entrypoint, PolicyVulnerability
 from app.policy.runner import run_tests
+from app.scans.detect import parse_report
+from app.scans.model import VexStatus
 from tests.policy.conftest import (
     BundleWithData,
     EngineFactory,
@@ -230,6 +232,87 @@ class TestDecisions:
         assert codes(exempt.exempted) == {"signature.no_authority"}
         elsewhere = engine.decide(make_input(namespace="prod", **unsigned))
         assert elsewhere.allow is False and elsewhere.exemptions == []
+
+
+LOG4J_CDX = "cyclonedx/dd_grype_0.41_log4j_cdx1.4_in_triage.json"
+
+
+class TestVexAndAllowlistEdges:
+    """VEX states and allowlist entries that must not suppress a finding, and the VEX
+    state that must, on the fixable rule too (both engines, the shipped library)."""
+
+    @pytest.mark.parametrize("state", ["exploitable", "in_triage"])
+    def test_cyclonedx_exploitable_or_in_triage_critical_is_denied(
+        self,
+        state: str,
+        asset: Callable[[str], Path],
+        engine_factory: EngineFactory,
+        default_bundle: PolicyBundle,
+        make_input: InputFactory,
+    ) -> None:
+        """Fails if ``"affected"`` is added to ``vex_suppressing`` in
+        policies/rules/vulnerabilities.rego: CycloneDX ``exploitable`` is read as VEX
+        ``affected`` (app/scans/cyclonedx.py), and an affected critical finding is denied.
+        """
+        document = json.loads(asset(LOG4J_CDX).read_text())
+        for finding in document["vulnerabilities"]:
+            finding["analysis"]["state"] = state
+        report = parse_report(json.dumps(document).encode(), "cyclonedx")
+        findings = [PolicyVulnerability.from_finding(f) for f in report.vulnerabilities]
+        log4j = [f for f in findings if f.id == "CVE-2021-44228"]
+        assert [f.severity.value for f in log4j] == ["critical"]
+        read_as = VexStatus.affected if state == "exploitable" else VexStatus.in_triage
+        assert {f.vex_status for f in log4j} == {read_as}
+
+        decision = engine_factory(default_bundle).decide(make_input(vulnerabilities=findings))
+
+        assert decision.allow is False
+        assert "CVE-2021-44228" in {d.vulnerability for d in decision.deny}
+
+    def test_vex_affected_critical_is_denied_not_affected_is_allowed(
+        self, engine_factory: EngineFactory, default_bundle: PolicyBundle, make_input: InputFactory
+    ) -> None:
+        """Fails if ``"affected"`` is added to ``vex_suppressing`` in
+        policies/rules/vulnerabilities.rego."""
+        engine = engine_factory(default_bundle)
+        affected = vulnerability("CVE-7", "critical", vex="affected")
+        assert codes(engine.decide(make_input(vulnerabilities=[affected])).deny) == {
+            "vulnerability.severity"
+        }
+        suppressed = vulnerability("CVE-7", "critical", vex="not_affected")
+        assert engine.decide(make_input(vulnerabilities=[suppressed])).allow is True
+
+    def test_high_with_fix_and_vex_not_affected_is_allowed(
+        self, engine_factory: EngineFactory, default_bundle: PolicyBundle, make_input: InputFactory
+    ) -> None:
+        """Fails if the fixable-severity rule in policies/rules/vulnerabilities.rego stops
+        checking ``vex_status`` (``not ... in vex_suppressing``)."""
+        engine = engine_factory(default_bundle)
+        for vex in ("not_affected", "resolved", "false_positive"):
+            finding = vulnerability("CVE-8", "high", fixed="3.0.9", vex=vex)
+            decision = engine.decide(make_input(vulnerabilities=[finding]))
+            assert decision.allow is True, vex
+            assert decision.deny == []
+        unsuppressed = vulnerability("CVE-8", "high", fixed="3.0.9", vex="affected")
+        assert codes(engine.decide(make_input(vulnerabilities=[unsuppressed])).deny) == {
+            "vulnerability.fixable"
+        }
+
+    def test_allowlist_entry_with_empty_reason_allows_nothing_and_warns(
+        self,
+        engine_factory: EngineFactory,
+        bundle_with_data: BundleWithData,
+        make_input: InputFactory,
+    ) -> None:
+        """Fails if the ``entry.reason != ""`` condition on allowlist entries in
+        policies/rules/vulnerabilities.rego (``usable_entry``) is dropped."""
+        entry = {"id": "CVE-9", "expires": "2099-01-01", "reason": ""}
+        bundle = bundle_with_data({"defaults": {"vulnerabilities": {"allowlist": [entry]}}})
+        decision = engine_factory(bundle).decide(
+            make_input(vulnerabilities=[vulnerability("CVE-9", "critical")])
+        )
+        assert codes(decision.deny) == {"vulnerability.severity"}
+        assert "vulnerability.allowlist_inactive" in codes(decision.warn)
 
 
 class TestDataOverrides:

@@ -176,6 +176,48 @@ class TestUpload:
         assert {p["name"] for p in operation["parameters"]} == {"image", "format"}
 
 
+def upload_as_ci(client: TestClient, image: str, asset: Asset) -> Services:
+    """Upload the unbound Trivy sample for ``image`` with a ``scan:`` token named ci."""
+    services = services_of(client)
+    response = client.post(
+        "/v1/scans",
+        params={"image": image},
+        content=asset(UNBOUND_TRIVY).read_bytes(),
+        headers=bearer(services, f"scan:{repository_glob(image)}"),
+    )
+    assert response.status_code == 201, response.text
+    return services
+
+
+class TestListingAuthorization:
+    """``GET /v1/scans`` needs ``scan:`` or ``verify:`` on the image."""
+
+    @pytest.mark.parametrize("scope", ["sign:{repo}", "scan:127.0.0.1:1/other/*", "verify:x/y"])
+    def test_token_with_neither_scan_nor_verify_on_the_image_is_403(
+        self, scan_client: TestClient, image: str, asset: Asset, scope: str
+    ) -> None:
+        """Fails if ``principal.authorize("verify", ref.name)`` in app/api/scans.py
+        (``list_scans``) is removed: any token could then read any image's scans."""
+        services = upload_as_ci(scan_client, image, asset)
+        headers = bearer(services, scope.format(repo=repository_glob(image)), name="other")
+
+        listed = scan_client.get("/v1/scans", params={"image": image}, headers=headers)
+
+        assert listed.status_code == 403, listed.text
+        assert listed.json()["error"]["code"] == "auth.out_of_scope"
+
+    def test_verify_only_token_lists(
+        self, scan_client: TestClient, image: str, asset: Asset
+    ) -> None:
+        services = upload_as_ci(scan_client, image, asset)
+        headers = bearer(services, f"verify:{repository_glob(image)}", name="admission")
+
+        listed = scan_client.get("/v1/scans", params={"image": image}, headers=headers)
+
+        assert listed.status_code == 200, listed.text
+        assert [s["uploaded_by"] for s in listed.json()] == ["ci"]
+
+
 class TestConfiguredAttestationKey:
     def test_uploads_are_signed_with_the_configured_key(
         self,
@@ -189,7 +231,11 @@ class TestConfiguredAttestationKey:
             services = services_of(client)
             with session_scope(services.sessions) as session:
                 key = generate_key(
-                    session, settings=signing, name="scans", algorithm=Algorithm.ecdsa_p256
+                    session,
+                    settings=signing,
+                    name="scans",
+                    algorithm=Algorithm.ecdsa_p256,
+                    scopes=["**"],
                 )
             headers = bearer(services, f"scan:{repository_glob(image)}")
             response = client.post(

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.db.models import ScanRecord
 from app.db.session import session_scope
-from app.errors import NotFoundError, ScanError, VerificationError
+from app.errors import NotFoundError, ScanError, SigningError, VerificationError
 from app.oci.media import SIGSTORE_BUNDLE_V03
 from app.scans.attestation import (
     VULN_PREDICATE_TYPE,
@@ -31,10 +31,16 @@ Asset = Callable[[str], Path]
 REPORT = "trivy/dd_trivy_schema2_image_os_and_jar.json"
 
 
-def stored_key(services: Services, name: str = "scans") -> KeyInfo:
+def stored_key(
+    services: Services, name: str = "scans", scopes: tuple[str, ...] = ("**",)
+) -> KeyInfo:
     with session_scope(services.sessions) as session:
         return generate_key(
-            session, settings=services.settings, name=name, algorithm=Algorithm.ecdsa_p256
+            session,
+            settings=services.settings,
+            name=name,
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=list(scopes),
         )
 
 
@@ -117,6 +123,26 @@ class TestVulnAttestation:
                 uploaded_by="ci",
                 attest=key_scan_attester(services, key_name="missing"),
             )
+        with session_scope(services.sessions) as session:
+            assert session.scalar(select(func.count()).select_from(ScanRecord)) == 0
+        kinds = {d.artifact_type for d in await registry.list_referrers(pinned)}
+        assert SCAN_ARTIFACT_TYPE not in kinds and SIGSTORE_BUNDLE_V03 not in kinds
+
+    async def test_a_key_scoped_elsewhere_does_not_attest_and_nothing_is_stored(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        registry = services.registry
+        pinned, _ = await push_random_image(registry, unique_repo("app"))
+        stored_key(services, scopes=(f"{pinned.registry}/elsewhere/*",))
+        with pytest.raises(SigningError) as e:
+            await ingest_scan(
+                services,
+                image=pinned,
+                report=asset(REPORT).read_bytes(),
+                uploaded_by="ci",
+                attest=key_scan_attester(services, key_name="scans"),
+            )
+        assert e.value.code == "signing.key_out_of_scope"
         with session_scope(services.sessions) as session:
             assert session.scalar(select(func.count()).select_from(ScanRecord)) == 0
         kinds = {d.artifact_type for d in await registry.list_referrers(pinned)}

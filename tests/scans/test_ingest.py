@@ -22,7 +22,7 @@ from app.scans.ingest import (
     ingest_scan,
 )
 from app.services import Services
-from tests.fixtures.images import push_multiplatform_index, push_random_image
+from tests.fixtures.images import copy_image, push_multiplatform_index, push_random_image
 
 Asset = Callable[[str], Path]
 # A Trivy v2 report that names no image (no ImageID, no RepoDigests): 5 findings.
@@ -245,3 +245,22 @@ class TestCollect:
             annotations={},
         )
         assert await collect_scans(services, pinned) == []
+
+    async def test_upload_for_another_repository_of_the_same_digest_is_not_listed(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        """Fails if the ``ScanRecord.name == ref.name`` filter in app/scans/ingest.py
+        (``collect_scans``) is removed: whoever may upload to repository A would then
+        show as an authenticated upload for the same bytes in repository B."""
+        registry = services.registry
+        in_a, _ = await push_random_image(registry, unique_repo("a"))
+        in_b = await copy_image(registry, in_a, unique_repo("b"))
+        assert in_b.digest == in_a.digest
+        await ingest_scan(
+            services, image=in_a, report=asset(UNBOUND_TRIVY).read_bytes(), uploaded_by="a-ci"
+        )
+
+        assert await collect_scans(services, in_b) == []
+        [own] = await collect_scans(services, in_a)
+        assert own.source is ScanSource.authenticated_upload
+        assert own.uploaded_by == "a-ci"

@@ -23,6 +23,7 @@ from app.signing.keys import (
     list_keys,
     load_signer,
     open_private_key,
+    seal_private_key,
 )
 from app.signing.signers import GENERATABLE, Algorithm, key_id
 from tests.signing.keyfiles import private_pem
@@ -42,30 +43,54 @@ class TestGenerate:
     def test_every_algorithm_generates_and_loads(
         self, db_session: Session, kek_settings: Settings, algorithm: Algorithm
     ) -> None:
-        info = generate_key(db_session, settings=kek_settings, name="k1", algorithm=algorithm)
+        info = generate_key(
+            db_session, settings=kek_settings, name="k1", algorithm=algorithm, scopes=["**"]
+        )
         assert info.algorithm == algorithm.value
         assert info.status == "active"
         assert info.public_key_pem.startswith("-----BEGIN PUBLIC KEY-----")
-        signer = load_signer(db_session, settings=kek_settings, name="k1")
+        signer = load_signer(
+            db_session, settings=kek_settings, name="k1", image_name="ghcr.io/acme/app"
+        )
         assert signer.algorithm is algorithm
         assert signer.key_id == info.key_id == key_id(signer.public_key)
 
     def test_duplicate_name_conflicts(self, db_session: Session, kek_settings: Settings) -> None:
-        generate_key(db_session, settings=kek_settings, name="dup", algorithm=Algorithm.ed25519)
+        generate_key(
+            db_session,
+            settings=kek_settings,
+            name="dup",
+            algorithm=Algorithm.ed25519,
+            scopes=["**"],
+        )
         with pytest.raises(ConflictError):
-            generate_key(db_session, settings=kek_settings, name="dup", algorithm=Algorithm.ed25519)
+            generate_key(
+                db_session,
+                settings=kek_settings,
+                name="dup",
+                algorithm=Algorithm.ed25519,
+                scopes=["**"],
+            )
 
     @pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 129, "../etc"])
     def test_bad_names_refused(
         self, db_session: Session, kek_settings: Settings, name: str
     ) -> None:
         with pytest.raises(InputError):
-            generate_key(db_session, settings=kek_settings, name=name, algorithm=Algorithm.ed25519)
+            generate_key(
+                db_session,
+                settings=kek_settings,
+                name=name,
+                algorithm=Algorithm.ed25519,
+                scopes=["**"],
+            )
 
     def test_refused_without_kek(self, db_session: Session, test_database_url: str) -> None:
         no_kek = load_settings(database_url=test_database_url)
         with pytest.raises(SigningError) as e:
-            generate_key(db_session, settings=no_kek, name="k", algorithm=Algorithm.ed25519)
+            generate_key(
+                db_session, settings=no_kek, name="k", algorithm=Algorithm.ed25519, scopes=["**"]
+            )
         assert e.value.code == "signing.no_kek"
         assert e.value.http_status == 503
 
@@ -75,7 +100,7 @@ class TestEncryptionAtRest:
         self, db_session: Session, kek_settings: Settings
     ) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        import_key(db_session, settings=kek_settings, name="k", pem=private_pem(key))
+        import_key(db_session, settings=kek_settings, name="k", pem=private_pem(key), scopes=["**"])
         row = db_session.scalar(select(SigningKey).where(SigningKey.name == "k"))
         assert row is not None
         scalar = key.private_numbers().private_value.to_bytes(32, "big")
@@ -90,24 +115,36 @@ class TestEncryptionAtRest:
 
     def test_nonce_is_fresh_per_key(self, db_session: Session, kek_settings: Settings) -> None:
         key = ed25519.Ed25519PrivateKey.generate()
-        import_key(db_session, settings=kek_settings, name="a", pem=private_pem(key))
-        import_key(db_session, settings=kek_settings, name="b", pem=private_pem(key))
+        import_key(db_session, settings=kek_settings, name="a", pem=private_pem(key), scopes=["**"])
+        import_key(db_session, settings=kek_settings, name="b", pem=private_pem(key), scopes=["**"])
         blobs = [r.encrypted_private_key for r in db_session.scalars(select(SigningKey))]
         assert blobs[0][1:13] != blobs[1][1:13]
 
     def test_wrong_kek_does_not_open(
         self, db_session: Session, kek_settings: Settings, test_database_url: str
     ) -> None:
-        generate_key(db_session, settings=kek_settings, name="k", algorithm=Algorithm.ecdsa_p256)
+        generate_key(
+            db_session,
+            settings=kek_settings,
+            name="k",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
         wrong = load_settings(database_url=test_database_url, key_encryption_key=OTHER_KEK)
         with pytest.raises(SigningError) as e:
-            load_signer(db_session, settings=wrong, name="k")
+            load_signer(db_session, settings=wrong, name="k", image_name="ghcr.io/acme/app")
         assert e.value.code == "signing.key_decrypt"
 
     def test_ciphertext_moved_to_another_name_does_not_open(
         self, db_session: Session, kek_settings: Settings
     ) -> None:
-        generate_key(db_session, settings=kek_settings, name="a", algorithm=Algorithm.ecdsa_p256)
+        generate_key(
+            db_session,
+            settings=kek_settings,
+            name="a",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
         row = db_session.scalar(select(SigningKey).where(SigningKey.name == "a"))
         assert row is not None
         kek = kek_settings.kek()
@@ -118,12 +155,43 @@ class TestEncryptionAtRest:
             open_private_key(row.encrypted_private_key, kek=kek, name="a", algorithm="ed25519")
 
 
+class TestAlgorithmAfterDecryption:
+    """The second line behind the associated data: the decrypted key must be of the
+    row's algorithm."""
+
+    def test_p256_key_sealed_under_the_ed25519_label_is_corrupt(
+        self, db_session: Session, kek_settings: Settings
+    ) -> None:
+        """Fails if the ``algorithm_of(key).value != algorithm`` check after decryption in
+        app/signing/keys.py (``open_private_key``) is removed.
+
+        The row is sealed with the associated data of its own label (``ed25519``), so
+        AES-GCM opens it and only the check after decryption can refuse the P-256 key.
+        """
+        generate_key(db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519)
+        row = db_session.scalar(select(SigningKey).where(SigningKey.name == "k"))
+        assert row is not None
+        kek = kek_settings.kek()
+        assert kek is not None
+        row.encrypted_private_key = seal_private_key(
+            ec.generate_private_key(ec.SECP256R1()), kek=kek, name="k", algorithm=Algorithm.ed25519
+        )
+        db_session.flush()
+
+        with pytest.raises(SigningError) as e:
+            load_signer(db_session, settings=kek_settings, name="k")
+        assert e.value.code == "signing.key_corrupt"
+        assert "is not ed25519" in e.value.message
+
+
 class TestImport:
     def test_unencrypted_and_encrypted_pkcs8(
         self, db_session: Session, kek_settings: Settings
     ) -> None:
         plain = ec.generate_private_key(ec.SECP384R1())
-        info = import_key(db_session, settings=kek_settings, name="p", pem=private_pem(plain))
+        info = import_key(
+            db_session, settings=kek_settings, name="p", pem=private_pem(plain), scopes=["**"]
+        )
         assert info.algorithm == "ecdsa-p384"
         locked = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         info = import_key(
@@ -132,6 +200,7 @@ class TestImport:
             name="r",
             pem=private_pem(locked, b"pw-1234"),
             password=b"pw-1234",
+            scopes=["**"],
         )
         assert info.algorithm == "rsa-2048"
         assert info.key_id == key_id(locked.public_key())
@@ -139,19 +208,28 @@ class TestImport:
     def test_encrypted_without_password(self, db_session: Session, kek_settings: Settings) -> None:
         pem = private_pem(ed25519.Ed25519PrivateKey.generate(), b"secret")
         with pytest.raises(InputError, match="is encrypted"):
-            import_key(db_session, settings=kek_settings, name="e", pem=pem)
+            import_key(db_session, settings=kek_settings, name="e", pem=pem, scopes=["**"])
 
     def test_password_for_an_unencrypted_key(
         self, db_session: Session, kek_settings: Settings
     ) -> None:
         pem = private_pem(ed25519.Ed25519PrivateKey.generate())
         with pytest.raises(InputError, match="not encrypted but a password was given"):
-            import_key(db_session, settings=kek_settings, name="e", pem=pem, password=b"pw")
+            import_key(
+                db_session, settings=kek_settings, name="e", pem=pem, password=b"pw", scopes=["**"]
+            )
 
     def test_wrong_password(self, db_session: Session, kek_settings: Settings) -> None:
         pem = private_pem(ed25519.Ed25519PrivateKey.generate(), b"secret")
         with pytest.raises(InputError, match="password is wrong"):
-            import_key(db_session, settings=kek_settings, name="e", pem=pem, password=b"nope")
+            import_key(
+                db_session,
+                settings=kek_settings,
+                name="e",
+                pem=pem,
+                password=b"nope",
+                scopes=["**"],
+            )
 
     @pytest.mark.parametrize(
         ("make", "message"),
@@ -168,7 +246,7 @@ class TestImport:
     ) -> None:
         pem = private_pem(make())  # type: ignore[operator]
         with pytest.raises(InputError, match=message) as e:
-            import_key(db_session, settings=kek_settings, name="bad", pem=pem)
+            import_key(db_session, settings=kek_settings, name="bad", pem=pem, scopes=["**"])
         assert e.value.code == "input.key_unsupported"
         assert list_keys(db_session) == []
 
@@ -180,7 +258,7 @@ class TestImport:
         self, db_session: Session, kek_settings: Settings, pem: bytes
     ) -> None:
         with pytest.raises(InputError) as e:
-            import_key(db_session, settings=kek_settings, name="bad", pem=pem)
+            import_key(db_session, settings=kek_settings, name="bad", pem=pem, scopes=["**"])
         assert "AAAA" not in e.value.message
 
     def test_public_key_is_refused(self, db_session: Session, kek_settings: Settings) -> None:
@@ -192,7 +270,7 @@ class TestImport:
             )
         )
         with pytest.raises(InputError):
-            import_key(db_session, settings=kek_settings, name="pub", pem=public)
+            import_key(db_session, settings=kek_settings, name="pub", pem=public, scopes=["**"])
 
 
 class TestDisable:
@@ -200,13 +278,19 @@ class TestDisable:
         self, db_session: Session, kek_settings: Settings
     ) -> None:
         info = generate_key(
-            db_session, settings=kek_settings, name="old", algorithm=Algorithm.ecdsa_p256
+            db_session,
+            settings=kek_settings,
+            name="old",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
         )
         disabled = disable_key(db_session, name="old")
         assert disabled.status == "disabled"
         assert disabled.disabled_at is not None
         with pytest.raises(SigningError) as e:
-            load_signer(db_session, settings=kek_settings, name="old")
+            load_signer(
+                db_session, settings=kek_settings, name="old", image_name="ghcr.io/acme/app"
+            )
         assert e.value.code == "signing.key_disabled"
         assert get_key(db_session, name="old").public_key_pem == info.public_key_pem
 
@@ -214,14 +298,18 @@ class TestDisable:
         with pytest.raises(NotFoundError):
             disable_key(db_session, name="nope")
         with pytest.raises(NotFoundError):
-            load_signer(db_session, settings=kek_settings, name="nope")
+            load_signer(
+                db_session, settings=kek_settings, name="nope", image_name="ghcr.io/acme/app"
+            )
 
 
 class TestStartupCheck:
     def test_keys_without_kek_refuse(
         self, db_session: Session, kek_settings: Settings, test_database_url: str
     ) -> None:
-        generate_key(db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519)
+        generate_key(
+            db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519, scopes=["**"]
+        )
         with pytest.raises(ConfigError, match="no key-encryption key"):
             check_kek_for_stored_keys(
                 db_session, settings=load_settings(database_url=test_database_url)
@@ -230,7 +318,9 @@ class TestStartupCheck:
     def test_keys_with_wrong_kek_refuse(
         self, db_session: Session, kek_settings: Settings, test_database_url: str
     ) -> None:
-        generate_key(db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519)
+        generate_key(
+            db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519, scopes=["**"]
+        )
         wrong = load_settings(database_url=test_database_url, key_encryption_key=OTHER_KEK)
         with pytest.raises(ConfigError, match="does not open"):
             check_kek_for_stored_keys(db_session, settings=wrong)
@@ -241,7 +331,9 @@ class TestStartupCheck:
         )
 
     def test_right_kek_is_fine(self, db_session: Session, kek_settings: Settings) -> None:
-        generate_key(db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519)
+        generate_key(
+            db_session, settings=kek_settings, name="k", algorithm=Algorithm.ed25519, scopes=["**"]
+        )
         check_kek_for_stored_keys(db_session, settings=kek_settings)
 
 
@@ -252,9 +344,17 @@ class TestNoSecretsInLogs:
         caplog.set_level(logging.DEBUG)
         key = ec.generate_private_key(ec.SECP256R1())
         pem = private_pem(key)
-        import_key(db_session, settings=kek_settings, name="imp", pem=pem)
-        generate_key(db_session, settings=kek_settings, name="gen", algorithm=Algorithm.ecdsa_p256)
-        signer = load_signer(db_session, settings=kek_settings, name="gen")
+        import_key(db_session, settings=kek_settings, name="imp", pem=pem, scopes=["**"])
+        generate_key(
+            db_session,
+            settings=kek_settings,
+            name="gen",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
+        signer = load_signer(
+            db_session, settings=kek_settings, name="gen", image_name="ghcr.io/acme/app"
+        )
         signer.sign(b"data")
         generated = signer.private_key
         assert isinstance(generated, ec.EllipticCurvePrivateKey)

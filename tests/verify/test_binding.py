@@ -25,6 +25,18 @@ class TestStatement:
         assert claims.predicate_type == "https://sigstore.dev/cosign/sign/v1"
         assert claims.predicate == {}
 
+    def test_annotations_of_another_subject_are_not_taken(self) -> None:
+        """Fails if the ``subject.digest.get(algorithm) == encoded`` condition in
+        app/verify/binding.py (``bind_statement``) is removed, so that every subject's
+        annotations are taken rather than the matching one's."""
+        doc = json.loads(wire.statement(OTHER))
+        doc["subject"][0]["annotations"] = {"env": "prod", "approved": "yes"}
+        doc["subject"].append(
+            {"name": "x", "digest": {"sha256": "ab" * 32}, "annotations": {"env": "dev"}}
+        )
+        claims = bind_statement(json.dumps(doc).encode(), expected_digest=DIGEST)
+        assert claims.annotations == {"env": "dev"}
+
     def test_other_digest_is_a_mismatch(self) -> None:
         with pytest.raises(VerificationError) as e:
             bind_statement(wire.statement(OTHER), expected_digest=DIGEST)

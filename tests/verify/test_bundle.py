@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.db.models import AuthorityKind
 from app.errors import EvidenceError, VerificationError
+from app.policy.input import SignatureFacts
 from app.verify.bundle import parse_bundle, verify_bundle
 from app.verify.model import SignatureFormat, SignatureKind
 from app.verify.trust import TrustAuthority, key_authority
@@ -66,6 +67,28 @@ class TestDsseKeyBundles:
         verified = verify_bundle(bundle, authority=authority_for(key), expected_digest=DIGEST)
 
         assert verified.annotations == {"build": "42"}
+
+    def test_annotations_of_another_subject_reach_neither_signature_nor_policy(self) -> None:
+        """Fails if app/verify/binding.py (``bind_statement``) takes the annotations of
+        every in-toto subject instead of only the subject that names the image digest.
+
+        The statement's first subject is another artifact whose annotations claim more
+        than the image's own; a policy input built from the verified signature carries
+        none of them either.
+        """
+        key = wire.new_key()
+        doc = json.loads(wire.statement(OTHER, name="other"))
+        doc["subject"][0]["annotations"] = {"env": "prod", "approved-by": "release-board"}
+        doc["subject"].append(
+            {"name": "repo", "digest": {"sha256": "ab" * 32}, "annotations": {"env": "dev"}}
+        )
+        bundle = wire.dsse_bundle(key, json.dumps(doc).encode())
+
+        verified = verify_bundle(bundle, authority=authority_for(key), expected_digest=DIGEST)
+
+        assert verified.annotations == {"env": "dev"}
+        facts = json.dumps(SignatureFacts.from_verified(verified).model_dump(mode="json"))
+        assert "release-board" not in facts and "prod" not in facts
 
     def test_attestation_predicate_is_reported(self) -> None:
         key = wire.new_key()

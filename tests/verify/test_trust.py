@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x25519
 from sqlalchemy.orm import Session
 
-from app.db.models import AuthorityKind
+from app.db.models import Authority, AuthorityKind
 from app.errors import ConflictError, InputError, NotFoundError
+from app.verify.identity import MATCH_REPOSITORY, IdentityMode, SignedIdentityRule
 from app.verify.trust import (
     TrustedKey,
     TrustedRootRef,
@@ -23,6 +24,7 @@ from app.verify.trust import (
     keyless_authority,
     list_authorities,
     matching_authorities,
+    new_authority,
     parse_identity,
     remove_authority,
     save_authority,
@@ -151,6 +153,8 @@ class TestAuthorityStore:
                 name="ci",
                 identity=parse_identity(subject="a@b", issuer="https://i"),
                 trusted_root=TrustedRootRef.resolve("staging"),
+                scopes=["**"],
+                signed_identity=SignedIdentityRule.parse("any"),
             ),
         )
 
@@ -163,6 +167,9 @@ class TestAuthorityStore:
         assert ci.trusted_root is not None and ci.trusted_root.name == "staging"
         assert ci.to_json()["identity"] == {"subject": "a@b", "issuer": "https://i"}
         assert "pem" in loaded.to_json()["keys"][0]
+        assert loaded.signed_identity == MATCH_REPOSITORY
+        assert loaded.to_json()["signed_identity"] == "match-repository"
+        assert ci.signed_identity.mode is IdentityMode.any
 
         remove_authority(db_session, "team")
         with pytest.raises(NotFoundError):
@@ -172,13 +179,29 @@ class TestAuthorityStore:
 
     def test_duplicate_name_conflicts(self, db_session: Session) -> None:
         pem = wire.public_pem(wire.new_key())
-        save_authority(db_session, key_authority(name="dup", keys=[pem]))
+        save_authority(db_session, key_authority(name="dup", keys=[pem], scopes=["**"]))
         with pytest.raises(ConflictError):
-            save_authority(db_session, key_authority(name="dup", keys=[pem]))
+            save_authority(db_session, key_authority(name="dup", keys=[pem], scopes=["**"]))
+
+    @pytest.mark.parametrize("scopes", [None, []])
+    def test_an_authority_without_scopes_is_not_stored(
+        self, db_session: Session, scopes: list[str] | None
+    ) -> None:
+        pem = wire.public_pem(wire.new_key())
+        with pytest.raises(InputError) as e:
+            new_authority(name="open", keys=[pem], scopes=scopes)
+        assert e.value.code == "input.authority_scope"
+        assert "'**'" in e.value.message
+        # The lower-level constructor (one-off trust) has no scopes; it is still not stored.
+        with pytest.raises(InputError):
+            save_authority(db_session, key_authority(name="open", keys=[pem], scopes=scopes))
+        assert list_authorities(db_session) == []
 
     def test_matching_uses_scope_globs_and_no_scope_matches_all(self, db_session: Session) -> None:
         pem = wire.public_pem(wire.new_key())
-        save_authority(db_session, key_authority(name="all", keys=[pem]))
+        # A row from before scopes were required (no scope): it still covers every image.
+        db_session.add(Authority(name="all", kind=AuthorityKind.key, public_keys=[pem], scopes=[]))
+        db_session.flush()
         save_authority(
             db_session, key_authority(name="acme", keys=[pem], scopes=["ghcr.io/acme/*"])
         )

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.enforce import verify as verify_flow
+from app.verify import signatures as verify_flow
 from app.verify.evidence import LegacyCandidate
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
 from app.verify.trust import key_authority
@@ -35,7 +35,7 @@ def test_an_exception_in_one_candidate_is_a_rejection(monkeypatch: pytest.Monkey
     authority = key_authority(name="a", keys=[wire.public_pem(wire.new_key())])
 
     signatures, rejections = verify_flow.verify_candidates(
-        [hostile, good], authorities=[authority], digest=DIGEST
+        [hostile, good], authorities=[authority], digest=DIGEST, image_name="ghcr.io/acme/app"
     )
 
     assert signatures == [verified]

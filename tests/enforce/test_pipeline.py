@@ -21,7 +21,9 @@ from app.auth.scopes import Scope
 from app.auth.tokens import Principal, create_token
 from app.db.models import Decision, ScanRecord
 from app.db.session import session_scope
-from app.enforce.decide import evaluate_image
+from app.enforce.deadline import Deadline
+from app.enforce.outcome import DecisionRequest, Outcome
+from app.enforce.pipeline import decide_and_store
 from app.enforce.sign import sign_image
 from app.enforce.verify import verify_image
 from app.oci.refs import ImageRef
@@ -51,7 +53,13 @@ def codes(findings: list[Any]) -> set[str]:
 def trusted_key(services: Services, registry: RegistryProcess) -> str:
     """A stored key ``ci`` and an authority trusting it for every image of the registry."""
     with session_scope(services.sessions) as session:
-        generate_key(session, settings=services.settings, name="ci", algorithm=Algorithm.ecdsa_p256)
+        generate_key(
+            session,
+            settings=services.settings,
+            name="ci",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
         public = get_key(session, name="ci").public_key_pem
         save_authority(
             session, key_authority(name="ci", keys=[public], scopes=[f"{registry.host}/**"])
@@ -66,6 +74,14 @@ async def signed_image(services: Services, repo: str) -> ImageRef:
     return image
 
 
+async def decide_image(
+    services: Services, image: str, entrypoint: Entrypoint, *, seconds: float = 10.0
+) -> tuple[Outcome, int | None]:
+    """One decision through the pipeline, waiting for its record."""
+    request = DecisionRequest(image=image, entrypoint=entrypoint, deadline=Deadline(seconds))
+    return await decide_and_store(request, services.decisions)
+
+
 def decisions(services: Services) -> list[Decision]:
     with session_scope(services.sessions) as session:
         return list(session.scalars(select(Decision).order_by(Decision.id)))
@@ -78,22 +94,22 @@ class TestEvaluateImage:
     ) -> None:
         image = await signed_image(services, unique_repo("app"))
 
-        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+        evaluation, decision_id = await decide_image(services, str(image), Entrypoint.push)
 
         assert evaluation.decision.allow, evaluation.decision
         assert "scan.missing" in codes(evaluation.decision.warn)
-        assert evaluation.input["signatures"][0]["authority"] == "ci"
+        assert evaluation.full_input()["signatures"][0]["authority"] == "ci"
         (recorded,) = decisions(services)
-        assert recorded.id == evaluation.decision_id
+        assert recorded.id == decision_id
         assert recorded.allowed is True
-        assert recorded.input == evaluation.input
+        assert recorded.input == evaluation.full_input()
 
     async def test_unsigned_image_is_denied(
         self, services: Services, unique_repo: Callable[[str], str]
     ) -> None:
         image, _ = await push_random_image(services.registry, unique_repo("app"))
 
-        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+        evaluation, _decision_id = await decide_image(services, str(image), Entrypoint.push)
 
         assert not evaluation.decision.allow
         assert codes(evaluation.decision.deny) & {"signature.no_authority", "signature.missing"}
@@ -107,12 +123,12 @@ class TestEvaluateImage:
             services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
         )
 
-        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+        evaluation, _decision_id = await decide_image(services, str(image), Entrypoint.push)
 
         assert not evaluation.decision.allow
         assert "vulnerability.severity" in codes(evaluation.decision.deny)
-        assert evaluation.input["scan"]["source"] == "authenticated_upload"
-        assert evaluation.input["scan"]["counts"]["critical"] > 0
+        assert evaluation.full_input()["scan"]["source"] == "authenticated_upload"
+        assert evaluation.full_input()["scan"]["counts"]["critical"] > 0
 
     async def test_a_verified_vulnerability_attestation_is_the_scan(
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
@@ -129,12 +145,12 @@ class TestEvaluateImage:
         with session_scope(services.sessions) as session:
             session.execute(delete(ScanRecord))
 
-        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+        evaluation, _decision_id = await decide_image(services, str(image), Entrypoint.push)
 
-        assert evaluation.input["scan"]["source"] == "verified_attestation"
+        assert evaluation.full_input()["scan"]["source"] == "verified_attestation"
         assert "vulnerability.severity" in codes(evaluation.decision.deny)
         # The attestation is not a signature of the image.
-        assert len(evaluation.input["signatures"]) == 1
+        assert len(evaluation.full_input()["signatures"]) == 1
 
     async def test_a_scan_uploaded_for_another_repository_does_not_count(
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
@@ -159,11 +175,11 @@ class TestEvaluateImage:
             services, image=copy, report=json.dumps(clean).encode(), uploaded_by="mallory"
         )
 
-        evaluation = await evaluate_image(services, image=str(prod), entrypoint=Entrypoint.push)
+        evaluation, _decision_id = await decide_image(services, str(prod), Entrypoint.push)
 
         assert stored.digest == prod.digest
         assert stored.scanned_at <= dt.datetime.now(dt.UTC)
-        assert evaluation.input["scan"]["counts"]["critical"] > 0
+        assert evaluation.full_input()["scan"]["counts"]["critical"] > 0
         assert "vulnerability.severity" in codes(evaluation.decision.deny)
 
     async def test_an_attestation_alone_is_not_a_signature(
@@ -182,11 +198,11 @@ class TestEvaluateImage:
             public = get_key(session, name="ci").public_key_pem
 
         report = await verify_image(services, image=str(image), key_pem=public)
-        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+        evaluation, _decision_id = await decide_image(services, str(image), Entrypoint.push)
 
         assert not report.verified
         assert [a.predicate_type for a in report.attestations] == [VULN_PREDICATE_TYPE]
-        assert evaluation.input.get("signatures", []) == []
+        assert evaluation.full_input().get("signatures", []) == []
         assert "signature.missing" in codes(evaluation.decision.deny)
 
     async def test_an_unsigned_scan_referrer_is_used_and_flagged(
@@ -199,18 +215,21 @@ class TestEvaluateImage:
         with session_scope(services.sessions) as session:
             session.execute(delete(ScanRecord))
 
-        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+        evaluation, _decision_id = await decide_image(services, str(image), Entrypoint.push)
 
-        assert evaluation.input["scan"]["source"] == "unsigned_referrer"
+        assert evaluation.full_input()["scan"]["source"] == "unsigned_referrer"
         assert "scan.unverified" in codes(evaluation.decision.warn)
 
     async def test_unreachable_registry_denies_and_is_recorded(self, services: Services) -> None:
-        evaluation = await evaluate_image(
-            services, image="127.0.0.1:1/nowhere/app:v1", entrypoint=Entrypoint.admission
+        evaluation, _decision_id = await decide_image(
+            services, "127.0.0.1:1/nowhere/app:v1", Entrypoint.admission
         )
 
         assert not evaluation.decision.allow
-        assert codes(evaluation.decision.deny) == {"evidence.unavailable"}
+        assert codes(evaluation.decision.deny) == {"registry.unreachable"}
+        assert evaluation.failure == "registry.unreachable"
+        (denial,) = evaluation.decision.deny
+        assert denial.image == "127.0.0.1:1/nowhere/app:v1" and denial.fix
         assert decisions(services)[0].allowed is False
 
     async def test_an_engine_that_cannot_decide_denies(
@@ -219,7 +238,7 @@ class TestEvaluateImage:
         image = await signed_image(services, unique_repo("app"))
         services._policy = EmbeddedOpaEngine()  # no policy loaded: every decision undefined
 
-        evaluation = await evaluate_image(services, image=str(image), entrypoint=Entrypoint.push)
+        evaluation, _decision_id = await decide_image(services, str(image), Entrypoint.push)
 
         assert not evaluation.decision.allow
         (denial,) = evaluation.decision.deny
@@ -229,13 +248,11 @@ class TestEvaluateImage:
         self, services: Services, unique_repo: Callable[[str], str]
     ) -> None:
 
-        await evaluate_image(
-            services,
-            image=str(await signed_image(services, unique_repo("a"))),
-            entrypoint=Entrypoint.push,
+        await decide_image(
+            services, str(await signed_image(services, unique_repo("a"))), Entrypoint.push
         )
         unsigned, _ = await push_random_image(services.registry, unique_repo("b"))
-        await evaluate_image(services, image=str(unsigned), entrypoint=Entrypoint.push)
+        await decide_image(services, str(unsigned), Entrypoint.push)
 
         candidate = build_engine(services.settings)
         with session_scope(services.sessions) as session:
@@ -261,16 +278,16 @@ class TestDecisionsApi:
     ) -> None:
         unsigned, _ = push_random_image_sync(registry, unique_repo("app").split("/", 1)[1])
         headers = self._token(services, [f"verify:{unsigned.registry}/**"])
-        response = client.post(
-            "/v1/decisions",
-            json={"image": str(unsigned), "entrypoint": "admission", "namespace": "prod"},
-            headers=headers,
-        )
+        ask = {"image": str(unsigned), "entrypoint": "admission", "namespace": "prod"}
+        response = client.post("/v1/decisions", json=ask, headers=headers)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["decision"]["allow"] is False
-        assert body["input"]["kubernetes"]["namespace"] == "prod"
-        assert [d.id for d in decisions(services)] == [body["decision_id"]]
+        assert "input" not in body  # only when asked: with a large scan it is big
+        assert body["policy_revision"] and body["timings_ms"]["total"] > 0
+        with_input = client.post("/v1/decisions?include_input=true", json=ask, headers=headers)
+        assert with_input.json()["input"]["kubernetes"]["namespace"] == "prod"
+        assert next(d.id for d in decisions(services)) == body["decision_id"]
 
     def test_needs_a_token_in_scope(self, services: Services, client: TestClient) -> None:
         body = {"image": "127.0.0.1:1/team/app:v1"}
