@@ -35,6 +35,22 @@ class Environment(StrEnum):
     production = "production"
 
 
+class FailureMode(StrEnum):
+    """What an admission review answers when its budget runs out before a decision.
+
+    ``closed`` denies (the default: an image that could not be checked does not run);
+    ``open`` allows with a warning. The generated webhooks' ``failurePolicy`` follows it.
+    """
+
+    closed = "closed"
+    open = "open"
+
+
+# The API server waits at most 30 s for a webhook, and the generated webhook's
+# ``timeoutSeconds`` is the budget plus one second.
+MAX_ADMISSION_BUDGET = 29.0
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -90,6 +106,14 @@ class Settings(BaseSettings):
     opa_url: str | None = None
     policy_dir: Path = Path("policies")
     policy_data: Path | None = None
+
+    # Admission (the Kubernetes webhook).
+    # Seconds for one whole AdmissionReview, every image in it included.
+    admission_budget: float = Field(default=3.0, gt=0, le=MAX_ADMISSION_BUDGET)
+    failure_mode: FailureMode = FailureMode.closed
+    # On UPDATE, images already in oldObject are decided but only warned about, so a scale or a
+    # rollback is never refused after a CVE is published; true makes them deny as new ones do.
+    admission_recheck_unchanged: bool = False
 
     # The decision pipeline: the deadline of a decision asked through the API or CLI,
     # policy engine worker threads, and the shared caches (a TTL of 0 turns one off).

@@ -53,6 +53,10 @@ class InputError(Error):
 
     default_code = "input.invalid"
     http_status = 400
+    # Admission (app/k8s): input.admission_review (an AdmissionReview that cannot be answered:
+    # not JSON, another kind or apiVersion, no request or uid, wrong JSON types),
+    # input.admission_too_large (a body over 3 MiB), input.k8s_name (a namespace or Service
+    # name that is not an RFC 1123 label).
 
 
 class NotFoundError(Error):
@@ -86,6 +90,7 @@ class ConfigError(Error):
 
     default_code = "config.invalid"
     http_status = 500
+    # config.tls: the --tls-cert/--tls-key pair does not load (missing, not PEM, key mismatch).
 
 
 class RegistryError(Error):

@@ -24,7 +24,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import authorities, decisions, health, keys, policy, scans, signatures, verify
+from app.api import (
+    admission,
+    authorities,
+    decisions,
+    health,
+    keys,
+    policy,
+    scans,
+    signatures,
+    verify,
+)
 from app.config import Settings, get_settings
 from app.enforce.context import ContextRefresher
 from app.enforce.startup import warn_about_open_trust
@@ -238,6 +248,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             interval=app.state.services.settings.refresh_interval,
         )
         refresher.start()
+        caches = app.state.services.caches
+        metrics.watch_caches(caches.all)
         try:
             yield
         finally:
@@ -257,6 +269,16 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services
     _install_error_handlers(app, metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    for api in (health, keys, signatures, authorities, verify, scans, policy, decisions):
+    for api in (
+        health,
+        keys,
+        signatures,
+        authorities,
+        verify,
+        scans,
+        policy,
+        decisions,
+        admission,
+    ):
         app.include_router(api.router)
     return app

@@ -12,9 +12,12 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -64,6 +67,9 @@ def configure_logging(level: str = "INFO") -> None:
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+_BUDGET_CODES = frozenset({"policy.busy"})
+
+
 class Metrics:
     """The service's Prometheus metrics, on a registry of their own (one per app)."""
 
@@ -88,3 +94,75 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.admission_reviews = Counter(
+            "sealgate_admission_reviews_total",
+            "AdmissionReviews answered, by decision (allowed, denied), enforcement mode of "
+            "the policy (enforce, warn, audit; none without images), webhook and object kind.",
+            ["decision", "mode", "webhook", "kind"],
+            registry=self.registry,
+        )
+        self.admission_latency = Histogram(
+            "sealgate_admission_review_duration_seconds",
+            "Time to answer an AdmissionReview, by webhook.",
+            ["webhook"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.admission_budget_exhausted = Counter(
+            "sealgate_admission_budget_exhausted_total",
+            "Images whose decision ran out of the review's budget, by what ran out "
+            "(deadline.registry, deadline.store, deadline.policy, policy.busy).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.decision_failures = Counter(
+            "sealgate_decision_failures_total",
+            "Decisions that could not be made, by stable code (registry.unreachable, "
+            "registry.unauthorized, deadline.registry...).",
+            ["code"],
+            registry=self.registry,
+        )
+
+    def observe_admission(self, answer: Any, *, seconds: float, mutate: bool) -> None:
+        """Count one answered review (an ``app.enforce.admission.AdmissionAnswer``)."""
+        webhook = "mutate" if mutate else "validate"
+        modes = {o.decision.mode for o in answer.outcomes if o.failure is None}
+        mode = "none" if not answer.outcomes else ("enforce" if not modes else min(modes))
+        self.admission_reviews.labels(
+            "allowed" if answer.allowed else "denied", mode, webhook, answer.kind
+        ).inc()
+        self.admission_latency.labels(webhook).observe(seconds)
+        for outcome in answer.outcomes:
+            if outcome.failure is None:
+                continue
+            self.decision_failures.labels(outcome.failure).inc()
+            if outcome.failure.startswith("deadline.") or outcome.failure in _BUDGET_CODES:
+                self.admission_budget_exhausted.labels(outcome.failure).inc()
+
+    def watch_caches(self, caches: Callable[[], Iterable[Any]]) -> None:
+        """Export the hits, misses and evictions of the pipeline's caches (objects with a
+        ``name`` and ``stats``), read at each scrape."""
+        self.registry.register(_CacheCollector(caches))
+
+
+class _CacheCollector(Collector):
+    def __init__(self, caches: Callable[[], Iterable[Any]]) -> None:
+        self._caches = caches
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "sealgate_cache_requests",
+            "Look-ups in the decision pipeline's caches, by cache and result (hit, miss).",
+            labels=["cache", "result"],
+        )
+        evictions = CounterMetricFamily(
+            "sealgate_cache_evictions",
+            "Entries evicted to keep a cache within its bounds, by cache.",
+            labels=["cache"],
+        )
+        for cache in self._caches():
+            requests.add_metric([cache.name, "hit"], cache.stats.hits)
+            requests.add_metric([cache.name, "miss"], cache.stats.misses)
+            evictions.add_metric([cache.name], cache.stats.evictions)
+        yield requests
+        yield evictions

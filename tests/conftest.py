@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.registry",
     "tests.fixtures.tls",
+    "tests.fixtures.serve",
     "tests.fixtures.sigstore",
     "tests.fixtures.images",
     "tests.fixtures.standins",

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from app.config import Settings, load_settings
+from app.config import FailureMode, Settings, load_settings
 from app.errors import ConfigError
 
 
@@ -66,3 +66,40 @@ class TestSettings:
         raw = os.urandom(32)
         settings = load_settings(key_encryption_key=base64.b64encode(raw).decode())
         assert settings.kek() == raw
+
+
+class TestAdmissionSettings:
+    def test_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for key in list(os.environ):
+            if key.startswith("SEALGATE_"):
+                monkeypatch.delenv(key)
+        settings = load_settings()
+        assert settings.admission_budget == 3.0
+        assert settings.failure_mode is FailureMode.closed
+        assert settings.admission_recheck_unchanged is False
+
+    def test_reads_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("SEALGATE_ADMISSION_BUDGET", "1.5")
+        monkeypatch.setenv("SEALGATE_FAILURE_MODE", "open")
+        monkeypatch.setenv("SEALGATE_ADMISSION_RECHECK_UNCHANGED", "true")
+        settings = load_settings()
+        assert settings.admission_budget == 1.5
+        assert settings.failure_mode is FailureMode.open
+        assert settings.admission_recheck_unchanged is True
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("SEALGATE_ADMISSION_BUDGET", "0"),
+            ("SEALGATE_ADMISSION_BUDGET", "-1"),
+            # The API server waits at most 30 s; the webhook's timeout is the budget + 1.
+            ("SEALGATE_ADMISSION_BUDGET", "29.5"),
+            ("SEALGATE_FAILURE_MODE", "ajar"),
+        ],
+    )
+    def test_refuses_out_of_range_values(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+    ) -> None:
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(ConfigError, match=variable):
+            load_settings()

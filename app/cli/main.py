@@ -45,23 +45,23 @@ def serve(
         Path | None, typer.Option("--tls-key", help="PEM private key for HTTPS.")
     ] = None,
 ) -> None:
-    """Run the HTTP service (API, registry webhooks, admission webhook)."""
-    import uvicorn
+    """Run the HTTP service (API, registry webhooks, admission webhook).
 
+    With --tls-cert and --tls-key it serves HTTPS and reloads the certificate when the files
+    change (cert-manager rotations), without a restart.
+    """
     from app.errors import InputError
+    from app.serving import TlsFiles
+    from app.serving import serve as serve_app
 
     settings = get_settings()
     if (tls_cert is None) != (tls_key is None):
         raise InputError("--tls-cert and --tls-key go together")
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+    serve_app(
+        app="app.main:create_app",
         host=host or settings.host,
         port=port or settings.port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        log_config=None,
-        proxy_headers=False,
+        tls=TlsFiles(cert=tls_cert, key=tls_key) if tls_cert and tls_key else None,
     )
 
 
@@ -85,6 +85,7 @@ cli.add_typer(db_cli, name="db")
 
 # Command groups of each domain register here, one line each.
 from app.cli import authority as _authority  # noqa: E402
+from app.cli import k8s as _k8s  # noqa: E402
 from app.cli import key as _key  # noqa: E402
 from app.cli import policy as _policy  # noqa: E402
 from app.cli import registry as _registry  # noqa: E402
@@ -101,6 +102,7 @@ cli.add_typer(_key.key_cli, name="key")
 cli.command("sign")(_sign.sign_command)
 cli.command("verify")(_verify.verify_command)
 cli.add_typer(_authority.authority_cli, name="authority")
+cli.add_typer(_k8s.k8s_cli, name="k8s")
 
 
 def main() -> None:

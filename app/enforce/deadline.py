@@ -44,13 +44,16 @@ class Deadline:
     async def step(self, code: str, what: Callable[[], str]) -> AsyncIterator[None]:
         """Run the body within the time left; ``DeadlineError`` (``code``) when it runs out.
 
-        ``what`` describes what was being done when time ran out; it is called only then,
-        so it may read state the body updated (the registry being asked, say).
+        ``what`` says who did not answer and what was being asked ("registry H (resolving
+        R)"); it is called only then, so it may read state the body updated. The message
+        reads "registry H did not answer within 3 s (resolving R)".
         """
         try:
             async with asyncio.timeout(self.remaining()):
                 yield
         except TimeoutError as e:
+            who, _, doing = what().partition(" (")
+            during = f" ({doing}" if doing else ""
             raise DeadlineError(
-                f"{what()} did not finish within the {self.seconds:g} s deadline", code=code
+                f"{who} did not answer within {self.seconds:g} s{during}", code=code
             ) from e

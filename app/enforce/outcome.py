@@ -11,22 +11,15 @@ in ``failure``; nothing but an invalid reference escapes ``decide`` as an except
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.config import FailureMode
 from app.enforce.deadline import Deadline
 from app.policy.decision import PolicyDecision
 from app.policy.input import Entrypoint, KubernetesContext
-
-
-class FailureMode(StrEnum):
-    """What a decision that could not be made becomes: a denial, or an allow with a warning."""
-
-    closed = "closed"
-    open = "open"
 
 
 class Actor(BaseModel):

@@ -37,12 +37,12 @@ from typing import TypeVar
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
+from app.config import FailureMode, Settings
 from app.enforce.caches import CacheSettings, DecisionCaches
 from app.enforce.context import StoreContext
 from app.enforce.deadline import Deadline
 from app.enforce.engine_slots import EngineSlots
-from app.enforce.outcome import DecisionRequest, FailureMode, Outcome
+from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.records import DecisionRecorder
 from app.errors import Error, InputError
 from app.oci.client import RegistryClient
@@ -270,7 +270,7 @@ async def _resolve(ref: ImageRef, deadline: Deadline, parts: DecisionParts, trac
     if cached is not None:
         return cached
     _raise_remembered_failure(key, parts)
-    trace.doing = f"registry {ref.registry} (resolving {ref})"
+    trace.doing = f"registry {ref.registry} (resolving {ref.repository}:{ref.tag})"
 
     async def _fetch() -> str:
         return await parts.registry.resolve_digest(ref)
@@ -310,7 +310,9 @@ async def _evidence(
         return cached
     failure_key = f"{pinned.name}@{pinned.digest}"
     _raise_remembered_failure(failure_key, parts)
-    trace.doing = f"registry {pinned.registry} (reading the signatures and scans of {pinned})"
+    trace.doing = (
+        f"registry {pinned.registry} (reading signatures and scans of {pinned.repository})"
+    )
 
     async def _fetch() -> object:
         return await collect_and_verify(
@@ -538,8 +540,11 @@ def _outcome(
 
 # What a person can do about each kind of failure.
 _FIXES = {
-    "deadline.": "check that the registry answers quickly; the decision is tried again on the "
-    "next request",
+    "deadline.registry": "check that the registry answers quickly; the decision is tried again "
+    "on the next request",
+    "deadline.store": "check that Sealgate's database answers quickly",
+    "deadline.policy": "check the active policy for slow rules, or give decisions more time",
+    "policy.busy": "give Sealgate more policy workers (SEALGATE_POLICY_WORKERS) or replicas",
     "registry.": "check that the registry is reachable and that Sealgate's credentials for it "
     "are valid",
     "evidence.": "re-upload the scan or re-sign the image, then retry",
@@ -572,7 +577,7 @@ def _failure_outcome(
     verdict = "denied" if closed else "allowed without a decision (failure mode open)"
     finding = Finding(
         code=code,
-        message=f"{ref} could not be checked, so it is {verdict}: {reason}",
+        message=f"could not be checked, so it is {verdict}: {reason}",
         fix=_fix_for(code),
         image=str(ref),
     )

@@ -173,6 +173,13 @@ class ScanFacts(_Frozen):
     source: ScanSource
 
 
+class ContainerFacts(_Frozen):
+    """A container of the admitted object that runs the image."""
+
+    name: str
+    type: Literal["container", "init", "ephemeral"]
+
+
 class KubernetesContext(_Frozen):
     """The admission request's context; fields real requests often omit are optional."""
 
@@ -180,9 +187,23 @@ class KubernetesContext(_Frozen):
     namespace_labels: dict[str, str] = Field(default_factory=dict)
     kind: str
     name: str | None = None
+    generate_name: str | None = Field(
+        default=None, description="metadata.generateName, when the object has no name yet."
+    )
     operation: str
     user: str | None = None
+    groups: list[str] = Field(default_factory=list, description="The requesting user's groups.")
     dry_run: bool = False
+    containers: list[ContainerFacts] = Field(
+        default_factory=list,
+        description="The containers of the object that run this image (name and type).",
+    )
+    unchanged: bool = Field(
+        default=False,
+        description="On UPDATE: the image was already in the old object (a scale, a label "
+        "change or a rollback); Sealgate reports its denials as warnings unless told to "
+        "re-check unchanged images.",
+    )
 
 
 def assumed_kubernetes(entrypoint: Entrypoint, namespace: str | None) -> KubernetesContext | None:

@@ -2,49 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fixtures.registry import free_port, stop_process
+from tests.fixtures.registry import free_port
+from tests.fixtures.serve import start_serve, wait_until_answering
 from tests.fixtures.tls import TlsFiles
-
-SEALGATE = str(Path(sys.executable).with_name("sealgate"))
 
 
 def _serve(args: list[str], database_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "SEALGATE_DATABASE_URL": database_url}
-    log = (tmp_path / "serve.log").open("wb")
-    return subprocess.Popen([SEALGATE, "serve", *args], env=env, stdout=log, stderr=log)
+    return start_serve(args, database_url=database_url, log=tmp_path / "serve.log")
 
 
-def _wait(
-    url: str, *, verify: ssl.SSLContext | bool, proc: subprocess.Popen[bytes]
-) -> httpx.Response:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("sealgate serve exited")
-        try:
-            return httpx.get(url, verify=verify, timeout=1)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer")
-
-
-@pytest.fixture
-def stop() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        stop_process(proc)
+_wait = wait_until_answering
 
 
 class TestServe:

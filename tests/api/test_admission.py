@@ -1,0 +1,344 @@
+"""The admission webhooks in process: samples, kinds, UPDATE, dry run, mutation, bad input.
+
+The images live in the real test registry; signatures are made with a stored key that an
+authority trusts for the registry. HTTPS end to end, dead and slow registries are in
+``tests/enforce/test_admission_https.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from app.auth.scopes import Scope
+from app.auth.tokens import Principal
+from app.config import Settings
+from app.db.models import Decision
+from app.db.session import session_scope
+from app.enforce.sign import sign_image
+from app.oci.refs import ImageRef
+from app.scans.ingest import ingest_scan
+from app.services import Services
+from app.signing.keys import generate_key, get_key
+from app.signing.signers import Algorithm
+from app.verify.trust import key_authority, save_authority
+from tests.fixtures.images import push_random_image
+from tests.fixtures.registry import RegistryProcess
+
+ADMIN = Principal(name="test", scopes=(Scope.parse("admin"),))
+CRITICAL_REPORT = "trivy/dd_trivy_schema2_image_os_and_jar.json"
+SAMPLES = sorted(
+    p.name
+    for p in (Path(__file__).parents[1] / "assets" / "admission").iterdir()
+    if p.suffix in (".json", ".yaml")
+)
+
+
+def review(
+    kind: str,
+    obj: dict[str, Any],
+    *,
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    group: str = "apps",
+    namespace: str | None = "prod",
+    api_version: str = "admission.k8s.io/v1",
+) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "uid": str(uuid.uuid4()),
+        "kind": {
+            "group": "" if kind in ("Pod", "PodTemplate") else group,
+            "version": "v1",
+            "kind": kind,
+        },
+        "resource": {"group": "", "version": "v1", "resource": kind.lower() + "s"},
+        "operation": operation,
+        "userInfo": {"username": "alice", "groups": ["dev"]},
+        "object": obj,
+        "dryRun": dry_run,
+    }
+    if namespace is not None:
+        request["namespace"] = namespace
+    if old is not None:
+        request["oldObject"] = old
+    return {"apiVersion": api_version, "kind": "AdmissionReview", "request": request}
+
+
+def pod_spec(*images: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)],
+        "initContainers": [{"name": f"i{i}", "image": image} for i, image in enumerate(init)],
+    }
+
+
+def deployment(*images: str, replicas: int = 2, init: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "prod"},
+        "spec": {"replicas": replicas, "template": {"spec": pod_spec(*images, init=init)}},
+    }
+
+
+def cronjob(*images: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
+    template = {"spec": pod_spec(*images, init=init)}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 1 * * *", "jobTemplate": {"spec": {"template": template}}},
+    }
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The suite's settings with a budget no loaded machine runs out of: these tests are
+    about what is decided (running out of time is tested in test_admission_https.py)."""
+    return settings.model_copy(update={"admission_budget": 25.0})
+
+
+@pytest.fixture
+def trusted_key(services: Services, registry: RegistryProcess) -> str:
+    with session_scope(services.sessions) as session:
+        generate_key(
+            session,
+            settings=services.settings,
+            name="ci",
+            algorithm=Algorithm.ecdsa_p256,
+            scopes=["**"],
+        )
+        public = get_key(session, name="ci").public_key_pem
+        save_authority(
+            session, key_authority(name="ci", keys=[public], scopes=[f"{registry.host}/**"])
+        )
+    return "ci"
+
+
+def tagged(image: ImageRef) -> str:
+    return f"{image.registry}/{image.repository}:{image.tag}"
+
+
+async def signed(services: Services, repo: str) -> ImageRef:
+    image = await pushed(services, repo)
+    await sign_image(services, image=str(image), principal=ADMIN, key_name="ci")
+    # The app serves in the TestClient's own loop: it must build its own registry client.
+    await services.close_registry()
+    return image
+
+
+async def pushed(services: Services, repo: str) -> ImageRef:
+    image, _ = await push_random_image(services.registry, repo)
+    await services.close_registry()
+    return image
+
+
+def post(client: TestClient, body: Any, *, mutate: bool = False) -> dict[str, Any]:
+    path = "/admission/mutate" if mutate else "/admission/validate"
+    response = client.post(path, json=body)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def recorded(services: Services) -> list[Decision]:
+    with session_scope(services.sessions) as session:
+        return list(session.scalars(select(Decision).order_by(Decision.id)))
+
+
+class TestSamples:
+    @pytest.mark.parametrize("name", SAMPLES)
+    def test_every_sample_is_answered(
+        self, name: str, client: TestClient, asset: Callable[[str], Path]
+    ) -> None:
+        text = asset(f"admission/{name}").read_text()
+        body = yaml.safe_load(text) if name.endswith(".yaml") else json.loads(text)
+        request = body.get("request", body)
+        request.setdefault("uid", "added-by-the-test")  # the gatekeeper sample has none
+        answer = post(client, body)
+        asked = body.get("apiVersion") if "request" in body else "admission.k8s.io/v1"
+        assert answer["apiVersion"] == asked
+        assert answer["kind"] == "AdmissionReview"
+        assert answer["response"]["uid"] == request["uid"]
+        assert isinstance(answer["response"]["allowed"], bool)
+
+
+class TestWhatIsAllowedAtOnce:
+    def test_delete_connect_no_images_and_other_kinds(self, client: TestClient) -> None:
+        gone = review("Deployment", deployment("127.0.0.1:1/never/asked:1"), operation="DELETE")
+        config = review("ConfigMap", {"kind": "ConfigMap", "data": {"a": "b"}}, group="")
+        empty = review("Deployment", deployment())
+        for body in (gone, config, empty):
+            answer = post(client, body)["response"]
+            assert answer["allowed"] is True, answer
+
+
+@pytest.mark.usefixtures("trusted_key")
+class TestDecisions:
+    async def test_signed_deployment_allowed_unsigned_init_container_denied(
+        self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        good = await signed(services, unique_repo("web"))
+        bad = await pushed(services, unique_repo("setup"))
+
+        allowed = post(client, review("Deployment", deployment(tagged(good))))["response"]
+        denied = post(
+            client, review("CronJob", cronjob(tagged(good), init=(tagged(bad),)), group="batch")
+        )["response"]
+
+        assert allowed["allowed"] is True, allowed
+        assert denied["allowed"] is False
+        assert denied["status"]["code"] == 403
+        message = denied["status"]["message"]
+        assert tagged(bad) in message and "signature" in message
+        assert tagged(good) not in message
+
+    async def test_a_critical_vulnerability_is_denied_naming_the_cve(
+        self,
+        services: Services,
+        client: TestClient,
+        unique_repo: Callable[[str], str],
+        asset: Callable[[str], Path],
+    ) -> None:
+        image = await signed(services, unique_repo("web"))
+        report = asset(CRITICAL_REPORT).read_bytes()
+        await ingest_scan(services, image=image, report=report, uploaded_by="t")
+        await services.close_registry()
+
+        denied = post(client, review("Deployment", deployment(tagged(image))))["response"]
+
+        assert denied["allowed"] is False
+        assert "CVE-" in denied["status"]["message"]
+        assert "vulnerability.severity" in denied["status"]["message"]
+
+    async def test_update_that_only_scales_warns_update_that_changes_the_image_denies(
+        self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        unsigned = await pushed(services, unique_repo("web"))
+        other = await pushed(services, unique_repo("web2"))
+        running = deployment(tagged(unsigned), replicas=2)
+
+        scaled = post(
+            client,
+            review(
+                "Deployment",
+                deployment(tagged(unsigned), replicas=5),
+                operation="UPDATE",
+                old=running,
+            ),
+        )["response"]
+        changed = post(
+            client,
+            review("Deployment", deployment(tagged(other)), operation="UPDATE", old=running),
+        )["response"]
+
+        assert scaled["allowed"] is True
+        assert any(tagged(unsigned) in w and "already running" in w for w in scaled["warnings"])
+        assert changed["allowed"] is False
+        assert tagged(other) in changed["status"]["message"]
+
+    async def test_a_dry_run_is_decided_and_recorded_as_one(
+        self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        image = await signed(services, unique_repo("web"))
+        body = review("Deployment", deployment(tagged(image)), dry_run=True)
+
+        assert post(client, body)["response"]["allowed"] is True
+
+        services.decisions.recorder.close()  # type: ignore[union-attr]
+        (row,) = recorded(services)
+        assert row.dry_run is True
+        assert row.source == body["request"]["uid"]
+        assert row.actor == "alice" and row.actor_kind == "kubernetes"
+        assert row.input["kubernetes"]["containers"] == [{"name": "c0", "type": "container"}]
+
+    async def test_mutation_pins_tags_and_the_pod_then_decides_from_cache(
+        self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        image = await signed(services, unique_repo("web"))
+        pinned_already = f"{image.registry}/{image.repository}@{image.digest}"
+        obj = deployment(tagged(image), pinned_already)
+
+        answer = post(client, review("Deployment", obj), mutate=True)["response"]
+
+        assert answer["allowed"] is True and answer["patchType"] == "JSONPatch"
+        patch = jsonpatch.JsonPatch(json.loads(base64.b64decode(answer["patch"])))
+        mutated = patch.apply(copy.deepcopy(obj))
+        containers = mutated["spec"]["template"]["spec"]["containers"]
+        assert containers[0]["image"] == f"{tagged(image)}@{image.digest}"
+        assert containers[1]["image"] == pinned_already  # left as it was
+        pod = {
+            "kind": "Pod",
+            "metadata": {"generateName": "web-"},
+            "spec": mutated["spec"]["template"]["spec"],
+        }
+        hits_before = services.caches.evidence.stats.hits
+        assert post(client, review("Pod", pod))["response"]["allowed"] is True
+        assert services.caches.evidence.stats.hits > hits_before
+
+    async def test_mutation_never_allows_what_validation_denies(
+        self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        unsigned = await pushed(services, unique_repo("web"))
+        answer = post(client, review("Deployment", deployment(tagged(unsigned))), mutate=True)
+        assert answer["response"]["allowed"] is False
+        assert "patch" not in answer["response"]
+
+    def test_v1beta1_is_answered_in_v1beta1(self, client: TestClient) -> None:
+        body = review("Deployment", deployment(), api_version="admission.k8s.io/v1beta1")
+        answer = post(client, body)
+        assert answer["apiVersion"] == "admission.k8s.io/v1beta1"
+
+    def test_a_bare_request_is_answered(self, client: TestClient) -> None:
+        body = review("Deployment", deployment())["request"]
+        answer = post(client, body)
+        assert answer["response"]["uid"] == body["uid"]
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"not json",
+            json.dumps(
+                {"apiVersion": "admission.k8s.io/v1", "kind": "Pod", "request": {}}
+            ).encode(),
+            json.dumps(
+                {
+                    "apiVersion": "admission.k8s.io/v9",
+                    "kind": "AdmissionReview",
+                    "request": {"uid": "u"},
+                }
+            ).encode(),
+            json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(),
+        ],
+        ids=["garbage", "wrong-kind", "wrong-version", "no-request"],
+    )
+    def test_is_a_400_with_a_message(self, client: TestClient, body: bytes) -> None:
+        response = client.post("/admission/validate", content=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["message"]
+
+    def test_a_3_mib_object_is_a_400(self, client: TestClient) -> None:
+        obj = deployment()
+        obj["metadata"]["annotations"] = {"big": "x" * (3 * 1024 * 1024)}
+        response = client.post("/admission/validate", json=review("Deployment", obj))
+        assert response.status_code == 400
+        assert "limit" in response.json()["error"]["message"]
+
+    def test_an_object_that_is_not_an_object_is_answered(self, client: TestClient) -> None:
+        body = review("Deployment", deployment())
+        body["request"]["object"] = "a string"
+        answer = post(client, body)
+        assert answer["response"]["allowed"] is True
