@@ -181,7 +181,7 @@ class TestAlgorithmAfterDecryption:
         db_session.flush()
 
         with pytest.raises(SigningError) as e:
-            load_signer(db_session, settings=kek_settings, name="k")
+            load_signer(db_session, settings=kek_settings, name="k", image_name="ghcr.io/acme/app")
         assert e.value.code == "signing.key_corrupt"
         assert "is not ed25519" in e.value.message
 
