@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.sigstore",
     "tests.fixtures.images",
     "tests.fixtures.standins",
+    "tests.fixtures.server",
 ]
 
 ASSETS = Path(__file__).parent / "assets"

@@ -1,12 +1,13 @@
 """Keyless verification: Sigstore bundles and legacy cosign keyless ``.sig`` layers.
 
 Bundles go through sigstore-python's ``Verifier`` with a trusted root read from a file,
-offline, with our identity policy (subject and OIDC issuer, each exact or a regular
-expression matching the whole value) plugged in as its verification policy; then the
-signed content must name the expected image digest (the DSSE statement's subject, or
-the message signature's digest). Legacy cosign keyless layers carry only a signed entry
-timestamp (SET) and no inclusion proof, which sigstore-python cannot verify; they are
-verified here on ``cryptography`` (see ``verify_legacy_keyless``).
+offline, with our identity policy (subject and OIDC issuer, each exact or an RE2 regular
+expression matching the whole value, see ``app.verify.patterns``) plugged in as its
+verification policy; then the signed content must name the expected image digest (the
+DSSE statement's subject, or the message signature's digest). Legacy cosign keyless
+layers carry only a signed entry timestamp (SET) and no inclusion proof, which
+sigstore-python cannot verify; they are verified here on ``cryptography`` (see
+``verify_legacy_keyless``).
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
 
-from app.errors import VerificationError
+from app.errors import InputError, VerificationError
 from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE
 from app.verify.binding import SignedClaims, bind_simple_signing, bind_statement
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
+from app.verify.patterns import compile_identity_pattern
 
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
 MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024
@@ -62,8 +64,10 @@ class KeylessIdentity(BaseModel):
     """Who must have signed: certificate subject (SAN) and OIDC issuer.
 
     Give ``subject`` or ``subject_regex``, and ``issuer`` or ``issuer_regex``. A regular
-    expression must match the whole value (``re.fullmatch``): an unanchored search would
-    let ``https://github.com/org/`` match ``https://evil.example/?https://github.com/org/``.
+    expression is RE2 syntax and must match the whole value (``app.verify.patterns``): an
+    unanchored search would let ``https://github.com/org/`` match
+    ``https://evil.example/?https://github.com/org/``. Constructing one with a pattern RE2
+    refuses, or one that is too long, raises ``InputError`` (``input.invalid_pattern``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,10 +84,8 @@ class KeylessIdentity(BaseModel):
             if (exact is None) == (regex is None):
                 raise ValueError(f"give exactly one of {name} and {name}_regex")
             if regex is not None:
-                try:
-                    re.compile(regex)
-                except re.error as e:
-                    raise ValueError(f"{name}_regex {regex!r} is not a valid regex: {e}") from e
+                # InputError is not a ValueError: pydantic lets it through with its code.
+                compile_identity_pattern(regex, what=_PATTERN_NAMES[name])
         return self
 
     def describe(self) -> str:
@@ -98,13 +100,13 @@ class KeylessIdentity(BaseModel):
         the issuer does not match, naming what the certificate holds.
         """
         subjects, issuer = certificate_identity(certificate)
-        if issuer is None or not _matches(issuer, self.issuer, self.issuer_regex):
+        if issuer is None or not _matches(issuer, self.issuer, self.issuer_regex, what="issuer"):
             raise VerificationError(
                 f"certificate issuer {issuer!r} does not match {self.describe()}",
                 code="verify.identity_mismatch",
             )
         for subject in subjects:
-            if _matches(subject, self.subject, self.subject_regex):
+            if _matches(subject, self.subject, self.subject_regex, what="subject"):
                 return subject, issuer
         raise VerificationError(
             f"certificate subject {', '.join(subjects) or '(none)'} does not match "
@@ -113,10 +115,26 @@ class KeylessIdentity(BaseModel):
         )
 
 
-def _matches(value: str, exact: str | None, regex: str | None) -> bool:
+_PATTERN_NAMES = {
+    "subject": "certificate identity regexp",
+    "issuer": "certificate OIDC issuer regexp",
+}
+
+
+def _matches(value: str, exact: str | None, regex: str | None, *, what: str) -> bool:
     if exact is not None:
         return value == exact
-    return regex is not None and re.fullmatch(regex, value) is not None
+    if regex is None:
+        return False
+    try:
+        pattern = compile_identity_pattern(regex, what=_PATTERN_NAMES[what])
+    except InputError as e:
+        # A stored authority from before RE2 may hold a pattern RE2 refuses: that
+        # authority verifies nothing (fail closed), the others are unaffected.
+        raise VerificationError(
+            f"the authority's {e.message}", code="verify.invalid_pattern"
+        ) from e
+    return pattern.matches(value)
 
 
 def _der_utf8(data: bytes) -> str:

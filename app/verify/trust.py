@@ -198,7 +198,9 @@ def parse_identity(
     """A keyless identity from cosign-style fields; ``InputError`` naming what is wrong.
 
     Exactly one of ``subject``/``subject_regexp`` and one of ``issuer``/``issuer_regexp``;
-    regular expressions must match the whole value, as cosign's ``--certificate-identity-regexp``.
+    regular expressions are RE2 syntax, as cosign's ``--certificate-identity-regexp``, but
+    must match the whole value where cosign searches (see ``app.verify.patterns``). A pattern
+    RE2 refuses or one that is too long raises ``InputError`` (``input.invalid_pattern``).
     """
     for value, what in ((subject, "certificate identity"), (issuer, "certificate OIDC issuer")):
         if value is not None and not value.strip():
@@ -507,7 +509,10 @@ def _from_row(row: Authority) -> TrustAuthority:
     return TrustAuthority(
         name=row.name,
         kind=row.kind,
-        identity=KeylessIdentity(**(row.identity or {})),
+        # Validated when stored; not again here, so that a pattern stored before RE2 that
+        # RE2 refuses fails this authority's verifications (verify.invalid_pattern) instead
+        # of every listing of authorities.
+        identity=KeylessIdentity.model_construct(**(row.identity or {})),
         trusted_root=_stored_root(root_value),
         scopes=tuple(row.scopes),
         created_at=row.created_at,

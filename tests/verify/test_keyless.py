@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
-from app.errors import VerificationError
+from app.errors import InputError, VerificationError
 from app.signing.keyless import sign_statement_keyless
 from app.signing.payloads import cosign_statement
 from app.verify.keyless import (
@@ -343,12 +343,16 @@ class TestKeylessIdentity:
             {"subject": "s"},
             {"subject": "s", "subject_regex": "s", "issuer": "i"},
             {"subject": "s", "issuer": "i", "issuer_regex": "i"},
-            {"subject_regex": "(", "issuer": "i"},
         ],
     )
     def test_needs_exactly_one_subject_and_one_issuer_rule(self, fields: dict[str, str]) -> None:
         with pytest.raises(ValidationError):
             KeylessIdentity(**fields)
+
+    def test_an_invalid_regex_is_an_input_error(self) -> None:
+        with pytest.raises(InputError) as caught:
+            KeylessIdentity(subject_regex="(", issuer="i")
+        assert caught.value.code == "input.invalid_pattern"
 
     def test_regex_must_match_the_whole_value(self, asset: Callable[[str], Path]) -> None:
         cert = _bundle_certificate(
