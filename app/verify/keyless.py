@@ -1,6 +1,6 @@
 """Keyless verification: Sigstore bundles and legacy cosign keyless ``.sig`` layers.
 
-Bundles go through sigstore-python's ``Verifier`` with a trusted root read from a file,
+Bundles go through sigstore-python's ``Verifier`` with a trusted root parsed in memory,
 offline, with our identity policy (subject and OIDC issuer, each exact or an RE2 regular
 expression matching the whole value, see ``app.verify.patterns``) plugged in as its
 verification policy; then the signed content must name the expected image digest (the
@@ -18,9 +18,8 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -44,6 +43,7 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
+from sigstore_models.trustroot import v1 as trustroot_v1
 
 from app.errors import InputError, VerificationError
 from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE
@@ -200,36 +200,50 @@ class _IdentityPolicy:
             raise SigstoreVerificationError(e.message) from e
 
 
-@lru_cache(maxsize=32)
-def _load_verifier(path: str, mtime_ns: int, size: int) -> Verifier:
-    del mtime_ns, size  # only part of the cache key: a changed file is read again
-    # A Verifier holds no per-verification state; building one (trusted root parsing,
-    # certificate loading, an HTTP session it never uses offline) is the costly part.
-    return Verifier(trusted_root=TrustedRoot.from_file(path))
+@dataclass(frozen=True)
+class _RootJson:
+    """A trusted root's JSON text as a cache key: compared and hashed by its digest."""
 
+    digest: str
+    text: str = field(compare=False, repr=False)
 
-def keyless_verifier(path: Path | str) -> Verifier:
-    """A sigstore-python ``Verifier`` for the trusted root JSON file at ``path``
-    (cached while the file is unchanged).
-
-    Raises ``VerificationError`` (code ``verify.trusted_root``) when it is missing,
-    too large or not a trusted root.
-    """
-    try:
-        stat = Path(path).stat()
-        if stat.st_size > MAX_TRUSTED_ROOT_BYTES:
+    @classmethod
+    def of(cls, text: str) -> _RootJson:
+        data = text.encode()
+        if len(data) > MAX_TRUSTED_ROOT_BYTES:
             raise VerificationError(
-                f"trusted root {path} is larger than {MAX_TRUSTED_ROOT_BYTES} bytes",
+                f"trusted root is larger than {MAX_TRUSTED_ROOT_BYTES} bytes",
                 code="verify.trusted_root",
             )
-        return _load_verifier(str(path), stat.st_mtime_ns, stat.st_size)
-    except OSError as e:
-        raise VerificationError(
-            f"cannot read trusted root {path}: {e.strerror or e}", code="verify.trusted_root"
-        ) from e
+        return cls(digest=hashlib.sha256(data).hexdigest(), text=text)
+
+
+# Trusted roots are parsed in memory, never written to a file: a caller of POST /v1/verify
+# may send a new one with every request. The caches are small and keyed by content digest.
+ROOT_CACHE_SIZE = 8
+
+
+@lru_cache(maxsize=ROOT_CACHE_SIZE)
+def _load_verifier(root: _RootJson) -> Verifier:
+    # A Verifier holds no per-verification state; building one (trusted root parsing,
+    # certificate loading, an HTTP session it never uses offline) is the costly part.
+    return Verifier(trusted_root=TrustedRoot(trustroot_v1.TrustedRoot.from_json(root.text)))
+
+
+def keyless_verifier(trusted_root_json: str) -> Verifier:
+    """A sigstore-python ``Verifier`` for the trusted root ``trusted_root_json`` (its JSON
+    text), cached by content.
+
+    Raises ``VerificationError`` (code ``verify.trusted_root``) when it is too large or
+    not a trusted root.
+    """
+    root = _RootJson.of(trusted_root_json)
+    try:
+        return _load_verifier(root)
     except (ValueError, SigstoreError) as e:  # JSON and protobuf-model errors
         raise VerificationError(
-            f"trusted root {path} is not a Sigstore trusted root: {e}", code="verify.trusted_root"
+            f"trusted root {root.digest[:12]} is not a Sigstore trusted root: {e}",
+            code="verify.trusted_root",
         ) from e
 
 
@@ -300,14 +314,15 @@ def _check_message_digest(raw: dict[str, Any], *, digest: bytes, expected_digest
 def verify_keyless_bundle(
     bundle_json: bytes,
     *,
-    trusted_root_path: Path | str,
+    trusted_root_json: str,
     identity: KeylessIdentity,
     expected_digest: str,
 ) -> VerifiedSignature:
     """Verify a keyless Sigstore bundle that signs the image ``expected_digest``.
 
     ``bundle_json`` is the bundle as read from the registry (untrusted).
-    ``trusted_root_path`` names the Sigstore trusted root JSON to verify against, offline.
+    ``trusted_root_json`` is the Sigstore trusted root (its JSON text) to verify against,
+    offline.
     A DSSE bundle must hold an in-toto statement whose subject carries
     ``expected_digest``; a message-signature bundle must sign that digest itself (the
     manifest bytes). Returns the verified signature (``authority`` left unset for the
@@ -319,7 +334,7 @@ def verify_keyless_bundle(
     """
     _check_digest(expected_digest)
     bundle, raw = _parse_bundle(bundle_json)
-    verifier = keyless_verifier(trusted_root_path)
+    verifier = keyless_verifier(trusted_root_json)
     policy = _IdentityPolicy(identity)
     dsse = bundle._dsse_envelope is not None
     try:
@@ -368,7 +383,7 @@ def verify_keyless_artifact(
     bundle_json: bytes,
     *,
     artifact: bytes,
-    trusted_root_path: Path | str,
+    trusted_root_json: str,
     identity: KeylessIdentity,
 ) -> VerifiedSignature:
     """Verify a keyless bundle over a file (``sigstore sign`` / ``cosign sign-blob``).
@@ -380,7 +395,7 @@ def verify_keyless_artifact(
     expected = "sha256:" + hashlib.sha256(artifact).hexdigest()
     return verify_keyless_bundle(
         bundle_json,
-        trusted_root_path=trusted_root_path,
+        trusted_root_json=trusted_root_json,
         identity=identity,
         expected_digest=expected,
     )
@@ -463,10 +478,9 @@ def _validity(item: dict[str, Any]) -> _Validity:
     return _Validity(start=_time(valid_for.get("start")), end=_time(valid_for.get("end")))
 
 
-@lru_cache(maxsize=32)
-def _read_legacy_trust(path: str, mtime_ns: int, size: int) -> _LegacyTrust:
-    del mtime_ns, size
-    doc = json.loads(Path(path).read_text())
+@lru_cache(maxsize=ROOT_CACHE_SIZE)
+def _read_legacy_trust(root: _RootJson) -> _LegacyTrust:
+    doc = json.loads(root.text)
     authorities = tuple(
         _CertificateAuthority(
             chain=tuple(
@@ -493,19 +507,14 @@ def _read_legacy_trust(path: str, mtime_ns: int, size: int) -> _LegacyTrust:
     return _LegacyTrust(authorities=authorities, tlogs=tlogs, ctlogs=ctlogs)
 
 
-def _legacy_trust(path: Path | str) -> _LegacyTrust:
+def _legacy_trust(trusted_root_json: str) -> _LegacyTrust:
+    root = _RootJson.of(trusted_root_json)
     try:
-        stat = Path(path).stat()
-        if stat.st_size > MAX_TRUSTED_ROOT_BYTES:
-            raise VerificationError(f"trusted root {path} is too large", code="verify.trusted_root")
-        return _read_legacy_trust(str(path), stat.st_mtime_ns, stat.st_size)
-    except OSError as e:
-        raise VerificationError(
-            f"cannot read trusted root {path}: {e.strerror or e}", code="verify.trusted_root"
-        ) from e
+        return _read_legacy_trust(root)
     except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as e:
         raise VerificationError(
-            f"trusted root {path} is not a Sigstore trusted root: {e}", code="verify.trusted_root"
+            f"trusted root {root.digest[:12]} is not a Sigstore trusted root: {e}",
+            code="verify.trusted_root",
         ) from e
 
 
@@ -708,7 +717,7 @@ def verify_legacy_keyless(
     certificate_pem: str,
     chain_pem: str | None,
     bundle_annotation: str,
-    trusted_root_path: Path | str,
+    trusted_root_json: str,
     identity: KeylessIdentity,
     expected_digest: str,
 ) -> VerifiedSignature:
@@ -729,7 +738,7 @@ def verify_legacy_keyless(
     (``EvidenceError`` when the verified payload is not a simple-signing payload).
     """
     _check_digest(expected_digest)
-    trust = _legacy_trust(trusted_root_path)
+    trust = _legacy_trust(trusted_root_json)
     # (1)
     if not bundle_annotation:
         raise _legacy_failure(
