@@ -130,13 +130,15 @@ async def ingest_scan(
 ) -> StoredScan:
     """Parse, check, attach and store a report for ``image`` (tag or digest).
 
-    Raises ScanError (malformed, unknown format, too large, wrong image), InputError for a
-    bad image reference, RegistryError when the registry cannot resolve the image or take
-    the referrer, what ``attest`` raises (SigningError, NotFoundError for its key), and
-    StoreError when the database fails.
+    Raises ScanError (malformed, unknown format, too large in bytes or findings, wrong
+    image), InputError for a bad image reference, RegistryError when the registry cannot
+    resolve the image or take the referrer, what ``attest`` raises (SigningError,
+    NotFoundError for its key), and StoreError when the database fails.
     """
     ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
-    parsed = await asyncio.to_thread(parse_report, report, format)  # (1)
+    parsed = await asyncio.to_thread(  # (1)
+        parse_report, report, format, max_findings=services.settings.max_scan_findings
+    )
     registry = services.registry
     digest = await registry.resolve_digest(ref)  # (2)
     pinned = ref.with_digest(digest)
@@ -335,7 +337,9 @@ async def _scan_referrers(
             if not layers:
                 raise ScanError("the referrer has no layer", code="scan.malformed")
             raw = await registry.get_blob(pinned, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
-            report = await asyncio.to_thread(parse_report, raw)
+            report = await asyncio.to_thread(
+                parse_report, raw, max_findings=services.settings.max_scan_findings
+            )
             if subject is not None:
                 await check_report_names_image(services, manifest=subject, report=report)
         except Error as e:
