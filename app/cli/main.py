@@ -62,6 +62,10 @@ def serve(
         ssl_keyfile=str(tls_key) if tls_key else None,
         log_config=None,
         proxy_headers=False,
+        # Past this many connections or tasks, new requests get 503 at once; idle
+        # keep-alive connections are closed after the time-out (read time-outs: README).
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keepalive_timeout,
     )
 
 
