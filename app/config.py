@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # `sealgate serve`: connections (and tasks) served at once, beyond which new requests
     # get 503; how long an idle keep-alive connection is held open.
     max_connections: int = Field(default=1000, ge=1)
-    keepalive_timeout: float = Field(default=5.0, gt=0)
+    keepalive_timeout: int = Field(default=5, ge=1)
 
     # Registry access.
     insecure_registries: Annotated[list[str], NoDecode] = Field(default_factory=list)
