@@ -47,6 +47,7 @@ class InputError(Error):
     """The caller sent something we cannot accept (bad reference, malformed JSON...)."""
 
     default_code = "input.invalid"
+    # input.invalid_pattern: an identity regexp RE2 refuses, or longer than 1024 characters.
     http_status = 400
 
 
@@ -104,6 +105,7 @@ class VerificationError(Error):
     """A signature or bundle did not verify against the configured trust."""
 
     default_code = "verify.failed"
+    # verify.invalid_pattern: a stored authority's identity regexp RE2 refuses.
     http_status = 422
 
 
@@ -118,6 +120,8 @@ class PolicyError(Error):
     """A policy did not compile, its tests failed, or the engine could not decide."""
 
     default_code = "policy.error"
+    # policy.network_builtin: a bundle being published calls http.send, net.lookup_ip_addr
+    # or opa.runtime; policy.compile_limit: its compile-and-test worker passed its limits.
     http_status = 422
 
 
@@ -125,6 +129,7 @@ class ScanError(Error):
     """A vulnerability report is malformed, of an unknown format, or for another image."""
 
     default_code = "scan.invalid"
+    # scan.too_large (413): over the byte limit or SEALGATE_MAX_SCAN_FINDINGS findings.
     http_status = 400
 
 
