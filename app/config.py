@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
+    # `sealgate serve`: connections (and tasks) served at once, beyond which new requests
+    # get 503; how long an idle keep-alive connection is held open.
+    max_connections: int = Field(default=1000, ge=1)
+    keepalive_timeout: int = Field(default=5, ge=1)
 
     # Registry access.
     insecure_registries: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -101,11 +105,19 @@ class Settings(BaseSettings):
 
     # Scans: sign every ingested report as a vulnerability attestation with this stored key.
     scan_attestation_key: str | None = None
+    # A report with more findings is refused (413 scan.too_large), not stored.
+    max_scan_findings: int = Field(default=10_000, ge=1)
 
     # Policy.
     opa_url: str | None = None
     policy_dir: Path = Path("policies")
     policy_data: Path | None = None
+    # Bundles calling network built-ins (http.send, net.lookup_ip_addr...) are refused
+    # unless this is true.
+    policy_allow_network: bool = False
+    # Compiling and testing a published bundle runs in a worker process with these limits.
+    policy_compile_timeout: float = Field(default=30.0, gt=0)
+    policy_compile_memory: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024 * 1024)
 
     # Admission (the Kubernetes webhook).
     # Seconds for one whole AdmissionReview, every image in it included.

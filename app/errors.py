@@ -52,6 +52,7 @@ class InputError(Error):
     """
 
     default_code = "input.invalid"
+    # input.invalid_pattern: an identity regexp RE2 refuses, or longer than 1024 characters.
     http_status = 400
     # Admission (app/k8s): input.admission_review (an AdmissionReview that cannot be answered:
     # not JSON, another kind or apiVersion, no request or uid, wrong JSON types),
@@ -119,6 +120,7 @@ class VerificationError(Error):
     """
 
     default_code = "verify.failed"
+    # verify.invalid_pattern: a stored authority's identity regexp RE2 refuses.
     http_status = 422
 
 
@@ -136,6 +138,8 @@ class PolicyError(Error):
     """A policy did not compile, its tests failed, or the engine could not decide."""
 
     default_code = "policy.error"
+    # policy.network_builtin: a bundle being published calls http.send, net.lookup_ip_addr
+    # or opa.runtime; policy.compile_limit: its compile-and-test worker passed its limits.
     http_status = 422
 
 
@@ -143,6 +147,7 @@ class ScanError(Error):
     """A vulnerability report is malformed, of an unknown format, or for another image."""
 
     default_code = "scan.invalid"
+    # scan.too_large (413): over the byte limit or SEALGATE_MAX_SCAN_FINDINGS findings.
     http_status = 400
 
 

@@ -53,7 +53,9 @@ class RequestContextMiddleware:
     """Request id, body-size cap, access log and HTTP metrics for every request.
 
     Written as plain ASGI so that it sees the final status and can refuse an oversized
-    body before the route reads it (413), whether or not Content-Length was sent.
+    body before the route reads it (413), whether or not Content-Length was sent: a
+    chunked body is counted as it is received, and once it passes the limit the request is
+    answered 413 whatever the route or the framework's body parsing made of the failure.
     """
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int = MAX_BODY_BYTES) -> None:
@@ -83,29 +85,40 @@ class RequestContextMiddleware:
             return
 
         received = 0
+        overflowed = responded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    overflowed = True
                     raise _BodyTooLarge
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
+            if overflowed and not responded:
+                # Whatever the app answers to a body it could not read (FastAPI turns the
+                # exception into 400 "not valid JSON") is replaced by the 413 below.
+                return
             if message["type"] == "http.response.start":
+                responded = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_id)
-        except _BodyTooLarge:
-            status = 413
-            await _send_json(send, 413, _too_large(self.max_body), request_id)
+            try:
+                await self.app(scope, limited_receive, send_with_id)
+            except _BodyTooLarge:
+                if responded:
+                    raise
+            if overflowed and not responded:
+                status = 413
+                await _send_json(send, 413, _too_large(self.max_body), request_id)
         finally:
             self._observe(scope, status, started)
             request_id_var.reset(token)

@@ -115,10 +115,19 @@ def _reason(error: Exception) -> str:
     return str(error)
 
 
-def serve(*, app: str, host: str, port: int, tls: TlsFiles | None = None) -> None:
+def serve(
+    *,
+    app: str,
+    host: str,
+    port: int,
+    tls: TlsFiles | None = None,
+    limit_concurrency: int | None = None,
+    timeout_keep_alive: int = 5,
+) -> None:
     """Serve the ASGI app factory named ``app`` (``module:function``) until stopped; over
-    HTTPS with a reloading certificate when ``tls`` is given. Raises ``ConfigError`` when
-    the certificate does not load; exits with status 3 when the server cannot start."""
+    HTTPS with a reloading certificate when ``tls`` is given. ``limit_concurrency`` and
+    ``timeout_keep_alive`` are uvicorn's. Raises ``ConfigError`` when the certificate does
+    not load; exits with status 3 when the server cannot start."""
     import uvicorn
 
     certificate = ReloadingCertificate(tls) if tls is not None else None
@@ -135,6 +144,8 @@ def serve(*, app: str, host: str, port: int, tls: TlsFiles | None = None) -> Non
         log_config=None,
         proxy_headers=False,
         ssl_context_factory=context_factory if certificate is not None else None,
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=timeout_keep_alive,
     )
 
     class Server(uvicorn.Server):

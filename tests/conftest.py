@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.fixtures.images",
     "tests.fixtures.standins",
     "tests.fixtures.faulty",
+    "tests.fixtures.server",
 ]
 
 ASSETS = Path(__file__).parent / "assets"

@@ -20,6 +20,7 @@ from app.policy.versions import (
     list_versions,
     publish_bundle,
 )
+from app.policy.worker import BundleLimits
 
 router = APIRouter(tags=["policy"])
 
@@ -57,6 +58,7 @@ async def put_policies(
                 author=admin.name,
                 message=upload.message,
                 activate=upload.activate,
+                limits=BundleLimits.from_settings(services.settings),
             )
 
     return await run_in_threadpool(_publish)

@@ -62,6 +62,10 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         tls=TlsFiles(cert=tls_cert, key=tls_key) if tls_cert and tls_key else None,
+        # Past this many connections or tasks, new requests get 503 at once; idle
+        # keep-alive connections are closed after the time-out (read time-outs: README).
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keepalive_timeout,
     )
 
 

@@ -250,10 +250,17 @@ def publish(
     ] = True,
 ) -> None:
     """Store a bundle as a new version after it compiles and its tests pass."""
+    from app.policy.worker import BundleLimits
+
     bundle = _bundle(directory, with_overrides=False)
     with open_services() as services, session_scope(services.sessions) as session:
         info = publish_bundle(
-            session, bundle=bundle, author=author, message=message, activate=activate
+            session,
+            bundle=bundle,
+            author=author,
+            message=message,
+            activate=activate,
+            limits=BundleLimits.from_settings(services.settings),
         )
     print_json(info.model_dump(mode="json"))
 

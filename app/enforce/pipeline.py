@@ -60,6 +60,7 @@ from app.policy.input import (
     build_input,
 )
 from app.scans.attestation import VULN_PREDICATE_TYPE, report_from_vuln_predicate
+from app.scans.document import MAX_SCAN_FINDINGS
 from app.scans.ingest import scan_referrers
 from app.scans.model import ScanReport
 from app.verify.evidence import evidence_from_referrers
@@ -86,6 +87,8 @@ class DecisionParts:
     caches: DecisionCaches
     slots: EngineSlots
     recorder: DecisionRecorder | None = None
+    # Registry scan reports with more findings are skipped (SEALGATE_MAX_SCAN_FINDINGS).
+    max_scan_findings: int = MAX_SCAN_FINDINGS
 
     @property
     def registry(self) -> RegistryClient:
@@ -123,6 +126,7 @@ def build_parts(
         caches=caches,
         slots=EngineSlots(settings.policy_workers),
         recorder=DecisionRecorder(sessions),
+        max_scan_findings=settings.max_scan_findings,
     )
 
 
@@ -316,7 +320,11 @@ async def _evidence(
 
     async def _fetch() -> object:
         return await collect_and_verify(
-            parts.registry, pinned, authorities, want_registry_scan=want_registry_scan
+            parts.registry,
+            pinned,
+            authorities,
+            want_registry_scan=want_registry_scan,
+            max_scan_findings=parts.max_scan_findings,
         )
 
     evidence = await _guarded(
@@ -337,6 +345,7 @@ async def collect_and_verify(
     authorities: tuple[TrustAuthority, ...],
     *,
     want_registry_scan: bool,
+    max_scan_findings: int = MAX_SCAN_FINDINGS,
 ) -> VerifiedEvidence:
     """Steps 3 and 4 without caches: list referrers once, fetch signature candidates (and
     scan reports when no stored scan exists), verify against ``authorities``.
@@ -369,7 +378,7 @@ async def collect_and_verify(
     if want_registry_scan:
         registry_scan = _attested_scan(attestations)
         if registry_scan is None:
-            found = await scan_referrers(registry, pinned, listed)
+            found = await scan_referrers(registry, pinned, listed, max_findings=max_scan_findings)
             if found:
                 newest = max(found, key=lambda s: s.scanned_at)
                 registry_scan = _snapshot(

@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.models import PolicyVersion
 from app.db.session import session_scope
 from app.errors import ConflictError, Error, NotFoundError, PolicyError
+from app.policy.builtins import refuse_outside_calls
 from app.policy.bundle import PolicyBundle
 from app.policy.engines import PolicyEngine
 from app.policy.parameters import check_parameters
-from app.policy.runner import run_tests
+from app.policy.worker import BundleLimits, run_tests_in_worker
 from app.services import Services
 
 log = logging.getLogger("sealgate.policy")
@@ -63,15 +64,20 @@ class PolicyVersionInfo(BaseModel):
         )
 
 
-def check_bundle(bundle: PolicyBundle) -> None:
-    """Raise PolicyError unless ``bundle`` compiles, its parameters are usable and every
-    one of its tests passes.
+def check_bundle(bundle: PolicyBundle, *, limits: BundleLimits | None = None) -> None:
+    """Raise PolicyError unless ``bundle`` compiles, its parameters are usable, it calls
+    no built-in that reaches outside the engine (unless ``limits`` allow it) and every one
+    of its tests passes, compiled and tested in a worker process within ``limits``.
 
-    The error names the file and line of the first compile error or failing test, or
-    the place in data.json of the first unusable parameter.
+    The error names the file and line of the first compile error, refused built-in
+    (``policy.network_builtin``) or failing test, or the place in data.json of the first
+    unusable parameter; ``policy.compile_limit`` when the worker ran out of time or memory.
     """
+    limits = limits or BundleLimits()
     check_parameters(bundle.data)
-    report = run_tests(bundle)
+    if not limits.allow_network:
+        refuse_outside_calls(bundle.modules)
+    report = run_tests_in_worker(bundle, limits=limits)
     if report.failed:
         failures = report.failures
         first = failures[0]
@@ -100,13 +106,15 @@ def publish_bundle(
     author: str,
     message: str = "",
     activate: bool = True,
+    limits: BundleLimits | None = None,
 ) -> PolicyVersionInfo:
     """Store ``bundle`` as the next version (and activate it unless told not to).
 
-    Raises PolicyError when it does not compile or a test fails (nothing is stored),
-    ConflictError when another writer took the same version number at the same time.
+    Raises PolicyError when ``check_bundle`` refuses it within ``limits`` (nothing is
+    stored), ConflictError when another writer took the same version number at the same
+    time.
     """
-    check_bundle(bundle)
+    check_bundle(bundle, limits=limits)
     latest = session.scalar(select(func.max(PolicyVersion.version)))
     row = PolicyVersion(
         version=(latest or 0) + 1,

@@ -13,7 +13,7 @@ from typing import Any
 
 from app.errors import ScanError
 from app.scans.cyclonedx import cyclonedx_report, looks_like_cyclonedx
-from app.scans.document import MAX_REPORT_BYTES, load_document
+from app.scans.document import MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, load_document
 from app.scans.grype import grype_report, looks_like_grype
 from app.scans.model import ReportFormat, ScanReport
 from app.scans.sarif import looks_like_sarif, sarif_report
@@ -67,14 +67,27 @@ def _detect(document: Any) -> ReportFormat:
 
 
 def parse_report(
-    data: bytes, format: str = AUTO, *, max_bytes: int = MAX_REPORT_BYTES
+    data: bytes,
+    format: str = AUTO,
+    *,
+    max_bytes: int = MAX_REPORT_BYTES,
+    max_findings: int = MAX_SCAN_FINDINGS,
 ) -> ScanReport:
     """Parse a raw report in ``format`` (or the detected one when ``auto``).
 
-    Raises ScanError: ``scan.too_large`` above ``max_bytes``, ``scan.malformed`` when the
-    bytes are not JSON or not the named format, ``scan.unknown_format`` when the format
-    is unknown or cannot be detected.
+    Raises ScanError: ``scan.too_large`` (413) above ``max_bytes`` or with more than
+    ``max_findings`` findings (after merging duplicates; every decision for the image
+    would carry them all), ``scan.malformed`` when the bytes are not JSON or not the named
+    format, ``scan.unknown_format`` when the format is unknown or cannot be detected.
     """
     chosen = report_format(format)
     document = load_document(data, max_bytes=max_bytes)
-    return _PARSERS[chosen or _detect(document)](document)
+    report = _PARSERS[chosen or _detect(document)](document)
+    if len(report.vulnerabilities) > max_findings:
+        raise ScanError(
+            f"the report has {len(report.vulnerabilities)} findings, more than the limit of "
+            f"{max_findings} (SEALGATE_MAX_SCAN_FINDINGS)",
+            code="scan.too_large",
+            http_status=413,
+        )
+    return report

@@ -48,7 +48,7 @@ from app.oci.descriptor import Descriptor
 from app.oci.refs import ImageRef
 from app.policy.input import ScanSource
 from app.scans.detect import AUTO, parse_report
-from app.scans.document import MAX_REPORT_BYTES, parse_timestamp
+from app.scans.document import MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, parse_timestamp
 from app.scans.model import ReportFormat, ScanReport, Vulnerability
 from app.services import Services
 
@@ -131,13 +131,15 @@ async def ingest_scan(
 ) -> StoredScan:
     """Parse, check, attach and store a report for ``image`` (tag or digest).
 
-    Raises ScanError (malformed, unknown format, too large, wrong image), InputError for a
-    bad image reference, RegistryError when the registry cannot resolve the image or take
-    the referrer, what ``attest`` raises (SigningError, NotFoundError for its key), and
-    StoreError when the database fails.
+    Raises ScanError (malformed, unknown format, too large in bytes or findings, wrong
+    image), InputError for a bad image reference, RegistryError when the registry cannot
+    resolve the image or take the referrer, what ``attest`` raises (SigningError,
+    NotFoundError for its key), and StoreError when the database fails.
     """
     ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
-    parsed = await asyncio.to_thread(parse_report, report, format)  # (1)
+    parsed = await asyncio.to_thread(  # (1)
+        parse_report, report, format, max_findings=services.settings.max_scan_findings
+    )
     registry = services.registry
     digest = await registry.resolve_digest(ref)  # (2)
     pinned = ref.with_digest(digest)
@@ -313,7 +315,13 @@ async def collect_scans(services: Services, image: str | ImageRef) -> list[Colle
     uploaded = await asyncio.to_thread(_load)
     known = {s.referrer_digest for s in uploaded if s.referrer_digest}
     listed = await services.registry.list_referrers(pinned)
-    found = await scan_referrers(services.registry, pinned, listed, skip=known)
+    found = await scan_referrers(
+        services.registry,
+        pinned,
+        listed,
+        skip=known,
+        max_findings=services.settings.max_scan_findings,
+    )
     found.sort(key=lambda s: s.scanned_at, reverse=True)
     return uploaded + found
 
@@ -330,6 +338,7 @@ async def scan_referrers(
     *,
     skip: set[str] | frozenset[str] = frozenset(),
     subject: Manifest | None = None,
+    max_findings: int = MAX_SCAN_FINDINGS,
 ) -> list[CollectedScan]:
     """The scan reports among the referrers ``listed`` for ``pinned`` (at most
     ``MAX_SCAN_REFERRERS``; ``skip`` names referrers already known), parsed and checked
@@ -348,7 +357,7 @@ async def scan_referrers(
             if not layers:
                 raise ScanError("the referrer has no layer", code="scan.malformed")
             raw = await registry.get_blob(pinned, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
-            report = await asyncio.to_thread(parse_report, raw)
+            report = await asyncio.to_thread(parse_report, raw, max_findings=max_findings)
             if subject is not None:
                 await check_report_names_image(registry, manifest=subject, report=report)
         except Error as e:

@@ -280,7 +280,7 @@ def verify_bundle(
     assert authority.identity is not None and authority.trusted_root is not None
     verified = verify_keyless_bundle(
         data,
-        trusted_root_path=authority.trusted_root.path(),
+        trusted_root_json=authority.trusted_root.content,
         identity=authority.identity,
         expected_digest=expected_digest,
     )

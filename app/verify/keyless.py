@@ -1,12 +1,13 @@
 """Keyless verification: Sigstore bundles and legacy cosign keyless ``.sig`` layers.
 
-Bundles go through sigstore-python's ``Verifier`` with a trusted root read from a file,
-offline, with our identity policy (subject and OIDC issuer, each exact or a regular
-expression matching the whole value) plugged in as its verification policy; then the
-signed content must name the expected image digest (the DSSE statement's subject, or
-the message signature's digest). Legacy cosign keyless layers carry only a signed entry
-timestamp (SET) and no inclusion proof, which sigstore-python cannot verify; they are
-verified here on ``cryptography`` (see ``verify_legacy_keyless``).
+Bundles go through sigstore-python's ``Verifier`` with a trusted root parsed in memory,
+offline, with our identity policy (subject and OIDC issuer, each exact or an RE2 regular
+expression matching the whole value, see ``app.verify.patterns``) plugged in as its
+verification policy; then the signed content must name the expected image digest (the
+DSSE statement's subject, or the message signature's digest). Legacy cosign keyless
+layers carry only a signed entry timestamp (SET) and no inclusion proof, which
+sigstore-python cannot verify; they are verified here on ``cryptography`` (see
+``verify_legacy_keyless``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -43,11 +43,13 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
+from sigstore_models.trustroot import v1 as trustroot_v1
 
-from app.errors import VerificationError
+from app.errors import InputError, VerificationError
 from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE
 from app.verify.binding import SignedClaims, bind_simple_signing, bind_statement
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
+from app.verify.patterns import compile_identity_pattern
 
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
 MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024
@@ -62,8 +64,10 @@ class KeylessIdentity(BaseModel):
     """Who must have signed: certificate subject (SAN) and OIDC issuer.
 
     Give ``subject`` or ``subject_regex``, and ``issuer`` or ``issuer_regex``. A regular
-    expression must match the whole value (``re.fullmatch``): an unanchored search would
-    let ``https://github.com/org/`` match ``https://evil.example/?https://github.com/org/``.
+    expression is RE2 syntax and must match the whole value (``app.verify.patterns``): an
+    unanchored search would let ``https://github.com/org/`` match
+    ``https://evil.example/?https://github.com/org/``. Constructing one with a pattern RE2
+    refuses, or one that is too long, raises ``InputError`` (``input.invalid_pattern``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,10 +84,8 @@ class KeylessIdentity(BaseModel):
             if (exact is None) == (regex is None):
                 raise ValueError(f"give exactly one of {name} and {name}_regex")
             if regex is not None:
-                try:
-                    re.compile(regex)
-                except re.error as e:
-                    raise ValueError(f"{name}_regex {regex!r} is not a valid regex: {e}") from e
+                # InputError is not a ValueError: pydantic lets it through with its code.
+                compile_identity_pattern(regex, what=_PATTERN_NAMES[name])
         return self
 
     def describe(self) -> str:
@@ -98,13 +100,13 @@ class KeylessIdentity(BaseModel):
         the issuer does not match, naming what the certificate holds.
         """
         subjects, issuer = certificate_identity(certificate)
-        if issuer is None or not _matches(issuer, self.issuer, self.issuer_regex):
+        if issuer is None or not _matches(issuer, self.issuer, self.issuer_regex, what="issuer"):
             raise VerificationError(
                 f"certificate issuer {issuer!r} does not match {self.describe()}",
                 code="verify.identity_mismatch",
             )
         for subject in subjects:
-            if _matches(subject, self.subject, self.subject_regex):
+            if _matches(subject, self.subject, self.subject_regex, what="subject"):
                 return subject, issuer
         raise VerificationError(
             f"certificate subject {', '.join(subjects) or '(none)'} does not match "
@@ -113,10 +115,26 @@ class KeylessIdentity(BaseModel):
         )
 
 
-def _matches(value: str, exact: str | None, regex: str | None) -> bool:
+_PATTERN_NAMES = {
+    "subject": "certificate identity regexp",
+    "issuer": "certificate OIDC issuer regexp",
+}
+
+
+def _matches(value: str, exact: str | None, regex: str | None, *, what: str) -> bool:
     if exact is not None:
         return value == exact
-    return regex is not None and re.fullmatch(regex, value) is not None
+    if regex is None:
+        return False
+    try:
+        pattern = compile_identity_pattern(regex, what=_PATTERN_NAMES[what])
+    except InputError as e:
+        # A stored authority from before RE2 may hold a pattern RE2 refuses: that
+        # authority verifies nothing (fail closed), the others are unaffected.
+        raise VerificationError(
+            f"the authority's {e.message}", code="verify.invalid_pattern"
+        ) from e
+    return pattern.matches(value)
 
 
 def _der_utf8(data: bytes) -> str:
@@ -182,36 +200,50 @@ class _IdentityPolicy:
             raise SigstoreVerificationError(e.message) from e
 
 
-@lru_cache(maxsize=32)
-def _load_verifier(path: str, mtime_ns: int, size: int) -> Verifier:
-    del mtime_ns, size  # only part of the cache key: a changed file is read again
-    # A Verifier holds no per-verification state; building one (trusted root parsing,
-    # certificate loading, an HTTP session it never uses offline) is the costly part.
-    return Verifier(trusted_root=TrustedRoot.from_file(path))
+@dataclass(frozen=True)
+class _RootJson:
+    """A trusted root's JSON text as a cache key: compared and hashed by its digest."""
 
+    digest: str
+    text: str = field(compare=False, repr=False)
 
-def keyless_verifier(path: Path | str) -> Verifier:
-    """A sigstore-python ``Verifier`` for the trusted root JSON file at ``path``
-    (cached while the file is unchanged).
-
-    Raises ``VerificationError`` (code ``verify.trusted_root``) when it is missing,
-    too large or not a trusted root.
-    """
-    try:
-        stat = Path(path).stat()
-        if stat.st_size > MAX_TRUSTED_ROOT_BYTES:
+    @classmethod
+    def of(cls, text: str) -> _RootJson:
+        data = text.encode()
+        if len(data) > MAX_TRUSTED_ROOT_BYTES:
             raise VerificationError(
-                f"trusted root {path} is larger than {MAX_TRUSTED_ROOT_BYTES} bytes",
+                f"trusted root is larger than {MAX_TRUSTED_ROOT_BYTES} bytes",
                 code="verify.trusted_root",
             )
-        return _load_verifier(str(path), stat.st_mtime_ns, stat.st_size)
-    except OSError as e:
-        raise VerificationError(
-            f"cannot read trusted root {path}: {e.strerror or e}", code="verify.trusted_root"
-        ) from e
+        return cls(digest=hashlib.sha256(data).hexdigest(), text=text)
+
+
+# Trusted roots are parsed in memory, never written to a file: a caller of POST /v1/verify
+# may send a new one with every request. The caches are small and keyed by content digest.
+ROOT_CACHE_SIZE = 8
+
+
+@lru_cache(maxsize=ROOT_CACHE_SIZE)
+def _load_verifier(root: _RootJson) -> Verifier:
+    # A Verifier holds no per-verification state; building one (trusted root parsing,
+    # certificate loading, an HTTP session it never uses offline) is the costly part.
+    return Verifier(trusted_root=TrustedRoot(trustroot_v1.TrustedRoot.from_json(root.text)))
+
+
+def keyless_verifier(trusted_root_json: str) -> Verifier:
+    """A sigstore-python ``Verifier`` for the trusted root ``trusted_root_json`` (its JSON
+    text), cached by content.
+
+    Raises ``VerificationError`` (code ``verify.trusted_root``) when it is too large or
+    not a trusted root.
+    """
+    root = _RootJson.of(trusted_root_json)
+    try:
+        return _load_verifier(root)
     except (ValueError, SigstoreError) as e:  # JSON and protobuf-model errors
         raise VerificationError(
-            f"trusted root {path} is not a Sigstore trusted root: {e}", code="verify.trusted_root"
+            f"trusted root {root.digest[:12]} is not a Sigstore trusted root: {e}",
+            code="verify.trusted_root",
         ) from e
 
 
@@ -282,14 +314,15 @@ def _check_message_digest(raw: dict[str, Any], *, digest: bytes, expected_digest
 def verify_keyless_bundle(
     bundle_json: bytes,
     *,
-    trusted_root_path: Path | str,
+    trusted_root_json: str,
     identity: KeylessIdentity,
     expected_digest: str,
 ) -> VerifiedSignature:
     """Verify a keyless Sigstore bundle that signs the image ``expected_digest``.
 
     ``bundle_json`` is the bundle as read from the registry (untrusted).
-    ``trusted_root_path`` names the Sigstore trusted root JSON to verify against, offline.
+    ``trusted_root_json`` is the Sigstore trusted root (its JSON text) to verify against,
+    offline.
     A DSSE bundle must hold an in-toto statement whose subject carries
     ``expected_digest``; a message-signature bundle must sign that digest itself (the
     manifest bytes). Returns the verified signature (``authority`` left unset for the
@@ -301,7 +334,7 @@ def verify_keyless_bundle(
     """
     _check_digest(expected_digest)
     bundle, raw = _parse_bundle(bundle_json)
-    verifier = keyless_verifier(trusted_root_path)
+    verifier = keyless_verifier(trusted_root_json)
     policy = _IdentityPolicy(identity)
     dsse = bundle._dsse_envelope is not None
     try:
@@ -351,7 +384,7 @@ def verify_keyless_artifact(
     bundle_json: bytes,
     *,
     artifact: bytes,
-    trusted_root_path: Path | str,
+    trusted_root_json: str,
     identity: KeylessIdentity,
 ) -> VerifiedSignature:
     """Verify a keyless bundle over a file (``sigstore sign`` / ``cosign sign-blob``).
@@ -363,7 +396,7 @@ def verify_keyless_artifact(
     expected = "sha256:" + hashlib.sha256(artifact).hexdigest()
     return verify_keyless_bundle(
         bundle_json,
-        trusted_root_path=trusted_root_path,
+        trusted_root_json=trusted_root_json,
         identity=identity,
         expected_digest=expected,
     )
@@ -446,10 +479,9 @@ def _validity(item: dict[str, Any]) -> _Validity:
     return _Validity(start=_time(valid_for.get("start")), end=_time(valid_for.get("end")))
 
 
-@lru_cache(maxsize=32)
-def _read_legacy_trust(path: str, mtime_ns: int, size: int) -> _LegacyTrust:
-    del mtime_ns, size
-    doc = json.loads(Path(path).read_text())
+@lru_cache(maxsize=ROOT_CACHE_SIZE)
+def _read_legacy_trust(root: _RootJson) -> _LegacyTrust:
+    doc = json.loads(root.text)
     authorities = tuple(
         _CertificateAuthority(
             chain=tuple(
@@ -476,19 +508,14 @@ def _read_legacy_trust(path: str, mtime_ns: int, size: int) -> _LegacyTrust:
     return _LegacyTrust(authorities=authorities, tlogs=tlogs, ctlogs=ctlogs)
 
 
-def _legacy_trust(path: Path | str) -> _LegacyTrust:
+def _legacy_trust(trusted_root_json: str) -> _LegacyTrust:
+    root = _RootJson.of(trusted_root_json)
     try:
-        stat = Path(path).stat()
-        if stat.st_size > MAX_TRUSTED_ROOT_BYTES:
-            raise VerificationError(f"trusted root {path} is too large", code="verify.trusted_root")
-        return _read_legacy_trust(str(path), stat.st_mtime_ns, stat.st_size)
-    except OSError as e:
-        raise VerificationError(
-            f"cannot read trusted root {path}: {e.strerror or e}", code="verify.trusted_root"
-        ) from e
+        return _read_legacy_trust(root)
     except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as e:
         raise VerificationError(
-            f"trusted root {path} is not a Sigstore trusted root: {e}", code="verify.trusted_root"
+            f"trusted root {root.digest[:12]} is not a Sigstore trusted root: {e}",
+            code="verify.trusted_root",
         ) from e
 
 
@@ -691,7 +718,7 @@ def verify_legacy_keyless(
     certificate_pem: str,
     chain_pem: str | None,
     bundle_annotation: str,
-    trusted_root_path: Path | str,
+    trusted_root_json: str,
     identity: KeylessIdentity,
     expected_digest: str,
 ) -> VerifiedSignature:
@@ -712,7 +739,7 @@ def verify_legacy_keyless(
     (``EvidenceError`` when the verified payload is not a simple-signing payload).
     """
     _check_digest(expected_digest)
-    trust = _legacy_trust(trusted_root_path)
+    trust = _legacy_trust(trusted_root_json)
     # (1)
     if not bundle_annotation:
         raise _legacy_failure(

@@ -73,7 +73,7 @@ def verify_legacy(
             certificate_pem=certificate,
             chain_pem=annotations.get(CHAIN_ANNOTATION),
             bundle_annotation=annotations.get(BUNDLE_ANNOTATION, ""),
-            trusted_root_path=authority.trusted_root.path(),
+            trusted_root_json=authority.trusted_root.content,
             identity=authority.identity,
             expected_digest=expected_digest,
         )

@@ -25,10 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
-import stat
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -204,7 +201,9 @@ def parse_identity(
     """A keyless identity from cosign-style fields; ``InputError`` naming what is wrong.
 
     Exactly one of ``subject``/``subject_regexp`` and one of ``issuer``/``issuer_regexp``;
-    regular expressions must match the whole value, as cosign's ``--certificate-identity-regexp``.
+    regular expressions are RE2 syntax, as cosign's ``--certificate-identity-regexp``, but
+    must match the whole value where cosign searches (see ``app.verify.patterns``). A pattern
+    RE2 refuses or one that is too long raises ``InputError`` (``input.invalid_pattern``).
     """
     for value, what in ((subject, "certificate identity"), (issuer, "certificate OIDC issuer")):
         if value is not None and not value.strip():
@@ -240,16 +239,6 @@ class TrustedRootRef:
 
     def describe(self) -> str:
         return self.name if self.name in BUILTIN_ROOTS else f"custom {self.digest}"
-
-    def path(self) -> Path:
-        """A file holding this root (sigstore-python reads roots from files).
-
-        Built-in roots are the files inside the sigstore wheel; a custom root is written
-        once under the temporary directory, named by its content digest.
-        """
-        if self.name in BUILTIN_ROOTS:
-            return _builtin_root_path(self.name)
-        return _materialise(self.content)
 
     @classmethod
     def builtin(cls, name: str) -> TrustedRootRef:
@@ -308,38 +297,6 @@ class TrustedRootRef:
 def _builtin_root_path(name: str) -> Path:
     folder = resources.files("sigstore._store").joinpath(BUILTIN_ROOTS[name])
     return Path(str(folder.joinpath("trusted_root.json")))
-
-
-def _materialise(content: str) -> Path:
-    digest = hashlib.sha256(content.encode()).hexdigest()
-    folder = _private_folder()
-    path = folder / f"{digest}.json"
-    if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
-        return path
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as out:
-        out.write(content)
-    os.replace(tmp, path)
-    return path
-
-
-@lru_cache(maxsize=1)
-def _private_folder() -> Path:
-    """A folder only this user can write, for trusted roots handed to sigstore-python.
-
-    A shared temporary directory could hold a folder of that name planted by another
-    user, who could then swap a root between our check and sigstore's read; such a folder
-    is not used (a fresh private one is made instead).
-    """
-    folder = Path(tempfile.gettempdir()) / f"sealgate-trusted-roots-{os.getuid()}"
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = folder.lstat()
-        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
-            return folder
-    except OSError:
-        pass
-    return Path(tempfile.mkdtemp(prefix="sealgate-trusted-roots-"))
 
 
 # -- authorities -------------------------------------------------------------------------------
@@ -565,7 +522,10 @@ def _from_row(row: Authority) -> TrustAuthority:
     return TrustAuthority(
         name=row.name,
         kind=row.kind,
-        identity=KeylessIdentity(**(row.identity or {})),
+        # Validated when stored; not again here, so that a pattern stored before RE2 that
+        # RE2 refuses fails this authority's verifications (verify.invalid_pattern) instead
+        # of every listing of authorities.
+        identity=KeylessIdentity.model_construct(**(row.identity or {})),
         trusted_root=_stored_root(root_value),
         scopes=tuple(row.scopes),
         signed_identity=rule,

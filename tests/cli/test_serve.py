@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -11,6 +14,7 @@ import pytest
 
 from tests.fixtures.registry import free_port
 from tests.fixtures.serve import start_serve, wait_until_answering
+from tests.fixtures.server import ServerProcess
 from tests.fixtures.tls import TlsFiles
 
 
@@ -97,3 +101,44 @@ class TestVersionAndDb:
         assert result.exit_code == 1
         assert result.stderr.startswith("error: invalid configuration: SEALGATE_PORT")
         assert "Traceback" not in result.output
+
+
+class TestConnectionLimits:
+    """``SEALGATE_MAX_CONNECTIONS`` and ``SEALGATE_KEEPALIVE_TIMEOUT`` reach uvicorn."""
+
+    LIMIT = 8
+
+    def test_connections_over_the_limit_get_503(self, serve: Callable[..., ServerProcess]) -> None:
+        server = serve(env={"SEALGATE_MAX_CONNECTIONS": str(self.LIMIT)})
+        slow: list[socket.socket] = []
+        try:
+            # Slow clients: each sends part of its request headers and then nothing.
+            for _ in range(self.LIMIT + 2):
+                conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                slow.append(conn)
+            time.sleep(0.5)  # let the server accept them all
+            answer = httpx.get(f"{server.url}/healthz", timeout=10)
+            assert answer.status_code == 503
+        finally:
+            for conn in slow:
+                conn.close()
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{server.url}/healthz", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the server did not recover"
+            time.sleep(0.1)
+
+    def test_idle_keep_alive_connections_are_closed(
+        self, serve: Callable[..., ServerProcess]
+    ) -> None:
+        server = serve(env={"SEALGATE_KEEPALIVE_TIMEOUT": "1"})
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            first = conn.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            conn.settimeout(4)  # uvicorn's own default would hold it for 5 s
+            rest = b""
+            while chunk := conn.recv(65536):
+                rest += chunk
+            assert time.monotonic() - started < 4

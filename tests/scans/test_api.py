@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +273,61 @@ class TestConfiguredAttestationKey:
             )
             assert response.status_code == 404
             assert scan_count(services_of(client)) == 0
+
+
+def trivy_report_with(asset: Asset, findings: int) -> bytes:
+    """The unbound Trivy sample with ``findings`` distinct findings (copies of its first)."""
+    report = json.loads(asset(UNBOUND_TRIVY).read_text())
+    template = report["Results"][0]["Vulnerabilities"][0]
+    report["Results"] = [
+        {
+            **report["Results"][0],
+            "Vulnerabilities": [
+                {**template, "VulnerabilityID": f"CVE-2099-{n:05d}"} for n in range(findings)
+            ],
+        }
+    ]
+    return json.dumps(report).encode()
+
+
+class TestFindingsCap:
+    CAP = 50
+
+    @pytest.fixture
+    def capped_client(self, settings: Settings, clean_database: Any) -> Iterator[TestClient]:
+        capped = settings.model_copy(update={"max_scan_findings": self.CAP})
+        with TestClient(create_app(capped)) as client:
+            yield client
+
+    def test_a_report_over_the_cap_is_413_naming_it_and_stores_nothing(
+        self, capped_client: TestClient, image: str, asset: Asset
+    ) -> None:
+        headers = {
+            **bearer(services_of(capped_client), f"scan:{repository_glob(image)}"),
+            "Content-Type": "application/json",
+        }
+        response = capped_client.post(
+            "/v1/scans",
+            params={"image": image},
+            content=trivy_report_with(asset, self.CAP + 1),
+            headers=headers,
+        )
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]
+        assert error["code"] == "scan.too_large"
+        assert f"{self.CAP + 1} findings" in error["message"]
+        assert f"limit of {self.CAP}" in error["message"]
+        assert "SEALGATE_MAX_SCAN_FINDINGS" in error["message"]
+        assert scan_count(services_of(capped_client)) == 0
+
+        at_cap = capped_client.post(
+            "/v1/scans",
+            params={"image": image},
+            content=trivy_report_with(asset, self.CAP),
+            headers=headers,
+        )
+        assert at_cap.status_code == 201, at_cap.text
+        assert at_cap.json()["total"] == self.CAP
+
+    def test_the_default_cap_is_ten_thousand(self) -> None:
+        assert Settings().max_scan_findings == 10_000

@@ -79,7 +79,7 @@ def verify(
         certificate_pem=layer.certificate_pem,
         chain_pem=layer.chain_pem,
         bundle_annotation=layer.bundle_annotation,
-        trusted_root_path=trusted_root or instance.trusted_root_path,
+        trusted_root_json=(trusted_root or instance.trusted_root_path).read_text(),
         identity=identity,
         expected_digest=digest,
     )

@@ -108,22 +108,18 @@ class TestTrustedRoots:
     def test_builtin_roots_come_from_the_sigstore_wheel(self) -> None:
         for name in ("public-good", "staging"):
             root = TrustedRootRef.resolve(name)
-            assert root.path().exists()
             assert json.loads(root.content)["mediaType"].startswith(
                 "application/vnd.dev.sigstore.trustedroot+json"
             )
             assert root.stored == name
 
-    def test_custom_root_is_stored_by_content_and_materialised(
-        self, asset: Callable[[str], Path]
-    ) -> None:
+    def test_custom_root_is_stored_by_content(self, asset: Callable[[str], Path]) -> None:
         text = asset("sigstore/trusted-roots/cosign.trusted_root_pgi.json").read_text()
         root = TrustedRootRef.resolve(
             str(asset("sigstore/trusted-roots/cosign.trusted_root_pgi.json"))
         )
         assert root.name == "custom"
         assert root.stored == text
-        assert root.path().read_text() == text
         assert root.describe() == "custom sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     @pytest.mark.parametrize("value", ["/nonexistent/root.json", "{not json", '{"mediaType": "x"}'])
@@ -223,26 +219,3 @@ class TestAuthorityStore:
     def test_refuses_bad_names(self, name: str) -> None:
         with pytest.raises(InputError):
             key_authority(name=name, keys=[wire.public_pem(wire.new_key())])
-
-
-class TestRootFolder:
-    def test_a_folder_others_can_write_is_not_used(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        import os
-        import tempfile
-
-        from app.verify import trust
-
-        planted = tmp_path / f"sealgate-trusted-roots-{os.getuid()}"
-        planted.mkdir()
-        planted.chmod(0o777)
-        monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
-        trust._private_folder.cache_clear()
-        try:
-            path = TrustedRootRef(name="custom", content='{"x": 1}').path()
-        finally:
-            trust._private_folder.cache_clear()
-        assert path.parent != planted
-        assert path.read_text() == '{"x": 1}'
-        assert not (path.parent.stat().st_mode & 0o077)
