@@ -36,6 +36,11 @@ class SignRequest(RequestBody):
     format: str = Field(default="bundle", description="bundle, legacy or both")
     annotations: dict[str, str] = Field(default_factory=dict)
     recursive: bool = False
+    force: bool = Field(
+        default=False,
+        description="Admins only: sign although the policy's sign entry point denies "
+        "(recorded as forced).",
+    )
 
 
 @router.post("/v1/signatures", status_code=status.HTTP_201_CREATED, summary="Sign an image")
@@ -51,6 +56,7 @@ async def create_signature(
         formats=parse_formats(body.format),
         annotations=body.annotations,
         recursive=body.recursive,
+        force=body.force,
     )
 
 

@@ -99,8 +99,20 @@ def sign(
     recursive: Annotated[
         bool, typer.Option("--recursive", help="On an index, also sign every manifest it lists.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Admins only: sign although the policy's sign entry point denies "
+            "(recorded as forced).",
+        ),
+    ] = False,
 ) -> None:
-    """Sign IMAGE with --key NAME or --sigstore; print what was written as JSON."""
+    """Sign IMAGE with --key NAME or --sigstore; print what was written as JSON.
+
+    The policy's sign entry point decides first (the sign gate): a denial prints the
+    reasons and writes nothing, unless an admin passes --force.
+    """
     if (key is None) == (not sigstore):
         raise InputError("give exactly one of --key NAME or --sigstore")
     if identity_token and not sigstore:
@@ -115,6 +127,7 @@ def sign(
             "format": sig_format,
             "annotations": annotations,
             "recursive": recursive,
+            "force": force,
         }
         if key is not None:
             body["key"] = key
@@ -129,6 +142,7 @@ def sign(
         formats=formats,
         annotations=annotations,
         recursive=recursive,
+        force=force,
     )
     print_json(result.model_dump(mode="json"))
 

@@ -5,8 +5,9 @@ them) and the newest stored scan per (repository, digest). A warm decision reads
 the database nor the registry. The snapshot is refreshed by ``refresh`` (the service polls
 it every few seconds, so changes made on another replica are seen within the interval;
 a change made through this process calls ``refresh`` at once). A new trust revision
-empties the evidence and decision caches; a new scan drops the cached scan of its digest
-and the cached decisions.
+empties the evidence and decision caches; a new scan drops the cached scan of its digest,
+and a new signature made by Sealgate the cached evidence of its digest, with the cached
+decisions.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import ScanRecord
+from app.db.models import ScanRecord, SignatureRecord
 from app.db.session import session_scope
 from app.enforce.caches import DecisionCaches
 from app.errors import EvidenceError
@@ -82,6 +83,7 @@ class StoreContext:
         self._scans = caches.scans
         self._trust: TrustSnapshot | None = None
         self._scan_watermark: int | None = None
+        self._signature_watermark: int | None = None
         self._lock = threading.Lock()
 
     @property
@@ -113,6 +115,17 @@ class StoreContext:
                         )
                     )
                 ]
+            signed = session.scalar(select(func.max(SignatureRecord.id))) or 0
+            fresh_signatures: list[tuple[str, str]] = []
+            if self._signature_watermark is not None and signed > self._signature_watermark:
+                fresh_signatures = [
+                    (name, digest)
+                    for name, digest in session.execute(
+                        select(SignatureRecord.image, SignatureRecord.digest).where(
+                            SignatureRecord.id > self._signature_watermark
+                        )
+                    )
+                ]
         revision = trust_revision(authorities)
         with self._lock:
             if self._trust is not None and self._trust.revision != revision:
@@ -122,13 +135,23 @@ class StoreContext:
                 self._trust = TrustSnapshot(revision=revision, authorities=authorities)
             if fresh_scans:
                 self.forget_scans(fresh_scans)
+            if fresh_signatures:
+                self.forget_evidence(fresh_signatures)
             self._scan_watermark = watermark
+            self._signature_watermark = signed
 
     def forget_scans(self, keys: list[tuple[str, str]]) -> None:
         """New scans were stored for these (repository, digest) pairs."""
         for key in keys:
             self._scans.discard(key)
         self._caches.forget_scans()
+
+    def forget_evidence(self, images: list[tuple[str, str]]) -> None:
+        """New signatures were published for these (repository, digest) pairs: their
+        cached evidence (and every cached decision) goes."""
+        doomed = set(images)
+        self._caches.evidence.discard_where(lambda key: (key[0], key[1]) in doomed)
+        self._caches.decisions.clear()
 
     def stored_scan(self, *, name: str, digest: str) -> ScanSnapshot | None:
         """The newest authenticated scan of ``digest`` uploaded for ``name``, or None.

@@ -335,7 +335,10 @@ async def _evidence(
         trace,
     )
     assert isinstance(evidence, VerifiedEvidence)
-    parts.caches.evidence.put(key, evidence)
+    # Evidence that verified nothing is kept only as long as a tag: a signature pushed by
+    # another tool (cosign) must not wait for the evidence TTL to be seen.
+    ttl = None if evidence.signatures else parts.caches.tags.ttl
+    parts.caches.evidence.put(key, evidence, ttl=ttl)
     return evidence
 
 

@@ -34,9 +34,14 @@ from sqlalchemy import select
 from app.auth.tokens import Principal
 from app.db.models import SignatureRecord
 from app.db.session import session_scope
-from app.errors import InputError, SigningError
+from app.enforce.deadline import Deadline
+from app.enforce.outcome import Actor, DecisionRequest, Outcome
+from app.enforce.pipeline import decide
+from app.errors import ForbiddenError, InputError, SigningError
+from app.observability import request_id_var
 from app.oci.digests import parse_digest
 from app.oci.refs import ImageRef
+from app.policy.input import Entrypoint
 from app.services import Services
 from app.signing.bundles import key_dsse_bundle
 from app.signing.keys import load_signer
@@ -101,6 +106,11 @@ class SignResult(BaseModel):
     key_id: str | None = None
     identity: str | None = None
     issuer: str | None = None
+    # The sign gate: the decision the policy's ``sign`` entry point made, and whether an
+    # admin signed anyway (``force``) although it denied.
+    gate_decision_allowed: bool | None = None
+    gate_denials: tuple[str, ...] = ()
+    forced: bool = False
 
 
 class SignatureRecordView(BaseModel):
@@ -253,17 +263,26 @@ async def sign_image(
     formats: tuple[SignFormat, ...] = (SignFormat.bundle,),
     annotations: dict[str, str] | None = None,
     recursive: bool = False,
+    force: bool = False,
 ) -> SignResult:
-    """Sign ``image`` with the stored key ``key_name`` or keylessly with ``identity_token``.
+    """Sign ``image`` with the stored key ``key_name`` or keylessly with ``identity_token``,
+    once the policy's ``sign`` entry point allows it (the sign gate). ``force`` (admins
+    only) signs although the gate denies, and says so in the result and the records.
 
     Raises ``InputError`` (bad reference, both or neither of key and token, bad annotations),
-    ``ForbiddenError`` (out of scope; nothing written), ``NotFoundError``
+    ``ForbiddenError`` (out of scope, the gate denied (``signing.denied_by_policy``, with
+    the reasons), or ``force`` without admin; nothing written), ``NotFoundError``
     (unknown key), ``SigningError`` (disabled key; a key whose scopes do not cover the image,
     403 with nothing written; Sigstore failure), ``RegistryError``.
     """
     ref = ImageRef.parse(image)
     # (1) authorization before anything else touches the registry.
     principal.authorize("sign", ref.name)
+    if force and not principal.is_admin:
+        raise ForbiddenError(
+            f"token {principal.name!r} may not sign against the policy: --force is for admins",
+            code="auth.force_needs_admin",
+        )
     extra = _check_annotations(annotations or {})
     if not formats:
         raise InputError("give at least one signature format", code="input.sign_format")
@@ -284,6 +303,18 @@ async def sign_image(
     # (3) only digests are signed.
     digest = ref.digest or await services.registry.resolve_digest(ref)
     pinned = ref.with_digest(digest)
+    # (3a) the sign gate: nothing is written unless the policy allows it (or an admin forces).
+    gate = await _sign_gate(services, pinned, principal)
+    if not gate.allowed and not force:
+        reasons = "; ".join(f"{f.message} [{f.code}]" for f in gate.decision.deny[:8])
+        raise ForbiddenError(
+            f"the policy does not allow signing {ref.name}@{digest}: {reasons}",
+            code="signing.denied_by_policy",
+            details={
+                "denials": [f.model_dump(mode="json") for f in gate.decision.deny],
+                "policy_version": gate.policy_version,
+            },
+        )
     targets = [pinned]
     if recursive:
         manifest = await services.registry.get_manifest(pinned)
@@ -310,10 +341,27 @@ async def sign_image(
         key_id=signer.key_id if signer else None,
         identity=keyless.identity if keyless else None,
         issuer=keyless.issuer if keyless else None,
+        gate_decision_allowed=gate.allowed,
+        gate_denials=gate.codes if not gate.allowed else (),
+        forced=force and not gate.allowed,
     )
-    # (5) record.
+    # (5) record; decisions here see the new signature at once (other replicas when they
+    # next refresh: they read the new signing records).
     await asyncio.to_thread(_record, services, result, principal.name)
+    services.decisions.context.forget_evidence([(ref.name, d) for d in result.digests])
     return result
+
+
+async def _sign_gate(services: Services, pinned: ImageRef, principal: Principal) -> Outcome:
+    """The ``sign`` entry point's decision about ``pinned`` (recorded like every decision)."""
+    request = DecisionRequest(
+        image=str(pinned),
+        entrypoint=Entrypoint.sign,
+        deadline=Deadline(services.settings.decision_deadline),
+        actor=Actor(kind="token", name=principal.name),
+        request_id=request_id_var.get(),
+    )
+    return await decide(request, services.decisions)
 
 
 def _load_signer(services: Services, key_name: str, image_name: str) -> KeySigner:
