@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Scans: sign every ingested report as a vulnerability attestation with this stored key.
     scan_attestation_key: str | None = None
 
+    # Audit trail: records older than this many days are purged (behind a signed checkpoint).
+    audit_retention_days: int = Field(default=180, ge=1, le=36_500)
+
     # Policy.
     opa_url: str | None = None
     policy_dir: Path = Path("policies")

@@ -133,3 +133,16 @@ class StoreError(Error):
 
     default_code = "store.unavailable"
     http_status = 503
+
+
+class AuditError(Error):
+    """The audit trail cannot be written, read or checked as asked.
+
+    Codes: ``audit.no_kek`` (503: checkpoints need the key-encryption key),
+    ``audit.not_found`` (404: no record with that sequence number),
+    ``audit.cursor`` (400: a pagination cursor this service did not issue),
+    ``audit.since`` (400: a time that is neither a date, a date-time nor ``7d``/``24h``).
+    """
+
+    default_code = "audit.error"
+    http_status = 500
