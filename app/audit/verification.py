@@ -195,7 +195,8 @@ def verify_chain(
                 found = ChainProblem(
                     kind=ProblemKind.changed,
                     seq=seq,
-                    message=f"record {seq} was changed: its content does not match its hash",
+                    message=f"record {seq} was changed: its content does not match its hash "
+                    "(or it was inserted by hand with a made-up hash)",
                 )
             elif seq in heads and heads[seq].hash != row["hash"]:
                 found = ChainProblem(
