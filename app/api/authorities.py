@@ -91,7 +91,7 @@ def create(body: AuthorityRequest, services: ServicesDep, admin: AdminDep) -> di
         scopes=body.scopes,
     )
     with session_scope(services.sessions) as session:
-        return save_authority(session, authority).to_json()
+        return save_authority(session, authority, actor=admin.name).to_json()
 
 
 @router.get("", summary="List authorities")
@@ -109,5 +109,5 @@ def show(name: str, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an authority")
 def remove(name: str, services: ServicesDep, admin: AdminDep) -> Response:
     with session_scope(services.sessions) as session:
-        remove_authority(session, name)
+        remove_authority(session, name, actor=admin.name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -39,7 +39,11 @@ def generate(body: GenerateKeyRequest, services: ServicesDep, admin: AdminDep) -
     algorithm = parse_algorithm(body.algorithm)
     with session_scope(services.sessions) as session:
         return generate_key(
-            session, settings=services.settings, name=body.name, algorithm=algorithm
+            session,
+            settings=services.settings,
+            name=body.name,
+            algorithm=algorithm,
+            actor=admin.name,
         )
 
 
@@ -53,6 +57,7 @@ def import_(body: ImportKeyRequest, services: ServicesDep, admin: AdminDep) -> K
             name=body.name,
             pem=body.pem.get_secret_value().encode(),
             password=password,
+            actor=admin.name,
         )
 
 
@@ -83,4 +88,4 @@ def public(name: str, services: ServicesDep, admin: AdminDep) -> Response:
 @router.post("/{name}/disable", summary="Stop a key from signing (it still verifies)")
 def disable(name: str, services: ServicesDep, admin: AdminDep) -> KeyInfo:
     with session_scope(services.sessions) as session:
-        return disable_key(session, name=name)
+        return disable_key(session, name=name, actor=admin.name)

@@ -26,6 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.audit.changes import record_change
+from app.audit.entry import CLI_ACTOR, AuditKind
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
@@ -165,7 +167,12 @@ def _ensure_new_name(session: Session, name: str) -> None:
 
 
 def generate_key(
-    session: Session, *, settings: Settings, name: str, algorithm: Algorithm
+    session: Session,
+    *,
+    settings: Settings,
+    name: str,
+    algorithm: Algorithm,
+    actor: str = CLI_ACTOR,
 ) -> KeyInfo:
     """Generate a key named ``name`` and store it encrypted; return its public information.
 
@@ -175,7 +182,9 @@ def generate_key(
     validate_key_name(name)
     _require_kek(settings)
     _ensure_new_name(session, name)
-    return _store(session, settings=settings, name=name, key=generate_private_key(algorithm))
+    info = _store(session, settings=settings, name=name, key=generate_private_key(algorithm))
+    _audit(session, AuditKind.key_create, info, actor)
+    return info
 
 
 def import_key(
@@ -185,6 +194,7 @@ def import_key(
     name: str,
     pem: bytes,
     password: bytes | None = None,
+    actor: str = CLI_ACTOR,
 ) -> KeyInfo:
     """Import a PEM private key (PKCS#8, encrypted or not) and store it encrypted.
 
@@ -224,7 +234,20 @@ def import_key(
         ) from None
     algorithm_of(key)
     _ensure_new_name(session, name)
-    return _store(session, settings=settings, name=name, key=key)  # type: ignore[arg-type]
+    info = _store(session, settings=settings, name=name, key=key)  # type: ignore[arg-type]
+    _audit(session, AuditKind.key_import, info, actor)
+    return info
+
+
+def _audit(session: Session, kind: AuditKind, info: KeyInfo, actor: str) -> None:
+    """Record a key change in the audit trail (public facts only), in the same transaction."""
+    record_change(
+        session,
+        kind=kind,
+        actor=actor,
+        object=f"key/{info.name}",
+        details={"algorithm": info.algorithm, "key_id": info.key_id, "status": info.status},
+    )
 
 
 def _row(session: Session, name: str) -> SigningKey:
@@ -246,13 +269,14 @@ def get_key(session: Session, *, name: str) -> KeyInfo:
     return KeyInfo.from_row(_row(session, name))
 
 
-def disable_key(session: Session, *, name: str) -> KeyInfo:
+def disable_key(session: Session, *, name: str, actor: str = CLI_ACTOR) -> KeyInfo:
     """Stop ``name`` from signing. Its public key stays available for verification."""
     row = _row(session, name)
     if row.status is KeyStatus.active:
         row.status = KeyStatus.disabled
         row.disabled_at = utcnow()
         log.info("signing key disabled", extra={"key_name": name, "key_id": row.key_id})
+        _audit(session, AuditKind.key_disable, KeyInfo.from_row(row), actor)
     return KeyInfo.from_row(row)
 
 
