@@ -166,7 +166,9 @@ def append_audit(session: Session, entries: Sequence[AuditEntry]) -> list[int]:
             {"seq": seq, "field": field, "value": value[:512]}
             for field, value in subject_terms(entry.images, entry.digests)
         ]
-    session.execute(insert(AuditRecord), records)
+    # Core executemany (psycopg pipelines it): measured twice as fast here as one
+    # multi-row VALUES statement, which is compiled and planned anew for each batch size.
+    session.execute(insert(AuditRecord.__table__), records)
     if subjects:
-        session.execute(insert(AuditSubject), subjects)
+        session.execute(insert(AuditSubject.__table__), subjects)
     return [r["seq"] for r in records]
