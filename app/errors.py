@@ -142,6 +142,8 @@ class AuditError(Error):
     ``audit.not_found`` (404: no record with that sequence number),
     ``audit.cursor`` (400: a pagination cursor this service did not issue),
     ``audit.since`` (400: a time that is neither a date, a date-time nor ``7d``/``24h``).
+    ``sealgate audit verify`` labels what it finds ``audit.changed``, ``audit.removed``,
+    ``audit.inserted`` or ``audit.checkpoint`` (``app.audit.verification.ProblemKind``).
     """
 
     default_code = "audit.error"

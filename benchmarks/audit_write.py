@@ -6,8 +6,9 @@ same rows, no lock, no chain), and the **subject** does the same and then
 ``app.audit.chain.append_audit`` of ``batch`` admission-decision entries in the same
 transaction (advisory lock, head read, canonical JSON + SHA-256 per record, record and
 image-index inserts). The two take turns; the difference divided by ``batch`` is the cost
-the chain adds per decision. A second measurement runs ``--writers`` threads appending
-batches of 1 at once, to show what the one chain lock costs under contention.
+the chain adds per decision, in wall time and in this process's CPU time. A second
+measurement runs ``--writers`` threads appending batches of 1 at once, to show what the one
+chain lock costs under contention.
 
 Needs PostgreSQL: ``SEALGATE_BENCH_DATABASE_URL`` or ``SEALGATE_TEST_DATABASE_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``); a throw-away database is created
@@ -138,9 +139,14 @@ def measure_batches(
     for _ in range(20):  # warm connections, plans and the hash path
         baseline()
         subject()
+    cpu_plain = cpu_chained = 0.0
     for _ in range(transactions):
+        cpu = time.process_time()
         plain.append(timed(baseline))
+        cpu_plain += time.process_time() - cpu
+        cpu = time.process_time()
         chained.append(timed(subject))
+        cpu_chained += time.process_time() - cpu
     p50_plain, p50_chained = statistics.median(plain), statistics.median(chained)
     return {
         "benchmark": "audit_write",
@@ -152,6 +158,8 @@ def measure_batches(
         "audit_cost_per_record_mean_us": round(
             (statistics.fmean(chained) - statistics.fmean(plain)) / batch * 1e6, 1
         ),
+        # This process's CPU only (load on a shared machine moves it far less than wall time).
+        "audit_cpu_per_record_us": round((cpu_chained - cpu_plain) / transactions / batch * 1e6, 1),
     }
 
 
