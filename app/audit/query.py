@@ -187,13 +187,13 @@ def parse_since(text: str, *, now: dt.datetime) -> dt.datetime:
     """A point in time from ``7d``/``24h``/``30m``/``10s`` before ``now``, an ISO date
     (midnight UTC) or an ISO date-time (UTC unless it names a zone); ``AuditError`` (400)."""
     text = text.strip()
-    relative = _RELATIVE.match(text)
-    if relative:
-        amount, unit = int(relative.group(1)), _UNITS[relative.group(2)]
-        return now - dt.timedelta(**{unit: amount})
     try:
+        relative = _RELATIVE.match(text)
+        if relative:
+            amount, unit = int(relative.group(1)), _UNITS[relative.group(2)]
+            return now - dt.timedelta(**{unit: amount})
         moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise AuditError(
             f"{text[:60]!r} is not a time: give 7d, 24h, 30m, a date (2026-12-01) or a "
             "date-time (2026-12-01T08:00:00Z)",

@@ -66,6 +66,12 @@ def purge_expired(
             session.execute(delete(AuditSubject).where(AuditSubject.seq <= through))
             result = session.execute(delete(AuditRecord).where(AuditRecord.seq <= through))
             purged = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            # Head checkpoints inside the purged range vouch for nothing that is left.
+            session.execute(
+                delete(AuditCheckpoint).where(
+                    AuditCheckpoint.kind == HEAD_CHECKPOINT, AuditCheckpoint.seq <= through
+                )
+            )
             write_checkpoint(
                 session,
                 key=key,

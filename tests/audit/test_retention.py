@@ -179,6 +179,18 @@ class TestRetentionRun:
         assert kinds == ["head", "purge"]
         assert _verify(audit_sessions, checkpoint_key).ok
 
+    def test_head_checkpoints_of_purged_records_go_with_them(
+        self, audit_sessions: sessionmaker[Session], kek: bytes, checkpoint_key: CheckpointKey
+    ) -> None:
+        append(audit_sessions, [decision(1, time=OLD)])
+        with session_scope(audit_sessions) as session:
+            run_audit_retention(session, kek=kek, retention_days=180, now=OLD)  # signs head 1
+            run_audit_retention(session, kek=kek, retention_days=180, now=NOW)  # purges 1
+        with session_scope(audit_sessions) as session:
+            left = list(session.execute(select(AuditCheckpoint.kind, AuditCheckpoint.seq)))
+        assert sorted(left) == [("head", 2), ("purge", 1)]
+        assert _verify(audit_sessions, checkpoint_key).ok
+
     def test_refuses_to_purge_without_the_kek(self, audit_sessions: sessionmaker[Session]) -> None:
         append(audit_sessions, [decision(1, time=OLD)])
         with pytest.raises(AuditError) as raised, session_scope(audit_sessions) as session:
