@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.audit.canonical import SHA256_PREFIX, canonical_json, content_hash
 from app.audit.entry import AuditEntry
+from app.audit.inputs import store_inputs
 from app.db.base import Base, utcnow
 from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject
 from app.errors import InputError
@@ -128,16 +129,21 @@ def subject_terms(images: Sequence[str], digests: Sequence[str]) -> list[tuple[s
     return list(terms)
 
 
-def append_audit(session: Session, entries: Sequence[AuditEntry]) -> list[int]:
+def append_audit(
+    session: Session, entries: Sequence[AuditEntry], *, inputs: Sequence[bytes] = ()
+) -> list[int]:
     """Append ``entries`` in order to the chain in the caller's transaction; return their
     sequence numbers. An entry without a time gets the current time.
 
     The records commit or roll back with the caller's transaction. An ``input_hash`` must
-    name an input stored (``app.audit.inputs.store_input``) in this transaction or earlier.
+    name an input stored in this transaction or earlier: pass the canonical bodies of the
+    entries' inputs as ``inputs`` and they are stored (once per content) under the chain
+    lock, which no retention purge can interleave with (``app.audit.inputs``).
     """
     if not entries:
         return []
     lock_chain(session)
+    store_inputs(session, inputs)
     seq, prev_hash = chain_head(session)
     now = utcnow()
     records: list[dict[str, Any]] = []

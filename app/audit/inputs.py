@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Insert, delete, exists, select
@@ -22,34 +23,35 @@ from app.db.base import utcnow
 from app.db.models import AuditRecord, StoredInput
 
 
-def _insert_ignoring_duplicates(session: Session, values: dict[str, Any]) -> Insert:
-    """An INSERT of one stored input that does nothing when the hash is already stored."""
+def _insert_ignoring_duplicates(session: Session) -> Insert:
+    """An INSERT of stored inputs that does nothing for a hash already stored."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return (
-            postgresql.insert(StoredInput)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=[StoredInput.hash])
+        return postgresql.insert(StoredInput).on_conflict_do_nothing(
+            index_elements=[StoredInput.hash]
         )
     if dialect == "sqlite":
-        return (
-            sqlite.insert(StoredInput)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=[StoredInput.hash])
-        )
+        return sqlite.insert(StoredInput).on_conflict_do_nothing(index_elements=[StoredInput.hash])
     raise NotImplementedError(f"stored inputs on {dialect}")  # settings allow only these two
 
 
+def store_inputs(session: Session, bodies: Sequence[bytes]) -> list[str]:
+    """Store each body (canonical JSON bytes, see ``canonical_json``) unless already stored;
+    return their names ``sha256:<hex>`` in order. Runs in the caller's transaction."""
+    names = [content_hash(body) for body in bodies]
+    if names:
+        now = utcnow()
+        rows = {
+            name: {"hash": name, "body": body, "size": len(body), "created_at": now}
+            for name, body in zip(names, bodies, strict=True)
+        }
+        session.execute(_insert_ignoring_duplicates(session), list(rows.values()))
+    return names
+
+
 def store_input(session: Session, body: bytes) -> str:
-    """Store ``body`` (canonical JSON bytes, see ``canonical_json``) unless already stored;
-    return its name ``sha256:<hex>``. Runs in the caller's transaction."""
-    name = content_hash(body)
-    session.execute(
-        _insert_ignoring_duplicates(
-            session, {"hash": name, "body": body, "size": len(body), "created_at": utcnow()}
-        )
-    )
-    return name
+    """Store one body unless already stored; return its name (see ``store_inputs``)."""
+    return store_inputs(session, [body])[0]
 
 
 def store_input_value(session: Session, value: Any) -> str:
@@ -72,7 +74,10 @@ def purge_unreferenced_inputs(session: Session, *, cutoff: dt.datetime) -> int:
     """Delete inputs stored before ``cutoff`` that no audit record names; return how many.
 
     Conservative on purpose: an input newer than the cutoff stays even when nothing names
-    it yet (a writer may be about to), and anything an audit record names stays.
+    it yet (a writer may be about to), and anything an audit record names stays. Run it
+    holding the chain lock (``purge_expired`` does): a writer that hands its inputs to
+    ``append_audit`` stores them under the same lock, so an old input it reuses is either
+    still there or stored again, never deleted between its store and its record.
     """
     referenced = exists().where(AuditRecord.input_hash == StoredInput.hash)
     result = session.execute(

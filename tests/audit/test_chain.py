@@ -6,14 +6,15 @@ import datetime as dt
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit.canonical import canonical_json, content_hash
 from app.audit.chain import GENESIS, append_audit, record_hash
 from app.audit.entry import AuditEntry, AuditKind
 from app.audit.inputs import store_input_value
 from app.audit.verification import verify_chain
-from app.db.models import AuditRecord, AuditSubject
+from app.db.models import AuditRecord, AuditSubject, StoredInput
 from app.db.session import session_scope
 from app.errors import StoreError
 from tests.audit.samples import DIGEST, append, decision
@@ -79,6 +80,18 @@ class TestAppend:
             unknown = "sha256:" + "9" * 64
             append_audit(session, [decision(2).model_copy(update={"input_hash": unknown})])
             session.flush()
+
+    def test_inputs_handed_to_the_append_are_stored_once(
+        self, audit_sessions: sessionmaker[Session]
+    ) -> None:
+        body = canonical_json({"input": "shared"})
+        named = decision(1).model_copy(update={"input_hash": content_hash(body)})
+        with session_scope(audit_sessions) as session:
+            append_audit(session, [named, named], inputs=[body, body])
+        with session_scope(audit_sessions) as session:
+            append_audit(session, [named], inputs=[body])
+            assert session.scalar(select(func.count()).select_from(StoredInput)) == 1
+            assert verify_chain(session, key=None).checked == 3
 
     def test_an_empty_batch_writes_nothing(self, audit_sessions: sessionmaker[Session]) -> None:
         with session_scope(audit_sessions) as session:
