@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # A report with more findings is refused (413 scan.too_large), not stored.
     max_scan_findings: int = Field(default=10_000, ge=1)
 
+    # Audit trail: records older than this many days are purged (behind a signed checkpoint).
+    audit_retention_days: int = Field(default=180, ge=1, le=36_500)
+
     # Policy.
     opa_url: str | None = None
     policy_dir: Path = Path("policies")

@@ -163,3 +163,18 @@ class DeadlineError(Error):
 
     default_code = "deadline.exceeded"
     http_status = 504
+
+
+class AuditError(Error):
+    """The audit trail cannot be written, read or checked as asked.
+
+    Codes: ``audit.no_kek`` (503: checkpoints need the key-encryption key),
+    ``audit.not_found`` (404: no record with that sequence number),
+    ``audit.cursor`` (400: a pagination cursor this service did not issue),
+    ``audit.since`` (400: a time that is neither a date, a date-time nor ``7d``/``24h``).
+    ``sealgate audit verify`` labels what it finds ``audit.changed``, ``audit.removed``,
+    ``audit.inserted`` or ``audit.checkpoint`` (``app.audit.verification.ProblemKind``).
+    """
+
+    default_code = "audit.error"
+    http_status = 500

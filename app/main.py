@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import __version__
 from app.api import (
     admission,
+    audit,
     authorities,
     decisions,
     health,
@@ -292,6 +293,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         policy,
         decisions,
         admission,
+        audit,
     ):
         app.include_router(api.router)
     return app

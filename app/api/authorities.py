@@ -122,7 +122,7 @@ def create(body: AuthorityRequest, services: ServicesDep, admin: AdminDep) -> di
         signed_identity=body.signed_identity_rule(),
     )
     with session_scope(services.sessions) as session:
-        saved = save_authority(session, authority).to_json()
+        saved = save_authority(session, authority, actor=admin.name).to_json()
     # This replica decides under the new trust at once; others within the refresh interval.
     services.decisions.context.refresh()
     return saved
@@ -143,6 +143,6 @@ def show(name: str, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an authority")
 def remove(name: str, services: ServicesDep, admin: AdminDep) -> Response:
     with session_scope(services.sessions) as session:
-        remove_authority(session, name)
+        remove_authority(session, name, actor=admin.name)
     services.decisions.context.refresh()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

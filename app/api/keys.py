@@ -57,6 +57,7 @@ def generate(body: GenerateKeyRequest, services: ServicesDep, admin: AdminDep) -
             name=body.name,
             algorithm=algorithm,
             scopes=body.scopes,
+            actor=admin.name,
         )
 
 
@@ -71,6 +72,7 @@ def import_(body: ImportKeyRequest, services: ServicesDep, admin: AdminDep) -> K
             pem=body.pem.get_secret_value().encode(),
             scopes=body.scopes,
             password=password,
+            actor=admin.name,
         )
 
 
@@ -115,4 +117,4 @@ def public(name: str, services: ServicesDep, admin: AdminDep) -> Response:
 @router.post("/{name}/disable", summary="Stop a key from signing (it still verifies)")
 def disable(name: str, services: ServicesDep, admin: AdminDep) -> KeyInfo:
     with session_scope(services.sessions) as session:
-        return disable_key(session, name=name)
+        return disable_key(session, name=name, actor=admin.name)

@@ -82,6 +82,6 @@ async def post_activate(
 ) -> PolicyVersionInfo:
     def _activate() -> PolicyVersionInfo:
         with session_scope(services.sessions) as session:
-            return activate_version(session, version=version)
+            return activate_version(session, version=version, actor=admin.name)
 
     return await run_in_threadpool(_activate)

@@ -6,7 +6,8 @@ segments, every other character literally. ``ghcr.io/acme/*`` matches
 ``ghcr.io/acme/api`` but not ``ghcr.io/acme/team/api``; ``ghcr.io/acme/**`` matches both.
 
 A token scope is ``ACTION:GLOB`` (``sign:ghcr.io/acme/*``, ``scan:**``) or ``admin``,
-which allows every action on every image.
+which allows every action on every image. ``audit:GLOB`` reads the audit records that name
+those images; ``audit:**`` reads the whole trail.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from functools import lru_cache
 
 from app.errors import InputError
 
-ACTIONS = frozenset({"sign", "scan", "verify", "push"})
+ACTIONS = frozenset({"sign", "scan", "verify", "push", "audit"})
 ADMIN = "admin"
 
 

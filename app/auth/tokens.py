@@ -17,6 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.audit.changes import record_change
+from app.audit.entry import CLI_ACTOR, AuditKind
 from app.auth.scopes import ADMIN, Scope
 from app.db.base import utcnow
 from app.db.models import ApiToken
@@ -73,8 +75,10 @@ def create_token(
     name: str,
     scopes: list[str],
     expires_at: dt.datetime | None = None,
+    actor: str = CLI_ACTOR,
 ) -> IssuedToken:
-    """Create a token with the given scopes; the plaintext is returned once and never stored."""
+    """Create a token with the given scopes; the plaintext is returned once and never stored.
+    The creation is audited (``token.create``, by ``actor``) in the same transaction."""
     if not name or len(name) > 128:
         raise InputError("a token needs a name of 1 to 128 characters")
     if not scopes:
@@ -93,6 +97,16 @@ def create_token(
         session.flush()
     except IntegrityError as e:
         raise ConflictError(f"a token named {name!r} already exists") from e
+    record_change(
+        session,
+        kind=AuditKind.token_create,
+        actor=actor,
+        object=f"token/{name}",
+        details={
+            "scopes": [str(s) for s in parsed],
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
     return IssuedToken(
         name=name, token=token, scopes=tuple(str(s) for s in parsed), expires_at=expires_at
     )
@@ -119,11 +133,12 @@ def authenticate(session: Session, presented: str | None) -> Principal:
     return Principal(name=row.name, scopes=tuple(Scope.parse(s) for s in row.scopes))
 
 
-def revoke_token(session: Session, *, name: str) -> None:
+def revoke_token(session: Session, *, name: str, actor: str = CLI_ACTOR) -> None:
     row = session.scalar(select(ApiToken).where(ApiToken.name == name))
     if row is None:
         raise NotFoundError(f"no token named {name!r}")
     row.revoked_at = utcnow()
+    record_change(session, kind=AuditKind.token_revoke, actor=actor, object=f"token/{name}")
 
 
 def list_tokens(session: Session) -> list[dict[str, object]]:

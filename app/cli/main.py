@@ -88,6 +88,7 @@ def db_upgrade(
 cli.add_typer(db_cli, name="db")
 
 # Command groups of each domain register here, one line each.
+from app.cli import audit as _audit  # noqa: E402
 from app.cli import authority as _authority  # noqa: E402
 from app.cli import k8s as _k8s  # noqa: E402
 from app.cli import key as _key  # noqa: E402
@@ -107,6 +108,7 @@ cli.command("sign")(_sign.sign_command)
 cli.command("verify")(_verify.verify_command)
 cli.add_typer(_authority.authority_cli, name="authority")
 cli.add_typer(_k8s.k8s_cli, name="k8s")
+cli.add_typer(_audit.audit_cli, name="audit")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Sealgate's tables: keys, API tokens, authorities, signing records, policies, scans, decisions.
+"""Sealgate's tables: keys, API tokens, authorities, signing records, policies, scans, decisions,
+and the audit trail (stored inputs, hash-chained records, their image index, checkpoints).
 
 Rows stay inside the domain modules that own them; they never reach a policy input or
 an HTTP response directly (those are built from frozen pydantic models).
@@ -10,7 +11,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
@@ -180,3 +181,85 @@ class Decision(Base):
     dry_run: Mapped[bool] = mapped_column(default=False)
     latency_ms: Mapped[float | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StoredInput(Base):
+    """A decision input stored once per distinct content, named by the hash of its bytes."""
+
+    __tablename__ = "stored_inputs"
+    __table_args__ = (Index("ix_stored_inputs_created_at", "created_at"),)
+
+    hash: Mapped[str] = mapped_column(String(71), primary_key=True)  # sha256:<64 hex>
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditRecord(Base):
+    """One append-only audit record; ``seq`` is the chain order, ``hash`` covers the
+    record's content and ``prev_hash`` (see ``app.audit.chain``)."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        Index("ix_audit_records_time", "time"),
+        Index("ix_audit_records_kind", "kind"),
+        Index("ix_audit_records_actor", "actor"),
+        Index("ix_audit_records_namespace", "namespace"),
+        Index("ix_audit_records_input_hash", "input_hash"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[dt.datetime] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(256))
+    actor: Mapped[str] = mapped_column(String(256))
+    namespace: Mapped[str | None] = mapped_column(String(253), default=None)
+    object: Mapped[str | None] = mapped_column(String(512), default=None)
+    images: Mapped[list[Any]] = mapped_column(default=list)
+    digests: Mapped[list[Any]] = mapped_column(default=list)
+    decision: Mapped[str | None] = mapped_column(String(16), default=None)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    policy_version: Mapped[int | None] = mapped_column(default=None)
+    policy_revision: Mapped[str | None] = mapped_column(String(128), default=None)
+    latency_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    input_hash: Mapped[str | None] = mapped_column(
+        String(71), ForeignKey("stored_inputs.hash"), default=None
+    )
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(71))
+    hash: Mapped[str] = mapped_column(String(71), unique=True)
+
+
+class AuditSubject(Base):
+    """An index of the image names and digests an audit record names, for filtering.
+
+    Derived from the record's own (hashed) ``images`` and ``digests``: a query finds
+    records through it, ``audit verify`` never needs it.
+    """
+
+    __tablename__ = "audit_subjects"
+    __table_args__ = (Index("ix_audit_subjects_field_value", "field", "value", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit_records.seq"), primary_key=True)
+    field: Mapped[str] = mapped_column(String(8), primary_key=True)  # "image" | "digest"
+    value: Mapped[str] = mapped_column(String(512), primary_key=True)
+
+
+class AuditCheckpoint(Base):
+    """A signed statement that the chain passed through (``seq``, ``hash``).
+
+    ``purge`` checkpoints name the last purged record, so the remaining chain verifies
+    from them; ``head`` checkpoints pin the head at a moment, so a later truncation or
+    rewrite of what came before is found.
+    """
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (Index("ix_audit_checkpoints_kind_seq", "kind", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(71))
+    cutoff: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    signature: Mapped[str] = mapped_column(String(128))

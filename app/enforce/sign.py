@@ -31,6 +31,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from app.audit.changes import record_change
+from app.audit.entry import AuditKind
 from app.auth.tokens import Principal
 from app.db.models import SignatureRecord
 from app.db.session import session_scope
@@ -387,6 +389,22 @@ def _record(services: Services, result: SignResult, signed_by: str) -> None:
                     signature_digests=[s.signature_digest for s in mine],
                 )
             )
+        session.flush()
+        record_change(
+            session,
+            kind=AuditKind.sign,
+            actor=signed_by,
+            images=[result.image],
+            digests=result.digests,
+            details={
+                "key_name": result.key_name,
+                "key_id": result.key_id,
+                "identity": result.identity,
+                "issuer": result.issuer,
+                "formats": [f.value for f in result.formats],
+                "signatures": [s.signature_digest for s in result.signatures],
+            },
+        )
 
 
 def signature_records(services: Services, *, image: str) -> list[SignatureRecordView]:

@@ -21,6 +21,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit.chain import append_audit
+from app.audit.changes import change_entry
+from app.audit.entry import CLI_ACTOR, AuditEntry, AuditKind
 from app.db.models import PolicyVersion
 from app.db.session import session_scope
 from app.errors import ConflictError, Error, NotFoundError, PolicyError
@@ -112,7 +115,8 @@ def publish_bundle(
 
     Raises PolicyError when ``check_bundle`` refuses it within ``limits`` (nothing is
     stored), ConflictError when another writer took the same version number at the same
-    time.
+    time. Audited as ``policy.publish`` (and the
+    activation) by ``author``.
     """
     check_bundle(bundle, limits=limits)
     latest = session.scalar(select(func.max(PolicyVersion.version)))
@@ -131,17 +135,30 @@ def publish_bundle(
             "another policy version was published at the same time; retry",
             code="policy.version_conflict",
         ) from e
+    entries = [
+        change_entry(
+            kind=AuditKind.policy_publish,
+            actor=author,
+            object=f"policy/{row.version}",
+            policy_version=row.version,
+            details={"content_hash": row.content_hash, "message": message[:500]},
+        )
+    ]
     if activate:
-        _activate(session, row)
+        entries.append(_activate(session, row, actor=author))
+    append_audit(session, entries)  # last: the chain lock is taken after the activation lock
     return PolicyVersionInfo.from_row(row)
 
 
-def activate_version(session: Session, *, version: int) -> PolicyVersionInfo:
-    """Make ``version`` the active one (a rollback when it is older); NotFoundError if none."""
+def activate_version(
+    session: Session, *, version: int, actor: str = CLI_ACTOR
+) -> PolicyVersionInfo:
+    """Make ``version`` the active one (a rollback when it is older); NotFoundError if none.
+    Audited as ``policy.activate`` or ``policy.rollback`` by ``actor``."""
     row = _find_version(session, version)
     if row is None:
         raise NotFoundError(f"policy version {version} does not exist", code="policy.not_found")
-    _activate(session, row)
+    append_audit(session, [_activate(session, row, actor=actor)])
     return PolicyVersionInfo.from_row(row)
 
 
@@ -158,17 +175,28 @@ def _find_version(session: Session, version: int) -> PolicyVersion | None:
 _ACTIVATION_LOCK = 0x7367706F6C696379
 
 
-def _activate(session: Session, row: PolicyVersion) -> None:
+def _activate(session: Session, row: PolicyVersion, *, actor: str) -> AuditEntry:
+    """Make ``row`` the active version; return the audit entry saying so (the caller
+    appends it last)."""
     if session.get_bind().dialect.name == "postgresql":
         # Two activations at once would each clear the others' flag and set their own,
         # leaving two active versions; take turns (SQLite serialises writers anyway).
         session.execute(select(func.pg_advisory_xact_lock(_ACTIVATION_LOCK)))
+    previous = session.scalar(select(PolicyVersion.version).where(PolicyVersion.active.is_(True)))
     session.execute(
         update(PolicyVersion).where(PolicyVersion.active.is_(True)).values(active=False)
     )
     row.active = True
     row.activated_at = dt.datetime.now(dt.UTC)
     session.flush()
+    rollback = previous is not None and row.version < previous
+    return change_entry(
+        kind=AuditKind.policy_rollback if rollback else AuditKind.policy_activate,
+        actor=actor,
+        object=f"policy/{row.version}",
+        policy_version=row.version,
+        details={"previous_version": previous, "content_hash": row.content_hash},
+    )
 
 
 def list_versions(session: Session) -> list[PolicyVersionInfo]:

@@ -33,6 +33,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.audit.changes import record_change
+from app.audit.entry import CLI_ACTOR, AuditKind
 from app.auth.scopes import glob_matches, required_globs
 from app.config import Settings
 from app.db.base import utcnow
@@ -191,6 +193,7 @@ def generate_key(
     name: str,
     algorithm: Algorithm,
     scopes: Sequence[str] | None,
+    actor: str = CLI_ACTOR,
 ) -> KeyInfo:
     """Generate a key named ``name`` that signs images matching ``scopes``, and store it
     encrypted; return its public information.
@@ -202,9 +205,11 @@ def generate_key(
     checked = _key_scopes(scopes)
     _require_kek(settings)
     _ensure_new_name(session, name)
-    return _store(
+    info = _store(
         session, settings=settings, name=name, key=generate_private_key(algorithm), scopes=checked
     )
+    _audit(session, AuditKind.key_create, info, actor)
+    return info
 
 
 def import_key(
@@ -215,6 +220,7 @@ def import_key(
     pem: bytes,
     scopes: Sequence[str] | None,
     password: bytes | None = None,
+    actor: str = CLI_ACTOR,
 ) -> KeyInfo:
     """Import a PEM private key (PKCS#8, encrypted or not) that signs images matching
     ``scopes``, and store it encrypted.
@@ -256,7 +262,20 @@ def import_key(
         ) from None
     algorithm_of(key)
     _ensure_new_name(session, name)
-    return _store(session, settings=settings, name=name, key=key, scopes=checked)  # type: ignore[arg-type]
+    info = _store(session, settings=settings, name=name, key=key, scopes=checked)  # type: ignore[arg-type]
+    _audit(session, AuditKind.key_import, info, actor)
+    return info
+
+
+def _audit(session: Session, kind: AuditKind, info: KeyInfo, actor: str) -> None:
+    """Record a key change in the audit trail (public facts only), in the same transaction."""
+    record_change(
+        session,
+        kind=kind,
+        actor=actor,
+        object=f"key/{info.name}",
+        details={"algorithm": info.algorithm, "key_id": info.key_id, "status": info.status},
+    )
 
 
 def _row(session: Session, name: str) -> SigningKey:
@@ -291,13 +310,14 @@ def set_key_scopes(session: Session, *, name: str, scopes: Sequence[str] | None)
     return KeyInfo.from_row(row)
 
 
-def disable_key(session: Session, *, name: str) -> KeyInfo:
+def disable_key(session: Session, *, name: str, actor: str = CLI_ACTOR) -> KeyInfo:
     """Stop ``name`` from signing. Its public key stays available for verification."""
     row = _row(session, name)
     if row.status is KeyStatus.active:
         row.status = KeyStatus.disabled
         row.disabled_at = utcnow()
         log.info("signing key disabled", extra={"key_name": name, "key_id": row.key_id})
+        _audit(session, AuditKind.key_disable, KeyInfo.from_row(row), actor)
     return KeyInfo.from_row(row)
 
 

@@ -41,6 +41,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.audit.changes import record_change
+from app.audit.entry import CLI_ACTOR, AuditKind
 from app.auth.scopes import glob_matches, required_globs, validate_glob
 from app.db.models import Authority, AuthorityKind
 from app.errors import ConflictError, InputError, NotFoundError, VerificationError
@@ -442,9 +444,12 @@ def _required_scopes(scopes: Iterable[str] | None) -> tuple[str, ...]:
     return required_globs(scopes, what="an authority", code="input.authority_scope")
 
 
-def save_authority(session: Session, authority: TrustAuthority) -> TrustAuthority:
-    """Store a new authority; ``ConflictError`` when the name is taken, ``InputError`` when
-    it names no scope (no new authority silently vouches for every image)."""
+def save_authority(
+    session: Session, authority: TrustAuthority, *, actor: str = CLI_ACTOR
+) -> TrustAuthority:
+    """Store a new authority (audited as ``authority.add``); ``ConflictError`` when the
+    name is taken, ``InputError`` when it names no scope (no new authority silently vouches
+    for every image)."""
     _required_scopes(authority.scopes)
     row = Authority(
         name=authority.name,
@@ -460,7 +465,20 @@ def save_authority(session: Session, authority: TrustAuthority) -> TrustAuthorit
         session.flush()
     except IntegrityError as e:
         raise ConflictError(f"an authority named {authority.name!r} already exists") from e
-    return _from_row(row)
+    saved = _from_row(row)
+    record_change(
+        session,
+        kind=AuditKind.authority_add,
+        actor=actor,
+        object=f"authority/{saved.name}",
+        details={
+            "kind": saved.kind.value,
+            "key_ids": [k.key_id for k in saved.keys],
+            "identity": saved.identity.model_dump(exclude_none=True) if saved.identity else None,
+            "scopes": list(saved.scopes),
+        },
+    )
+    return saved
 
 
 def list_authorities(session: Session) -> list[TrustAuthority]:
@@ -476,13 +494,15 @@ def get_authority(session: Session, name: str) -> TrustAuthority:
     return _from_row(row)
 
 
-def remove_authority(session: Session, name: str) -> None:
-    """Delete the authority called ``name``; ``NotFoundError`` otherwise."""
+def remove_authority(session: Session, name: str, *, actor: str = CLI_ACTOR) -> None:
+    """Delete the authority called ``name`` (audited as ``authority.remove``);
+    ``NotFoundError`` otherwise."""
     row = session.scalar(select(Authority).where(Authority.name == name))
     if row is None:
         raise NotFoundError(f"no authority named {name!r}", code="authority.not_found")
     session.delete(row)
     session.flush()
+    record_change(session, kind=AuditKind.authority_remove, actor=actor, object=f"authority/{name}")
 
 
 def matching_authorities(session: Session, image_name: str) -> list[TrustAuthority]:

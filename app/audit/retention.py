@@ -1,0 +1,141 @@
+"""Retention: purge records past the retention period behind a signed checkpoint.
+
+``purge_expired`` deletes, under the chain lock, the longest run of oldest records whose
+times are all before the cutoff (in ``seq`` order, so the remaining chain stays one piece
+even if a replica's clock once ran behind), writes a signed purge checkpoint naming the last
+deleted record, records the purge itself in the chain (``audit.purge``) and deletes stored
+inputs no remaining record names. ``run_audit_retention`` is the one call for the worker:
+the purge, then a signed head checkpoint (see ``app.audit.checkpoints``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.audit.chain import HEAD_CHECKPOINT, PURGE_CHECKPOINT, append_audit, chain_head, lock_chain
+from app.audit.checkpoints import CheckpointKey, write_checkpoint
+from app.audit.entry import AuditEntry, AuditKind
+from app.audit.inputs import purge_unreferenced_inputs
+from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject
+
+
+class PurgeResult(BaseModel):
+    """What a retention run did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cutoff: dt.datetime
+    purged: int
+    through_seq: int | None
+    inputs_purged: int
+    head_seq: int
+
+
+def _last_purged_seq(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.max(AuditCheckpoint.seq)).where(AuditCheckpoint.kind == PURGE_CHECKPOINT)
+        )
+        or 0
+    )
+
+
+def purge_expired(
+    session: Session,
+    *,
+    key: CheckpointKey,
+    retention_days: int,
+    now: dt.datetime,
+    actor: str = "retention",
+) -> PurgeResult:
+    """Delete records older than ``retention_days`` before ``now`` (see the module docstring)
+    in the caller's transaction; return what was deleted."""
+    cutoff = now - dt.timedelta(days=retention_days)
+    lock_chain(session)
+    head_seq, _ = chain_head(session)
+    first_kept = session.scalar(select(func.min(AuditRecord.seq)).where(AuditRecord.time >= cutoff))
+    through = head_seq if first_kept is None else first_kept - 1
+    purged = 0
+    if through > _last_purged_seq(session):
+        through_hash = session.scalar(select(AuditRecord.hash).where(AuditRecord.seq == through))
+        if through_hash is not None:
+            session.execute(delete(AuditSubject).where(AuditSubject.seq <= through))
+            result = session.execute(delete(AuditRecord).where(AuditRecord.seq <= through))
+            purged = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            # Head checkpoints inside the purged range vouch for nothing that is left.
+            session.execute(
+                delete(AuditCheckpoint).where(
+                    AuditCheckpoint.kind == HEAD_CHECKPOINT, AuditCheckpoint.seq <= through
+                )
+            )
+            write_checkpoint(
+                session,
+                key=key,
+                kind=PURGE_CHECKPOINT,
+                seq=through,
+                hash=through_hash,
+                at=now,
+                cutoff=cutoff,
+            )
+            append_audit(
+                session,
+                [
+                    AuditEntry(
+                        kind=AuditKind.audit_purge,
+                        source="retention",
+                        actor=actor,
+                        time=now,
+                        details={
+                            "purged": purged,
+                            "through_seq": through,
+                            "cutoff": cutoff.isoformat(),
+                            "retention_days": retention_days,
+                        },
+                    )
+                ],
+            )
+    inputs = purge_unreferenced_inputs(session, cutoff=cutoff)
+    return PurgeResult(
+        cutoff=cutoff,
+        purged=purged,
+        through_seq=through if purged else None,
+        inputs_purged=inputs,
+        head_seq=chain_head(session)[0],
+    )
+
+
+def checkpoint_head(session: Session, *, key: CheckpointKey, now: dt.datetime) -> int | None:
+    """Sign the current head unless it is already signed; return its seq (None if empty)."""
+    lock_chain(session)
+    seq, hash_ = chain_head(session)
+    if seq == 0:
+        return None
+    signed = session.scalar(
+        select(AuditCheckpoint.id).where(AuditCheckpoint.seq == seq, AuditCheckpoint.hash == hash_)
+    )
+    if signed is None:
+        write_checkpoint(session, key=key, kind=HEAD_CHECKPOINT, seq=seq, hash=hash_, at=now)
+    return seq
+
+
+def run_audit_retention(
+    session: Session,
+    *,
+    kek: bytes | None,
+    retention_days: int,
+    now: dt.datetime | None = None,
+) -> PurgeResult:
+    """The worker's periodic call: purge what is past retention, then sign the head.
+
+    Raises ``AuditError`` (``audit.no_kek``) without a key-encryption key: nothing is
+    deleted that a checkpoint could not vouch for.
+    """
+    key = CheckpointKey.from_kek(kek)
+    moment = now or dt.datetime.now(dt.UTC)
+    result = purge_expired(session, key=key, retention_days=retention_days, now=moment)
+    checkpoint_head(session, key=key, now=moment)
+    return result
