@@ -162,7 +162,6 @@ class Settings(BaseSettings):
             )
         return self
 
-
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -24,7 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import authorities, decisions, health, keys, policy, scans, signatures, verify
+from app.api import authorities, decisions, health, hooks, keys, policy, scans, signatures, verify
+from app.api import verdicts as verdicts_api
 from app.config import Settings, get_settings
 from app.errors import Error
 from app.observability import Metrics, configure_logging, request_id_var
@@ -246,6 +247,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services
     _install_error_handlers(app, metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    for api in (health, keys, signatures, authorities, verify, scans, policy, decisions):
+    for api in (health, keys, signatures, authorities, verify, scans, policy, decisions, hooks):
         app.include_router(api.router)
+    app.include_router(verdicts_api.router)
     return app

@@ -209,9 +209,9 @@ class InboxEvent(Base):
 class ImageVerdict(Base):
     """The push gate's decision on one digest in one repository, from one inbox event.
 
-    One row per deciding event (unique ``inbox_event_id``; ``source``/``event_id`` name it): the newest row of a
-    ``(name, digest)`` is the verdict in force. ``deleted_at`` is set when the registry
-    reports the manifest deleted.
+    One row per deciding event (unique ``inbox_event_id``; ``source`` and ``event_id`` name
+    it): the newest row of a ``(name, digest)`` is the verdict in force. ``deleted_at`` is
+    set when the registry reports the manifest deleted.
     """
 
     __tablename__ = "image_verdicts"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import InputError
 from app.oci.refs import ImageRef
+from app.scans.document import parse_timestamp
 
 # An envelope with more events than this is refused whole (distribution sends few per request).
 MAX_EVENTS_PER_ENVELOPE = 1000
@@ -118,22 +119,12 @@ def text_field(value: Any, *, limit: int = 1024) -> str | None:
 
 def parse_time(value: Any) -> dt.datetime | None:
     """An RFC 3339 time or a Unix timestamp as an aware datetime, or None."""
-    try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
             return dt.datetime.fromtimestamp(value, dt.UTC)
-        if isinstance(value, str) and value:
-            text = value.replace("Z", "+00:00")
-            # Go writes nanoseconds; Python reads at most microseconds.
-            head, dot, rest = text.partition(".")
-            if dot:
-                digits = "".join(c for c in rest if c.isdigit())
-                zone = rest[len(digits) :]
-                text = f"{head}.{digits[:6]}{zone}"
-            parsed = dt.datetime.fromisoformat(text)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
+        except (ValueError, OverflowError, OSError):
+            return None
+    return parse_timestamp(value) if isinstance(value, str) else None
 
 
 def build_event(index: int, **fields: Any) -> RegistryEvent | IgnoredEvent:

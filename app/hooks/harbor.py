@@ -184,14 +184,14 @@ def _overview(value: Any) -> ScanOverview | None:
             continue
         if not isinstance(report, dict):
             continue
-        summary = report.get("summary") if isinstance(report.get("summary"), dict) else {}
-        counts_raw = summary.get("summary") if isinstance(summary.get("summary"), dict) else {}
+        summary = _object(report.get("summary"))
+        counts_raw = _object(summary.get("summary"))
         counts = {
             str(k).lower(): v
             for k, v in counts_raw.items()
             if isinstance(v, int) and not isinstance(v, bool) and v >= 0
         }
-        scanner = report.get("scanner") if isinstance(report.get("scanner"), dict) else {}
+        scanner = _object(report.get("scanner"))
         return ScanOverview(
             report_media_type=media_type[:200],
             status=text_field(report.get("scan_status"), limit=64),
@@ -209,3 +209,7 @@ def _overview(value: Any) -> ScanOverview | None:
 
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

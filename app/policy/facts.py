@@ -3,7 +3,9 @@
 ``input_for_image`` is the seam the enforcement layer and ``sealgate policy input`` use:
 it takes what verification already established (verified signatures and attestations,
 the resolved digest, the Kubernetes context) and adds what the database knows: the
-authorities whose scope matches the image and the newest stored scan of its digest.
+authorities whose scope matches the image and the newest stored scan of its digest (a
+registry's summary, stored by the push gate, becomes a ``summary_only`` scan: counts, no
+findings).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from app.policy.input import (
     SignatureFacts,
     build_input,
     scan_facts,
+    summary_scan_facts,
 )
 from app.scans.model import Vulnerability
 from app.verify.trust import matching_authorities
@@ -54,9 +57,19 @@ def stored_scan(
     if row is None:
         return None
     try:
-        findings = [Vulnerability.model_validate(item) for item in row.vulnerabilities]
         source = ScanSource(row.source)
-    except (ValidationError, ValueError) as e:
+        if row.summary.get("summary_only") is True:
+            return summary_scan_facts(
+                scanner=row.scanner,
+                format=row.format,
+                scanned_at=row.scanned_at,
+                evaluated_at=evaluated_at,
+                counts=dict(row.summary.get("counts") or {}),
+                fixable=row.summary.get("fixable"),
+                source=source,
+            )
+        findings = [Vulnerability.model_validate(item) for item in row.vulnerabilities]
+    except (ValidationError, ValueError, TypeError) as e:
         raise EvidenceError(
             f"the stored scan {row.id} of {digest} cannot be read: {e}", code="evidence.scan"
         ) from e

@@ -61,6 +61,7 @@ REPORT_MEDIA_TYPES = {
     ReportFormat.grype: "application/json",
     ReportFormat.sarif: SARIF_MEDIA_TYPE,
     ReportFormat.cyclonedx: CYCLONEDX_MEDIA_TYPE,
+    ReportFormat.harbor: "application/vnd.security.vulnerability.report; version=1.1",
 }
 # Artifact types whose referrers are read as scan reports.
 SCAN_REFERRER_TYPES = (SCAN_ARTIFACT_TYPE, CYCLONEDX_MEDIA_TYPE, SARIF_MEDIA_TYPE)
