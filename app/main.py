@@ -28,6 +28,7 @@ from app.api import authorities, decisions, health, hooks, keys, policy, scans, 
 from app.api import verdicts as verdicts_api
 from app.config import Settings, get_settings
 from app.errors import Error
+from app.hooks.worker import start_worker, stop_worker
 from app.observability import Metrics, configure_logging, request_id_var
 from app.policy.versions import start_version_poller
 from app.services import Services
@@ -229,9 +230,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         check_keys_at_startup(app.state.services)
         # Follow the active policy version (every replica polls the version table).
         app.state.policy_poller = start_version_poller(app.state.services)
+        # Process the push gate's inbox here too, unless SEALGATE_WORKER_ENABLED=false.
+        worker = start_worker(app.state.services) if settings.worker_enabled else None
         try:
             yield
         finally:
+            if worker is not None:
+                await stop_worker(*worker)
             app.state.policy_poller.stop()
             if owned:
                 await app.state.services.aclose()

@@ -85,6 +85,7 @@ cli.add_typer(db_cli, name="db")
 
 # Command groups of each domain register here, one line each.
 from app.cli import authority as _authority  # noqa: E402
+from app.cli import inbox as _inbox  # noqa: E402
 from app.cli import key as _key  # noqa: E402
 from app.cli import policy as _policy  # noqa: E402
 from app.cli import registry as _registry  # noqa: E402
@@ -101,6 +102,8 @@ cli.add_typer(_key.key_cli, name="key")
 cli.command("sign")(_sign.sign_command)
 cli.command("verify")(_verify.verify_command)
 cli.add_typer(_authority.authority_cli, name="authority")
+cli.add_typer(_inbox.inbox_cli, name="inbox")
+cli.command("worker")(_inbox.worker_command)
 
 
 def main() -> None:

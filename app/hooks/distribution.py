@@ -53,7 +53,7 @@ _MANIFEST_TYPES = frozenset(
 def load_json(body: bytes) -> Any:
     """The body as JSON, or HookError naming why it is not."""
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise HookError("the body is not UTF-8 JSON") from e
     except RecursionError as e:

@@ -114,3 +114,11 @@ def start_worker(services: Services) -> tuple[Worker, asyncio.Task[None]]:
     """Start a worker as a task of the running loop (the service's lifespan)."""
     worker = Worker(services=services)
     return worker, asyncio.create_task(worker.run(), name="sealgate-inbox-worker")
+
+
+async def stop_worker(worker: Worker, task: asyncio.Task[None], *, grace: float = 10.0) -> None:
+    """Ask the worker to stop after its current batch; cancel it after ``grace`` seconds (a
+    cancelled event keeps its lease and is retried once the lease runs out)."""
+    worker.stop()
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=grace)
