@@ -1,4 +1,4 @@
-"""``POST /hooks/distribution`` and ``/hooks/harbor``: who may deliver, what is stored, what is refused.
+"""``POST /hooks/distribution`` and ``/hooks/harbor``: who may deliver, what is stored, refused.
 
 Every refusal is shown to store nothing and to be counted in
 ``sealgate_hook_rejected_total{source,reason}``.
