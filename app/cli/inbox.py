@@ -18,23 +18,12 @@ def worker_command(
     ] = False,
 ) -> None:
     """Run the inbox worker in this process (as many as wanted, on any host) until stopped."""
-    import asyncio
-    import signal
-
     from app.cli.context import run_with_services
-    from app.hooks.worker import Worker
+    from app.hooks.worker import run_worker
     from app.services import Services
 
     async def _work(services: Services) -> None:
-        worker = Worker(services=services)
-        if once:
-            while await worker.run_once():
-                pass
-            return
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, worker.stop)
-        await worker.run()
+        await run_worker(services, once=once)
 
     run_with_services(_work)
 

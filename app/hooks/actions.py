@@ -12,14 +12,14 @@ outbound webhook. Neither runs unless configured.
   retried with back-off on transport errors, 429 and 5xx.
 
 How "at most once" holds across crashes. The worker records each action's intent
-(``verdict_actions`` row, unique per (event, action), status ``pending``) in the transaction
-that stores the verdict. Before acting it moves the row to ``started`` in its own committed
-transaction; after acting it records the result and ``done`` in one transaction.
+(``verdict_actions`` row, unique per (event, action), status ``started``) in the transaction
+that stores the verdict, and acts only after that commit; it records each result (``done``)
+in the transaction that marks the event done.
 
-- attestation: check-before-sign. Only a row found ``pending`` is signed. A row found
-  ``started`` means an earlier attempt may have signed and then died before recording it, so
-  it is not signed again: it becomes ``abandoned`` (visible in ``sealgate inbox list``). At most
-  one signature per event, at the price of possibly none after a crash at that instant.
+- attestation: check-before-sign. Only an intent this attempt recorded is signed. A row a
+  retry finds ``started`` means an earlier attempt may have signed and then died before
+  recording it, so it is not signed again: it becomes ``abandoned``. At most one signature
+  per event, at the price of possibly none after a crash at that instant.
 - webhook: the bound is the idempotency id. A row found ``started`` is sent again with the
   same ``Idempotency-Key``, so a call made just before a crash reaches the receiver twice with
   one id; a receiver that keeps the ids it has seen acts once. Sealgate itself never sends a
@@ -81,15 +81,20 @@ def idempotency_id(*, source: str, event_id: str, action: ActionName) -> str:
 
 def record_intents(
     session: Session, *, inbox_event_id: int, source: str, event_id: str, actions: list[ActionName]
-) -> None:
-    for action in actions:
-        session.add(
-            VerdictAction(
-                inbox_event_id=inbox_event_id,
-                action=action.value,
-                idempotency_id=idempotency_id(source=source, event_id=event_id, action=action),
-            )
+) -> list[VerdictAction]:
+    """Record the intent of each action, already ``started`` (the caller commits before acting)."""
+    rows = [
+        VerdictAction(
+            inbox_event_id=inbox_event_id,
+            action=action.value,
+            idempotency_id=idempotency_id(source=source, event_id=event_id, action=action),
+            status=ActionStatus.started,
+            attempts=1,
         )
+        for action in actions
+    ]
+    session.add_all(rows)
+    return rows
 
 
 def open_actions(session: Session, *, inbox_event_id: int) -> list[VerdictAction]:
@@ -158,25 +163,39 @@ def sign_body(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-async def send_webhook(settings: Settings, *, body: dict[str, Any], key: str) -> dict[str, Any]:
-    """POST ``body`` to the verdict webhook with retries; ActionError when it never succeeds."""
-    url = settings.verdict_webhook_url
-    secret = settings.verdict_webhook_secret
-    if url is None or secret is None:
-        raise ActionError("the verdict webhook is not configured")
-    data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign_body(secret.get_secret_value(), data),
-        IDEMPOTENCY_HEADER: key,
-    }
-    problem = "no attempt"
-    async with httpx.AsyncClient(timeout=settings.verdict_webhook_timeout) as client:
+class WebhookSender:
+    """Sends verdict calls over one HTTP client, so that a worker reuses its connections."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: httpx.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def send(self, *, body: dict[str, Any], key: str) -> dict[str, Any]:
+        """POST ``body`` to the verdict webhook with retries; ActionError if it never succeeds."""
+        settings = self.settings
+        url = settings.verdict_webhook_url
+        secret = settings.verdict_webhook_secret
+        if url is None or secret is None:
+            raise ActionError("the verdict webhook is not configured")
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=settings.verdict_webhook_timeout)
+        data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign_body(secret.get_secret_value(), data),
+            IDEMPOTENCY_HEADER: key,
+        }
+        problem = "no attempt"
         for attempt in range(settings.verdict_webhook_retries + 1):
             if attempt:
                 await asyncio.sleep(min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
             try:
-                reply = await client.post(url, content=data, headers=headers)
+                reply = await self._client.post(url, content=data, headers=headers)
             except httpx.HTTPError as e:
                 problem = f"{type(e).__name__}"
                 continue
@@ -185,7 +204,7 @@ async def send_webhook(settings: Settings, *, body: dict[str, Any], key: str) ->
             problem = f"HTTP {reply.status_code}"
             if reply.status_code != 429 and reply.status_code < 500:
                 break
-    raise ActionError(f"the verdict webhook {url} refused the call: {problem}")
+        raise ActionError(f"the verdict webhook {url} refused the call: {problem}")
 
 
 def gate_statement(*, image: ImageRef, body: dict[str, Any]) -> bytes:

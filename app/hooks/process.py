@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -53,7 +54,11 @@ class Decide(Protocol):
 
 
 async def process_event(
-    services: Services, claimed: Claimed, *, decide: Decide = decide_push
+    services: Services,
+    claimed: Claimed,
+    *,
+    decide: Decide = decide_push,
+    webhook: actions.WebhookSender | None = None,
 ) -> dict[str, Any]:
     """Process ``claimed`` to its end (done or ignored); return its outcome.
 
@@ -69,8 +74,11 @@ async def process_event(
         return outcome
     if event.action is EventAction.delete:
         return await _delete(services, claimed)
-    verdict = await asyncio.to_thread(_stored_verdict, services, claimed.id)
-    if verdict is None:
+    # A first attempt cannot have stored anything yet; a retry looks for what it did.
+    found = None
+    if claimed.attempts > 1:
+        found = await asyncio.to_thread(_stored_verdict, services, claimed.id)
+    if found is None:
         if event.action is EventAction.push and await _is_referrer(services, event):
             outcome = {"ignored": "the manifest is a signature, attestation or referrer"}
             await _finish(services, claimed, InboxStatus.ignored, outcome)
@@ -86,10 +94,27 @@ async def process_event(
             actor=event.actor,
             deadline_seconds=PUSH_DECISION_SECONDS,
         )
-        verdict = await asyncio.to_thread(_store_verdict, services, claimed, decision)
-    await _run_actions(services, claimed, verdict)
+        verdict, started = await asyncio.to_thread(_store_verdict, services, claimed, decision)
+    else:
+        verdict = found
+        started = await asyncio.to_thread(_restart_actions, services, claimed)
     outcome = {"verdict": verdict.id, "allowed": verdict.allowed}
-    await _finish(services, claimed, InboxStatus.done, outcome)
+    sender = webhook or actions.WebhookSender(services.settings)
+    try:
+        results = [
+            await _run_action(services, claimed, verdict, action, sender) for action in started
+        ]
+    finally:
+        if webhook is None:
+            await sender.aclose()
+
+    def _done() -> None:
+        with session_scope(services.sessions) as session:
+            for action_id, result, status in results:
+                actions.complete(session, action_id, result=result, status=status)
+            finish(session, claimed, status=InboxStatus.done, outcome=outcome)
+
+    await asyncio.to_thread(_done)
     return outcome
 
 
@@ -134,7 +159,21 @@ def _stored_verdict(services: Services, inbox_event_id: int) -> ImageVerdict | N
         )
 
 
-def _store_verdict(services: Services, claimed: Claimed, decision: PushDecision) -> ImageVerdict:
+@dataclass(frozen=True)
+class _Started:
+    """An action about to run: its row, name and idempotency id, and the status it had."""
+
+    id: int
+    name: str
+    key: str
+    before: ActionStatus
+
+
+def _store_verdict(
+    services: Services, claimed: Claimed, decision: PushDecision
+) -> tuple[ImageVerdict, list[_Started]]:
+    """Store the verdict and its actions' intents, already ``started`` (one transaction,
+    fenced by the claim): nothing acts before this commit."""
     event = claimed.event
     with session_scope(services.sessions) as session:
         check_claim(session, claimed)
@@ -153,27 +192,41 @@ def _store_verdict(services: Services, claimed: Claimed, decision: PushDecision)
             actor=event.actor,
         )
         session.add(row)
-        session.flush()
-        actions.record_intents(
+        intents = actions.record_intents(
             session,
             inbox_event_id=claimed.id,
             source=event.source.value,
             event_id=event.event_id,
             actions=actions.configured_actions(services.settings, allowed=decision.allowed),
         )
-        return row
+        session.flush()
+        return row, [
+            _Started(id=a.id, name=a.action, key=a.idempotency_id, before=ActionStatus.pending)
+            for a in intents
+        ]
 
 
-async def _run_actions(services: Services, claimed: Claimed, verdict: ImageVerdict) -> None:
+def _restart_actions(services: Services, claimed: Claimed) -> list[_Started]:
+    """On a retry: the actions still open, each marked started again (fenced)."""
+    with session_scope(services.sessions) as session:
+        check_claim(session, claimed)
+        return [
+            _Started(
+                id=a.id, name=a.action, key=a.idempotency_id, before=actions.start(session, a.id)
+            )
+            for a in actions.open_actions(session, inbox_event_id=claimed.id)
+        ]
+
+
+async def _run_action(
+    services: Services,
+    claimed: Claimed,
+    verdict: ImageVerdict,
+    action: _Started,
+    webhook: actions.WebhookSender,
+) -> tuple[int, dict[str, Any], ActionStatus]:
+    """Run one started action; return (row id, result, final status) to record."""
     event = claimed.event
-
-    def _open() -> list[tuple[int, str, str]]:
-        with session_scope(services.sessions) as session:
-            return [
-                (a.id, a.action, a.idempotency_id)
-                for a in actions.open_actions(session, inbox_event_id=claimed.id)
-            ]
-
     body = actions.verdict_body(
         image=f"{verdict.name}@{verdict.digest}",
         source=event.source.value,
@@ -184,33 +237,18 @@ async def _run_actions(services: Services, claimed: Claimed, verdict: ImageVerdi
         policy_version=verdict.policy_version,
         decided_at=verdict.decided_at,
     )
-    for row_id, name, key in await asyncio.to_thread(_open):
-
-        def _start(row_id: int = row_id) -> ActionStatus:
-            with session_scope(services.sessions) as session:
-                check_claim(session, claimed)
-                return actions.start(session, row_id)
-
-        before = await asyncio.to_thread(_start)
-        if name == actions.ActionName.attestation and before is ActionStatus.started:
-            result: dict[str, Any] = {
-                "abandoned": "an earlier attempt started signing and did not record its "
-                "result; not signed again (at most once)"
-            }
-            status = ActionStatus.abandoned
-        elif name == actions.ActionName.attestation:
-            result = await actions.sign_gate_attestation(
-                services, image=ImageRef.parse(body["image"]), body=body
+    if action.name == actions.ActionName.attestation:
+        if action.before is ActionStatus.started:
+            # Check-before-sign: an earlier attempt started signing and did not record the
+            # result; it may have signed, so this one does not.
+            note = (
+                "an earlier attempt started signing and did not record its result; "
+                "not signed again (at most once)"
             )
-            status = ActionStatus.done
-        else:
-            result = await actions.send_webhook(services.settings, body=body, key=key)
-            status = ActionStatus.done
-
-        def _complete(
-            row_id: int = row_id, result: dict[str, Any] = result, status: ActionStatus = status
-        ) -> None:
-            with session_scope(services.sessions) as session:
-                actions.complete(session, row_id, result=result, status=status)
-
-        await asyncio.to_thread(_complete)
+            return action.id, {"abandoned": note}, ActionStatus.abandoned
+        result = await actions.sign_gate_attestation(
+            services, image=ImageRef.parse(body["image"]), body=body
+        )
+        return action.id, result, ActionStatus.done
+    result = await webhook.send(body=body, key=action.key)
+    return action.id, result, ActionStatus.done

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from app.db.session import session_scope
 from app.errors import Error
+from app.hooks.actions import WebhookSender
 from app.hooks.inbox import Claimed, LostClaim, claim, fail
 from app.hooks.process import Decide, process_event
 from app.hooks.verdicts import decide_push
@@ -34,14 +35,28 @@ class Worker:
     processed: int = 0
     failed: int = 0
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _webhook: WebhookSender | None = None
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def close(self) -> None:
+        """Close the worker's HTTP client (``run`` does it when it ends)."""
+        if self._webhook is not None:
+            await self._webhook.aclose()
+            self._webhook = None
 
     async def run(self) -> None:
         """Work until ``stop()``; a round that found nothing waits the poll interval."""
         settings = self.services.settings
         log.info("worker started")
+        try:
+            await self._loop(settings.worker_poll_seconds)
+        finally:
+            await self.close()
+        log.info("worker stopped")
+
+    async def _loop(self, poll_seconds: float) -> None:
         while not self._stopping.is_set():
             try:
                 busy = await self.run_once()
@@ -50,10 +65,7 @@ class Worker:
                 busy = 0
             if not busy:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stopping.wait(), timeout=settings.worker_poll_seconds
-                    )
-        log.info("worker stopped")
+                    await asyncio.wait_for(self._stopping.wait(), timeout=poll_seconds)
 
     async def run_once(self) -> int:
         """Claim one batch and process it; return how many events it claimed."""
@@ -74,7 +86,9 @@ class Worker:
     async def _one(self, claimed: Claimed) -> None:
         settings = self.services.settings
         try:
-            await process_event(self.services, claimed, decide=self.decide)
+            if self._webhook is None:
+                self._webhook = WebhookSender(settings)
+            await process_event(self.services, claimed, decide=self.decide, webhook=self._webhook)
             self.processed += 1
             return
         except LostClaim:
@@ -122,3 +136,23 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None], *, grace: float 
     worker.stop()
     with contextlib.suppress(TimeoutError, asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=grace)
+
+
+async def run_worker(
+    services: Services, *, once: bool = False, decide: Decide = decide_push
+) -> None:
+    """``sealgate worker``: work until SIGINT/SIGTERM (or, with ``once``, until nothing is due)."""
+    import signal
+
+    worker = Worker(services=services, decide=decide)
+    if once:
+        try:
+            while await worker.run_once():
+                pass
+        finally:
+            await worker.close()
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, worker.stop)
+    await worker.run()
