@@ -23,10 +23,10 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
-from app.errors import Error, InputError
+from app.errors import Error, HookError, InputError
 from app.hooks.access import check_address, check_secret
 from app.hooks.distribution import ENVELOPE_MEDIA_TYPES, parse_distribution
-from app.hooks.events import EventSource, HookError, ParsedEnvelope
+from app.hooks.events import EventSource, ParsedEnvelope
 from app.hooks.harbor import parse_harbor
 from app.hooks.inbox import StoreResult, store_events
 from app.observability import Metrics

@@ -15,15 +15,8 @@ import hmac
 import ipaddress
 
 from app.config import Settings
-from app.errors import AuthError, ForbiddenError
+from app.errors import ForbiddenError, HookAuthError
 from app.hooks.events import EventSource
-
-
-class HookAuthError(AuthError):
-    """Codes: ``hook.unauthenticated`` (401: wrong or missing secret, or no secret configured),
-    ``hook.address_refused`` (403: sender outside the allow-list)."""
-
-    default_code = "hook.unauthenticated"
 
 
 def hook_secret(settings: Settings, source: EventSource) -> str | None:

@@ -44,20 +44,13 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import ActionStatus, VerdictAction
-from app.errors import Error
+from app.errors import ActionError
 from app.oci.refs import ImageRef
 from app.services import Services
 
 GATE_PREDICATE_TYPE = "https://sealgate.dev/gate/v1"
 SIGNATURE_HEADER = "X-Sealgate-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-class ActionError(Error):
-    """An action on a verdict failed (code ``action.failed``); the event is retried."""
-
-    default_code = "action.failed"
-    http_status = 502
 
 
 class ActionName(StrEnum):

@@ -19,11 +19,11 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.errors import HookError
 from app.hooks.events import (
     MAX_EVENTS_PER_ENVELOPE,
     EventAction,
     EventSource,
-    HookError,
     IgnoredEvent,
     ParsedEnvelope,
     RegistryEvent,

@@ -23,15 +23,6 @@ from app.scans.document import parse_timestamp
 MAX_EVENTS_PER_ENVELOPE = 1000
 
 
-class HookError(InputError):
-    """A webhook body that is not an envelope of its source's format (400).
-
-    Codes: ``hook.malformed`` (not JSON, or not the format's shape), ``hook.too_many_events``.
-    """
-
-    default_code = "hook.malformed"
-
-
 class EventSource(StrEnum):
     distribution = "distribution"
     harbor = "harbor"

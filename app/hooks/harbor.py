@@ -20,12 +20,12 @@ import hashlib
 import json
 from typing import Any
 
+from app.errors import HookError
 from app.hooks.distribution import load_json
 from app.hooks.events import (
     MAX_EVENTS_PER_ENVELOPE,
     EventAction,
     EventSource,
-    HookError,
     IgnoredEvent,
     ParsedEnvelope,
     RegistryEvent,

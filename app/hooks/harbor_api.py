@@ -24,7 +24,7 @@ from sqlalchemy import select
 from app.db.base import utcnow
 from app.db.models import ScanRecord
 from app.db.session import session_scope
-from app.errors import Error, ScanError
+from app.errors import HarborError, ScanError
 from app.hooks.events import RegistryEvent, ScanOverview
 from app.policy.input import ScanSource
 from app.scans.document import MAX_REPORT_BYTES, parse_timestamp
@@ -33,13 +33,6 @@ from app.scans.model import ReportFormat, ScanReport
 from app.services import Services
 
 REPORT_MEDIA_TYPE = "application/vnd.security.vulnerability.report; version=1.1"
-
-
-class HarborError(Error):
-    """Harbor's API could not be read (code ``harbor.unavailable``); the event is retried."""
-
-    default_code = "harbor.unavailable"
-    http_status = 502
 
 
 def report_path(repository: str, digest: str) -> str:

@@ -39,14 +39,8 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import InboxEvent, InboxStatus
-from app.errors import ConflictError
+from app.errors import LostClaim
 from app.hooks.events import RegistryEvent
-
-
-class LostClaim(ConflictError):
-    """The row's lease ran out and another worker claimed it (code ``inbox.claim_lost``)."""
-
-    default_code = "inbox.claim_lost"
 
 
 @dataclass(frozen=True)

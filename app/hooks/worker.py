@@ -18,9 +18,9 @@ import logging
 from dataclasses import dataclass, field
 
 from app.db.session import session_scope
-from app.errors import Error
+from app.errors import Error, LostClaim
 from app.hooks.actions import WebhookSender
-from app.hooks.inbox import Claimed, LostClaim, claim, fail
+from app.hooks.inbox import Claimed, claim, fail
 from app.hooks.process import Decide, process_event
 from app.hooks.verdicts import decide_push
 from app.services import Services

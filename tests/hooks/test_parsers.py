@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from app.errors import HookError
 from app.hooks.distribution import parse_distribution
-from app.hooks.events import EventAction, EventSource, HookError
+from app.hooks.events import EventAction, EventSource
 from app.hooks.harbor import parse_harbor
 from app.hooks.own import is_referrer_manifest
 from app.oci import media

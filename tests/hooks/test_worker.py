@@ -17,10 +17,10 @@ from app.db.base import utcnow
 from app.db.migrate import upgrade
 from app.db.models import ImageVerdict, InboxEvent, InboxStatus, ScanRecord
 from app.db.session import make_engine, make_session_factory, session_scope
-from app.errors import RegistryError
+from app.errors import LostClaim, RegistryError
 from app.hooks.events import EventAction, EventSource, RegistryEvent, ScanOverview
 from app.hooks.harbor_api import report_path
-from app.hooks.inbox import LostClaim, claim, fail, finish, store_events
+from app.hooks.inbox import claim, fail, finish, store_events
 from app.hooks.verdicts import PushDecision, Reason
 from app.hooks.worker import Worker
 from app.oci.refs import ImageRef
