@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from enum import StrEnum
 from functools import lru_cache
@@ -111,6 +112,36 @@ class Settings(BaseSettings):
     # Audit trail: records older than this many days are purged (behind a signed checkpoint).
     audit_retention_days: int = Field(default=180, ge=1, le=36_500)
 
+    # Registry webhooks (POST /hooks/distribution, /hooks/harbor): the shared secret the
+    # Authorization header must carry (one per source where set, else the common one), and
+    # optional allow-lists of sender networks (CIDRs; one per source overrides the common one).
+    hook_secret: SecretStr | None = None
+    hook_secret_distribution: SecretStr | None = None
+    hook_secret_harbor: SecretStr | None = None
+    hook_allowed_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    hook_allowed_cidrs_distribution: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    hook_allowed_cidrs_harbor: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Harbor's API, for full scan reports (else the webhook's summary is used).
+    harbor_url: str | None = None
+    harbor_username: str | None = None
+    harbor_password: SecretStr | None = None
+
+    # The inbox worker (a task of `sealgate serve`, or `sealgate worker`).
+    worker_enabled: bool = True
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_batch_size: int = Field(default=16, ge=1, le=500)
+    inbox_lease_seconds: float = Field(default=120.0, ge=1)
+    inbox_max_attempts: int = Field(default=8, ge=1, le=100)
+    inbox_retry_base_seconds: float = Field(default=2.0, gt=0)
+    inbox_retry_max_seconds: float = Field(default=900.0, gt=0)
+    # Actions on a push verdict: a "gate passed" attestation signed with this stored key,
+    # and/or a JSON webhook signed with HMAC-SHA256 under the secret.
+    gate_attestation_key: str | None = None
+    verdict_webhook_url: str | None = None
+    verdict_webhook_secret: SecretStr | None = None
+    verdict_webhook_timeout: float = Field(default=5.0, gt=0, le=60)
+    verdict_webhook_retries: int = Field(default=3, ge=0, le=10)
+
     # Policy.
     opa_url: str | None = None
     policy_dir: Path = Path("policies")
@@ -174,6 +205,34 @@ class Settings(BaseSettings):
                 )
             patterns.append(pattern)
         return patterns
+
+    _split_cidrs = field_validator(
+        "hook_allowed_cidrs",
+        "hook_allowed_cidrs_distribution",
+        "hook_allowed_cidrs_harbor",
+        mode="before",
+    )(_split_csv)
+
+    @field_validator(
+        "hook_allowed_cidrs", "hook_allowed_cidrs_distribution", "hook_allowed_cidrs_harbor"
+    )
+    @classmethod
+    def _valid_cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as e:
+                raise ValueError(f"{item!r} is not an IP network (e.g. 10.0.0.0/8)") from e
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.verdict_webhook_url and self.verdict_webhook_secret is None:
+            raise ValueError(
+                "SEALGATE_VERDICT_WEBHOOK_URL is set but SEALGATE_VERDICT_WEBHOOK_SECRET is not: "
+                "verdict calls are always signed"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

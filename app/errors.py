@@ -178,3 +178,43 @@ class AuditError(Error):
 
     default_code = "audit.error"
     http_status = 500
+
+
+# The push gate (app/hooks/).
+
+
+class HookError(InputError):
+    """A webhook body that is not an envelope of its source's format (400).
+
+    Codes: ``hook.malformed`` (not JSON, or not the format's shape), ``hook.too_many_events``.
+    """
+
+    default_code = "hook.malformed"
+
+
+class HookAuthError(AuthError):
+    """A webhook delivery refused before its body is read. Codes: ``hook.unauthenticated``
+    (401: wrong or missing secret, or none configured), ``hook.address_refused`` (403, raised
+    as ``ForbiddenError`` with that code: sender outside the allow-list)."""
+
+    default_code = "hook.unauthenticated"
+
+
+class LostClaim(ConflictError):
+    """An inbox event's lease ran out and another worker claimed it (``inbox.claim_lost``)."""
+
+    default_code = "inbox.claim_lost"
+
+
+class ActionError(Error):
+    """An action on a verdict failed (``action.failed``); the event is retried."""
+
+    default_code = "action.failed"
+    http_status = 502
+
+
+class HarborError(Error):
+    """Harbor's API could not be read (``harbor.unavailable``); the event is retried."""
+
+    default_code = "harbor.unavailable"
+    http_status = 502

@@ -30,16 +30,19 @@ from app.api import (
     authorities,
     decisions,
     health,
+    hooks,
     keys,
     policy,
     scans,
     signatures,
     verify,
 )
+from app.api import verdicts as verdicts_api
 from app.config import Settings, get_settings
 from app.enforce.context import ContextRefresher
 from app.enforce.startup import warn_about_open_trust
 from app.errors import Error
+from app.hooks.worker import start_worker, stop_worker
 from app.observability import Metrics, configure_logging, request_id_var
 from app.policy.versions import start_version_poller
 from app.services import Services
@@ -264,9 +267,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         refresher.start()
         caches = app.state.services.caches
         metrics.watch_caches(caches.all)
+        # Process the push gate's inbox here too, unless SEALGATE_WORKER_ENABLED=false.
+        worker = start_worker(app.state.services) if settings.worker_enabled else None
         try:
             yield
         finally:
+            if worker is not None:
+                await stop_worker(*worker)
             refresher.stop()
             app.state.policy_poller.stop()
             if owned:
@@ -294,6 +301,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         decisions,
         admission,
         audit,
+        hooks,
     ):
         app.include_router(api.router)
+    app.include_router(verdicts_api.router)
     return app

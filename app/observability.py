@@ -94,6 +94,21 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.hook_rejected = Counter(
+            "sealgate_hook_rejected_total",
+            "Registry webhook requests refused, by source and reason (unauthenticated, "
+            "address, malformed, media_type, too_large, store).",
+            ["source", "reason"],
+            registry=self.registry,
+        )
+        self.hook_events = Counter(
+            "sealgate_hook_events_total",
+            "Events in accepted webhook envelopes, by source and outcome (stored, duplicate, "
+            "ignored, unreadable).",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+
         self.admission_reviews = Counter(
             "sealgate_admission_reviews_total",
             "AdmissionReviews answered, by decision (allowed, denied), enforcement mode of "

@@ -90,6 +90,7 @@ cli.add_typer(db_cli, name="db")
 # Command groups of each domain register here, one line each.
 from app.cli import audit as _audit  # noqa: E402
 from app.cli import authority as _authority  # noqa: E402
+from app.cli import inbox as _inbox  # noqa: E402
 from app.cli import k8s as _k8s  # noqa: E402
 from app.cli import key as _key  # noqa: E402
 from app.cli import policy as _policy  # noqa: E402
@@ -109,6 +110,8 @@ cli.command("verify")(_verify.verify_command)
 cli.add_typer(_authority.authority_cli, name="authority")
 cli.add_typer(_k8s.k8s_cli, name="k8s")
 cli.add_typer(_audit.audit_cli, name="audit")
+cli.add_typer(_inbox.inbox_cli, name="inbox")
+cli.command("worker")(_inbox.worker_command)
 
 
 def main() -> None:

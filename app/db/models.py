@@ -1,5 +1,6 @@
 """Sealgate's tables: keys, API tokens, authorities, signing records, policies, scans, decisions,
-and the audit trail (stored inputs, hash-chained records, their image index, checkpoints).
+the audit trail (stored inputs, hash-chained records, their image index, checkpoints),
+the registry-event inbox, push verdicts and their actions.
 
 Rows stay inside the domain modules that own them; they never reach a policy input or
 an HTTP response directly (those are built from frozen pydantic models).
@@ -11,7 +12,17 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
@@ -263,3 +274,104 @@ class AuditCheckpoint(Base):
     cutoff: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column()
     signature: Mapped[str] = mapped_column(String(128))
+
+
+class InboxStatus(StrEnum):
+    pending = "pending"
+    done = "done"
+    ignored = "ignored"
+    dead = "dead"
+
+
+class InboxEvent(Base):
+    """One registry notification, stored before the receiver answers; the worker's queue.
+
+    ``(source, event_id)`` is unique: a registry's retry of an event already stored is
+    acknowledged and dropped. A worker claims a row by writing ``claim_token`` and a lease
+    (``claimed_until``); a lease that runs out lets another worker take the row.
+    """
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_inbox_events_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    image: Mapped[str] = mapped_column(String(1024))
+    event: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[InboxStatus] = mapped_column(
+        _enum_by_value(InboxStatus, "inbox_status"), default=InboxStatus.pending
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claim_token: Mapped[str | None] = mapped_column(String(36), default=None)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ImageVerdict(Base):
+    """The push gate's decision on one digest in one repository, from one inbox event.
+
+    One row per deciding event (unique ``inbox_event_id``; ``source`` and ``event_id`` name
+    it): the newest row of a ``(name, digest)`` is the verdict in force. ``deleted_at`` is
+    set when the registry reports the manifest deleted.
+    """
+
+    __tablename__ = "image_verdicts"
+    __table_args__ = (Index("ix_image_verdicts_name_digest", "name", "digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Set to NULL when the inbox row is purged; the verdict stays.
+    inbox_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbox_events.id", ondelete="SET NULL"), unique=True
+    )
+    source: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(512))
+    digest: Mapped[str] = mapped_column(String(100))
+    tag: Mapped[str | None] = mapped_column(String(128), default=None)
+    allowed: Mapped[bool] = mapped_column()
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    decision_id: Mapped[int | None] = mapped_column(default=None)
+    policy_version: Mapped[int | None] = mapped_column(default=None)
+    trigger: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(255), default=None)
+    decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ActionStatus(StrEnum):
+    pending = "pending"
+    started = "started"
+    done = "done"
+    abandoned = "abandoned"
+
+
+class VerdictAction(Base):
+    """The intent and the result of one action (attestation, webhook) on one event's verdict.
+
+    Unique ``(inbox_event_id, action)``: an action is recorded once per event, and its
+    status says whether it may still run (see ``app.hooks.actions``).
+    """
+
+    __tablename__ = "verdict_actions"
+    __table_args__ = (UniqueConstraint("inbox_event_id", "action"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inbox_event_id: Mapped[int] = mapped_column(ForeignKey("inbox_events.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(32))
+    idempotency_id: Mapped[str] = mapped_column(String(300))
+    status: Mapped[ActionStatus] = mapped_column(
+        _enum_by_value(ActionStatus, "action_status"), default=ActionStatus.pending
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(default=None)

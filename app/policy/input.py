@@ -171,6 +171,15 @@ class ScanFacts(_Frozen):
     counts: SeverityCounts
     vulnerabilities: list[PolicyVulnerability] = Field(default_factory=list)
     source: ScanSource
+    summary_only: Literal[True] | None = Field(
+        default=None,
+        description="Set when only the registry's per-severity counts are known (a "
+        "registry_webhook summary): there are no findings, so no allowlist entry or VEX "
+        "statement can apply.",
+    )
+    fixable: int | None = Field(
+        default=None, ge=0, description="How many findings have a fix (summaries only)."
+    )
 
 
 class ContainerFacts(_Frozen):
@@ -321,4 +330,29 @@ def build_input(
         attestations=list(attestations),
         scan=scan,
         kubernetes=kubernetes,
+    )
+
+
+def summary_scan_facts(
+    *,
+    scanner: str,
+    format: str,
+    scanned_at: dt.datetime,
+    evaluated_at: dt.datetime,
+    counts: dict[str, int],
+    fixable: int | None,
+    source: ScanSource,
+) -> ScanFacts:
+    """The scan section from a registry's summary: counts only, marked ``summary_only``."""
+    known = {severity.value: max(0, int(counts.get(severity.value, 0))) for severity in Severity}
+    age = max(0, int((evaluated_at - scanned_at).total_seconds()))
+    return ScanFacts(
+        scanner=scanner,
+        format=format,
+        scanned_at=scanned_at,
+        age_seconds=age,
+        counts=SeverityCounts(**known),
+        source=source,
+        summary_only=True,
+        fixable=fixable,
     )

@@ -2,8 +2,8 @@
 
 Detection looks only at the document's shape (top-level keys), never at file names:
 CycloneDX says ``bomFormat``, SARIF has ``runs`` and a ``version``/``$schema``, Grype has
-``matches`` and ``source``, Trivy has ``SchemaVersion`` or is a (legacy) list of results
-or ``null``.
+``matches`` and ``source``, Harbor's report is keyed by its report media type, Trivy has
+``SchemaVersion`` or is a (legacy) list of results or ``null``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from app.errors import ScanError
 from app.scans.cyclonedx import cyclonedx_report, looks_like_cyclonedx
 from app.scans.document import MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, load_document
 from app.scans.grype import grype_report, looks_like_grype
+from app.scans.harbor import harbor_report, looks_like_harbor
 from app.scans.model import ReportFormat, ScanReport
 from app.scans.sarif import looks_like_sarif, sarif_report
 from app.scans.trivy import looks_like_trivy, trivy_report
@@ -26,6 +27,7 @@ AUTO = "auto"
 # specific markers are tried first.
 _DETECTORS: tuple[tuple[ReportFormat, Callable[[Any], bool]], ...] = (
     (ReportFormat.cyclonedx, looks_like_cyclonedx),
+    (ReportFormat.harbor, looks_like_harbor),
     (ReportFormat.sarif, looks_like_sarif),
     (ReportFormat.grype, looks_like_grype),
     (ReportFormat.trivy, looks_like_trivy),
@@ -35,6 +37,7 @@ _PARSERS: dict[ReportFormat, Callable[[Any], ScanReport]] = {
     ReportFormat.grype: grype_report,
     ReportFormat.sarif: sarif_report,
     ReportFormat.cyclonedx: cyclonedx_report,
+    ReportFormat.harbor: harbor_report,
 }
 
 

@@ -62,6 +62,7 @@ REPORT_MEDIA_TYPES = {
     ReportFormat.grype: "application/json",
     ReportFormat.sarif: SARIF_MEDIA_TYPE,
     ReportFormat.cyclonedx: CYCLONEDX_MEDIA_TYPE,
+    ReportFormat.harbor: "application/vnd.security.vulnerability.report; version=1.1",
 }
 # Artifact types whose referrers are read as scan reports.
 SCAN_REFERRER_TYPES = (SCAN_ARTIFACT_TYPE, CYCLONEDX_MEDIA_TYPE, SARIF_MEDIA_TYPE)
@@ -190,6 +191,8 @@ async def ingest_scan(
             return _stored(row, parsed)
 
     stored = await asyncio.to_thread(_store)
+    # Decisions on this replica see the new scan at once; others within the refresh interval.
+    services.decisions.context.forget_scans([(ref.name, digest)])
     log.info(
         "scan ingested",
         extra={"image": display, "digest": digest, "scan_id": stored.id, "format": parsed.format},

@@ -137,6 +137,7 @@ class ReportFormat(StrEnum):
     grype = "grype"
     sarif = "sarif"
     cyclonedx = "cyclonedx"
+    harbor = "harbor"
 
 
 class Vulnerability(BaseModel):

@@ -55,3 +55,27 @@ limits contains until if {
 	input.scan.age_seconds <= max_age
 	until := time.parse_rfc3339_ns(input.scan.scanned_at) + ((max_age + 1) * 1000000000)
 }
+
+# A registry's summary (counts only) satisfies "a scan exists" unless scans.require_findings
+# is true; it is always flagged, since allowlists and VEX cannot apply to it.
+summary_only if input.scan.summary_only == true
+
+violations contains v if {
+	summary_only
+	object.get(settings, "require_findings", false) == true
+	v := {
+		"code": "scan.summary_only",
+		"message": sprintf("the scan of %s is a registry summary without findings; findings are required", [input.image.reference]),
+		"fix": "configure SEALGATE_HARBOR_URL and credentials so that Sealgate reads the full report, or upload the report",
+	}
+}
+
+warnings contains w if {
+	summary_only
+	not object.get(settings, "require_findings", false) == true
+	w := {
+		"code": "scan.summary_only",
+		"message": sprintf("the scan of %s is a registry summary: counts only, no findings", [input.image.reference]),
+		"fix": "configure SEALGATE_HARBOR_URL and credentials so that Sealgate reads the full report",
+	}
+}

@@ -38,3 +38,24 @@ test_unsigned_referrer_scan_warns if {
 		with data.parameters as {}
 	{w.code | some w in ws} == {"scan.unverified"}
 }
+
+summary_scan := {"age_seconds": 1, "source": "registry_webhook", "summary_only": true, "counts": {}, "vulnerabilities": []}
+
+test_registry_summary_warns_by_default if {
+	vs := scans.violations with input as {"image": image, "scan": summary_scan} with data.parameters as {}
+	count(vs) == 0
+	ws := scans.warnings with input as {"image": image, "scan": summary_scan} with data.parameters as {}
+	{w.code | some w in ws} == {"scan.summary_only"}
+}
+
+test_registry_summary_is_denied_when_findings_are_required if {
+	vs := scans.violations with input as {"image": image, "scan": summary_scan}
+		with data.parameters as {"defaults": {"scans": {"required": true, "require_findings": true}}}
+	{v.code | some v in vs} == {"scan.summary_only"}
+}
+
+test_full_registry_report_is_not_flagged if {
+	full := {"age_seconds": 1, "source": "registry_webhook", "vulnerabilities": []}
+	ws := scans.warnings with input as {"image": image, "scan": full} with data.parameters as {}
+	count(ws) == 0
+}

@@ -105,3 +105,36 @@ warnings contains w if {
 		"fix": "fix the finding, or renew the entry with a new expiry and a reason",
 	}
 }
+
+# A registry's scan summary (input.scan.summary_only, source registry_webhook) has counts
+# per severity and no findings. It is trusted for the severity gates, closed: any count in a
+# denied severity denies, and a count in a fixable severity denies when the summary says some
+# findings have a fix (it cannot say which ones). Without finding ids no allowlist entry or
+# VEX statement can apply; the full report (SEALGATE_HARBOR_URL and credentials) can.
+summary_fix := "fix the findings and rescan, or let Sealgate read the full report (SEALGATE_HARBOR_URL and credentials) so that allowlist entries and VEX statements can apply"
+
+violations contains v if {
+	input.scan.summary_only == true
+	some severity in deny_severities
+	n := object.get(input.scan.counts, severity, 0)
+	n > 0
+	v := {
+		"code": "vulnerability.severity",
+		"message": sprintf("%s has %d %s vulnerabilities (registry scan summary)", [input.image.reference, n, severity]),
+		"fix": summary_fix,
+	}
+}
+
+violations contains v if {
+	input.scan.summary_only == true
+	object.get(input.scan, "fixable", 0) > 0
+	some severity in fixable_severities
+	not severity in deny_severities
+	n := object.get(input.scan.counts, severity, 0)
+	n > 0
+	v := {
+		"code": "vulnerability.fixable",
+		"message": sprintf("%s has %d %s vulnerabilities and the registry's summary says %d findings have a fix", [input.image.reference, n, severity, input.scan.fixable]),
+		"fix": summary_fix,
+	}
+}

@@ -136,3 +136,37 @@ test_no_scan_has_no_vulnerability_violations if {
 		with data.parameters as {}
 	count(vs) == 0
 }
+
+summary_input(counts, fixable) := {"evaluated_at": now, "image": image, "scan": {
+	"source": "registry_webhook", "summary_only": true, "counts": counts, "fixable": fixable,
+	"vulnerabilities": [],
+}}
+
+test_summary_with_critical_is_denied if {
+	vs := vulnerabilities.violations with input as summary_input({"critical": 1}, 0)
+		with data.parameters as {}
+	codes(vs) == {"vulnerability.severity"}
+}
+
+test_summary_critical_cannot_be_allowlisted if {
+	vs := vulnerabilities.violations with input as summary_input({"critical": 1}, 0)
+		with data.parameters as {"defaults": {"vulnerabilities": {"allowlist": [{"id": "CVE-1", "reason": "r", "expires": "2099-01-01"}]}}}
+	codes(vs) == {"vulnerability.severity"}
+}
+
+test_summary_high_denied_when_some_are_fixable if {
+	vs := vulnerabilities.violations with input as summary_input({"high": 4, "unknown": 1}, 5)
+		with data.parameters as {}
+	codes(vs) == {"vulnerability.fixable"}
+}
+
+test_summary_high_passes_when_none_is_fixable if {
+	vs := vulnerabilities.violations with input as summary_input({"high": 4}, 0)
+		with data.parameters as {}
+	count(vs) == 0
+}
+
+test_clean_summary_passes if {
+	vs := vulnerabilities.violations with input as summary_input({}, 0) with data.parameters as {}
+	count(vs) == 0
+}
