@@ -100,8 +100,7 @@ class RequestContextMiddleware:
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = _route_template(scope)
         method = scope.get("method", "")
         self.metrics.http_requests.labels(method, template, str(status)).inc()
         self.metrics.http_latency.labels(method, template).observe(elapsed)
@@ -114,6 +113,22 @@ class RequestContextMiddleware:
                 "duration_ms": round(elapsed * 1000, 3),
             },
         )
+
+
+def _route_template(scope: Scope) -> str:
+    """The path template of the route that answered, for metric labels (``unmatched`` if none).
+
+    FastAPI's own routes put themselves in the scope; plain Starlette routes (``/docs``,
+    ``/openapi.json``) do not, so they are looked up among the app's routes.
+    """
+    route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        app = scope.get("app")
+        for candidate in getattr(getattr(app, "router", None), "routes", ()):
+            if getattr(candidate, "endpoint", None) is scope["endpoint"]:
+                route = candidate
+                break
+    return getattr(route, "path", None) or "unmatched"
 
 
 class _BodyTooLarge(Exception):
