@@ -1,4 +1,4 @@
-"""The project's own scripts and metadata: safe to run on a developer's machine, quiet to install."""
+"""The project's own scripts and metadata: safe on a developer's machine, quiet to install."""
 
 from __future__ import annotations
 

@@ -8,19 +8,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from app.config import get_settings
-from app.services import Services
+if TYPE_CHECKING:
+    from app.services import Services
 
 T = TypeVar("T")
 
 
 def run_with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     """Run ``work`` with services built from the environment; close them in its loop."""
+
+    import asyncio
+
+    from app.config import get_settings
+    from app.services import Services
 
     async def _main() -> T:
         services = Services.from_settings(get_settings())
@@ -35,6 +39,9 @@ def run_with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 @contextmanager
 def open_services() -> Iterator[Services]:
     """Services for database-only commands, closed when the command ends."""
+    from app.config import get_settings
+    from app.services import Services
+
     services = Services.from_settings(get_settings())
     try:
         yield services

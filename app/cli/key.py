@@ -13,24 +13,15 @@ from typing import Annotated
 import typer
 
 from app.cli.context import open_services
+from app.cli.groups import command_group
 from app.cli.output import cli_errors, print_json
-from app.db.session import session_scope
 from app.errors import InputError
-from app.signing.keys import (
-    MAX_PEM_BYTES,
-    disable_key,
-    generate_key,
-    get_key,
-    import_key,
-    list_keys,
-)
-from app.signing.signers import GENERATABLE, parse_algorithm
 
-key_cli = typer.Typer(
-    help="Signing keys held by Sealgate (encrypted at rest).", no_args_is_help=True
-)
+key_cli = command_group(help="Signing keys held by Sealgate (encrypted at rest).")
 
-_ALGORITHMS = ", ".join(a.value for a in GENERATABLE)
+# The values of ``app.signing.signers.GENERATABLE``, written out so that ``--help`` does not
+# load cryptography (tests/cli/test_help.py checks they agree).
+ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072", "rsa-4096")
 
 
 @key_cli.command("generate")
@@ -38,10 +29,14 @@ _ALGORITHMS = ", ".join(a.value for a in GENERATABLE)
 def generate(
     name: Annotated[str, typer.Argument(help="A name for the key.")],
     algorithm: Annotated[
-        str, typer.Option("--algorithm", help=f"One of {_ALGORITHMS}.")
-    ] = "ecdsa-p256",
+        str, typer.Option("--algorithm", help=f"One of {', '.join(ALGORITHMS)}.")
+    ] = ALGORITHMS[0],
 ) -> None:
     """Generate a key and store it encrypted; print its public information."""
+    from app.db.session import session_scope
+    from app.signing.keys import generate_key
+    from app.signing.signers import parse_algorithm
+
     chosen = parse_algorithm(algorithm)
     with open_services() as services, session_scope(services.sessions) as session:
         info = generate_key(session, settings=services.settings, name=name, algorithm=chosen)
@@ -59,6 +54,9 @@ def import_(
     ] = None,
 ) -> None:
     """Import a PEM private key (PKCS#8, encrypted or not) and store it encrypted."""
+    from app.db.session import session_scope
+    from app.signing.keys import MAX_PEM_BYTES, import_key
+
     password: bytes | None = None
     if password_env is not None:
         value = os.environ.get(password_env)
@@ -82,6 +80,9 @@ def import_(
 @cli_errors
 def list_() -> None:
     """List keys: name, algorithm, key id, status (never private material)."""
+    from app.db.session import session_scope
+    from app.signing.keys import list_keys
+
     with open_services() as services, session_scope(services.sessions) as session:
         keys = list_keys(session)
     print_json([k.model_dump(mode="json", exclude={"public_key_pem"}) for k in keys])
@@ -91,6 +92,9 @@ def list_() -> None:
 @cli_errors
 def public(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Print the public key as PEM (usable as cosign.pub)."""
+    from app.db.session import session_scope
+    from app.signing.keys import get_key
+
     with open_services() as services, session_scope(services.sessions) as session:
         info = get_key(session, name=name)
     typer.echo(info.public_key_pem, nl=False)
@@ -100,6 +104,9 @@ def public(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None
 @cli_errors
 def disable(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Stop a key from signing; its public key still verifies old signatures."""
+    from app.db.session import session_scope
+    from app.signing.keys import disable_key
+
     with open_services() as services, session_scope(services.sessions) as session:
         info = disable_key(session, name=name)
     print_json(info.model_dump(mode="json"))
