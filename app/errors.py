@@ -133,3 +133,14 @@ class StoreError(Error):
 
     default_code = "store.unavailable"
     http_status = 503
+
+
+class SchemaError(StoreError):
+    """The database has no Sealgate schema, or not the revision this version needs.
+
+    ``store.not_migrated``: run ``sealgate db upgrade``. Checked once per process (the
+    service at start-up, each CLI command before it uses the store) and by ``/readyz``.
+    """
+
+    default_code = "store.not_migrated"
+    http_status = 503

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import __version__
 from app.api import authorities, decisions, health, keys, policy, scans, signatures, verify
 from app.config import Settings, get_settings
+from app.db.migrate import check_schema
 from app.errors import Error
 from app.observability import Metrics, configure_logging, request_id_var
 from app.policy.versions import start_version_poller
@@ -239,6 +240,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services or Services.from_settings(settings)
+        # Refuse to serve an unmigrated database: say so now, not at the first request.
+        check_schema(app.state.services.engine)
         # Refuse to serve with stored signing keys and no (or the wrong) key-encryption key.
         check_keys_at_startup(app.state.services)
         # Follow the active policy version (every replica polls the version table).

@@ -25,7 +25,7 @@ registry_cli = command_group(help="Inspect images in an OCI registry.")
 
 def _with_client(operation: Callable[[RegistryClient], Awaitable[T]]) -> T:
     """Run ``operation`` with the configured registry client, closed afterwards."""
-    return run_with_services(lambda services: operation(services.registry))
+    return run_with_services(lambda services: operation(services.registry), database=False)
 
 
 @registry_cli.command("resolve")
