@@ -1,4 +1,5 @@
-"""``sealgate key``: keys held by Sealgate (generate, import, list, public, disable).
+"""``sealgate key``: keys held by Sealgate (generate, import, list, public, disable), and
+``new-kek``, which makes the key-encryption key they are stored under.
 
 These run in process against ``SEALGATE_DATABASE_URL`` with the configured key-encryption
 key. Private keys are never printed: ``list`` shows public information, ``public`` the PEM.
@@ -22,6 +23,41 @@ key_cli = command_group(help="Signing keys held by Sealgate (encrypted at rest).
 # The values of ``app.signing.signers.GENERATABLE``, written out so that ``--help`` does not
 # load cryptography (tests/cli/test_help.py checks they agree).
 ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072", "rsa-4096")
+
+
+@key_cli.command("new-kek")
+@cli_errors
+def new_kek(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write it to this new file (mode 0600; an existing file is never "
+            "overwritten) instead of printing it.",
+        ),
+    ] = None,
+) -> None:
+    """Make a fresh key-encryption key (base64 of 32 random bytes) for
+    SEALGATE_KEY_ENCRYPTION_KEY or SEALGATE_KEY_ENCRYPTION_KEY_FILE."""
+    from app.config import new_kek as fresh_kek
+
+    kek = fresh_kek()
+    if out is None:
+        typer.echo(kek)
+        return
+    try:
+        # O_EXCL: replacing a KEK would lock every key stored under it away for good.
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InputError(f"{out} exists; a key-encryption key is never overwritten") from None
+    except OSError as e:
+        raise InputError(f"cannot create {out}: {e.strerror}") from e
+    with os.fdopen(fd, "w") as file:
+        file.write(kek + "\n")
+    typer.echo(
+        f"wrote a new key-encryption key to {out}; set SEALGATE_KEY_ENCRYPTION_KEY_FILE={out}",
+        err=True,
+    )
 
 
 @key_cli.command("generate")
