@@ -54,6 +54,7 @@ from app.scans.document import MAX_REPORT_BYTES, parse_timestamp
 from app.scans.model import ReportFormat, ScanReport, Vulnerability
 from app.scans.subject import check_names
 from app.services import Services
+from app.timestamps import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ async def ingest_scan(
         annotations={
             FORMAT_ANNOTATION: parsed.format.value,
             SCANNER_ANNOTATION: parsed.scanner,
-            CREATED_ANNOTATION: scanned_at.isoformat(),
+            CREATED_ANNOTATION: iso_utc(scanned_at),
         },
     )
     display = f"{ref.name}:{ref.tag}" if ref.tag else ref.name
