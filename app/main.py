@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,6 +37,7 @@ from app.signing.keys import check_keys_at_startup
 log = logging.getLogger("sealgate.http")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+DOCS_ASSETS_URL = "/docs/assets"
 
 
 class RequestContextMiddleware:
@@ -119,14 +121,16 @@ class RequestContextMiddleware:
 def _route_template(scope: Scope) -> str:
     """The path template of the route that answered, for metric labels (``unmatched`` if none).
 
-    FastAPI's own routes put themselves in the scope; plain Starlette routes (``/docs``,
-    ``/openapi.json``) do not, so they are looked up among the app's routes.
+    FastAPI's own routes put themselves in the scope; plain Starlette routes
+    (``/openapi.json``) and mounts (the docs' assets) do not, so they are looked up among
+    the app's routes by the endpoint they matched.
     """
     route = scope.get("route")
     if route is None and "endpoint" in scope:
         app = scope.get("app")
+        endpoint = scope["endpoint"]
         for candidate in getattr(getattr(app, "router", None), "routes", ()):
-            if getattr(candidate, "endpoint", None) is scope["endpoint"]:
+            if endpoint in (getattr(candidate, "endpoint", None), getattr(candidate, "app", None)):
                 route = candidate
                 break
     return getattr(route, "path", None) or "unmatched"
@@ -253,11 +257,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             if owned:
                 await app.state.services.aclose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) from the assets fastapi-offline ships: the hosts Sealgate runs on
+    # often reach no CDN. No validator badge (it would call swagger.io), and no ReDoc (its
+    # page fetches a logo from Redocly's CDN).
+    app = FastAPIOffline(
+        redoc_url=None,
         title="Sealgate",
         version=__version__,
         description="Sign container images and enforce Rego policies at push and at deploy.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.metrics = metrics
     if services is not None:

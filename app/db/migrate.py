@@ -13,9 +13,8 @@ from functools import cache
 from pathlib import Path
 
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from alembic import command
@@ -23,6 +22,8 @@ from app.errors import SchemaError, StoreError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 UPGRADE_HINT = "run 'sealgate db upgrade'"
+# Alembic's default, which alembic/env.py keeps.
+VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -62,8 +63,14 @@ def check_schema(engine: Engine) -> None:
     ):
         raise _not_migrated(where, current=frozenset(), needed=needed)
     try:
+        # Read directly rather than through Alembic's MigrationContext, which logs two INFO
+        # lines each time (``/readyz`` runs this on every probe).
         with engine.connect() as conn:
-            current = frozenset(MigrationContext.configure(conn).get_current_heads())
+            current = (
+                frozenset(conn.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
+                if inspect(conn).has_table(VERSION_TABLE)
+                else frozenset()
+            )
     except SQLAlchemyError as e:
         raise StoreError(f"database unreachable: {type(e).__name__}") from e
     if current != needed:

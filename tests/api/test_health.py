@@ -38,11 +38,15 @@ class TestHealth:
     def test_metrics_label_docs_and_openapi_by_route(self, client: TestClient) -> None:
         client.get("/docs")
         client.get("/openapi.json")
+        client.get("/docs/assets/swagger-ui.css")
         client.get("/no-such-route")
         text = client.get("/metrics").text
         assert 'sealgate_http_requests_total{method="GET",route="/docs",status="200"}' in text
         assert (
             'sealgate_http_requests_total{method="GET",route="/openapi.json",status="200"}' in text
+        )
+        assert (
+            'sealgate_http_requests_total{method="GET",route="/docs/assets",status="200"}' in text
         )
         assert 'sealgate_http_requests_total{method="GET",route="unmatched",status="404"}' in text
 
