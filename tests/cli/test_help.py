@@ -75,6 +75,14 @@ def test_shell_completion_is_offered() -> None:
     assert "--install-completion" in text and "--show-completion" in text
 
 
+def test_shell_completion_completes_commands() -> None:
+    # What bash's completion function asks: the words so far and which one to complete.
+    env = {"_SEALGATE_COMPLETE": "complete_bash", "COMP_WORDS": "sealgate policy te"}
+    result = CliRunner().invoke(cli, [], env={**env, "COMP_CWORD": "2"}, prog_name="sealgate")
+    assert result.exit_code == 0
+    assert result.output.split() == ["test"]
+
+
 class TestChoicesWrittenOut:
     """The CLI writes some domain values out so that ``--help`` loads no domain module."""
 
