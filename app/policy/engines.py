@@ -111,20 +111,23 @@ class EmbeddedOpaEngine:
     already running finish on the engine they started with.
     """
 
-    def __init__(self, bundle: PolicyBundle | None = None) -> None:
+    def __init__(self, bundle: PolicyBundle | None = None, *, prepare: bool = True) -> None:
         self._opa = _new_opa()
         self._revision: str | None = None
         self._swap = threading.Lock()
         if bundle is not None:
-            self.load(bundle)
+            self.load(bundle, prepare=prepare)
 
     @property
     def revision(self) -> str | None:
         return self._revision
 
-    def load(self, bundle: PolicyBundle) -> None:
+    def load(self, bundle: PolicyBundle, *, prepare: bool = True) -> None:
+        """Compile ``bundle`` and swap it in; ``prepare=False`` skips preparing the decision
+        queries (for an engine that only runs the bundle's tests)."""
         fresh = compile_bundle(bundle)
-        _prepare_decisions(fresh)
+        if prepare:
+            _prepare_decisions(fresh)
         with self._swap:
             # The old engine is released when the last evaluation holding it returns.
             self._opa, self._revision = fresh, bundle.content_hash
