@@ -122,7 +122,11 @@ class PolicyError(Error):
 
 
 class ScanError(Error):
-    """A vulnerability report is malformed, of an unknown format, or for another image."""
+    """A vulnerability report is malformed, of an unknown format, or for another image.
+
+    ``scan.wrong_image`` (422): a digest the report names is not the image's, or it names
+    other repositories only and none of the image's digests (``app.scans.subject``).
+    """
 
     default_code = "scan.invalid"
     http_status = 400
