@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
+# Installed apart with --ignore-requires-python: docs/architecture.md says why.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 NODE_TOOLS := tests/sigstore_local
 
@@ -16,8 +17,6 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# The OPA engine's wheel declares Python >= 3.14 but runs on 3.11 (see ARCHITECTURE.md);
-	# this flag cannot be written in pyproject.toml.
 	$(BIN)/pip install --quiet --ignore-requires-python $(OPA_BINDINGS)
 	touch $(STAMP)
 
@@ -29,7 +28,6 @@ registry-binary:
 	@command -v docker-registry >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; \
-			systemctl disable --now docker-registry >/dev/null 2>&1 || true; \
 		else \
 			echo "The tests need Debian's registry: run 'sudo apt-get install docker-registry'"; exit 1; \
 		fi; }

@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -303,6 +304,20 @@ class Settings(BaseSettings):
                 ) from e
             return decode_kek(text)
         return None
+
+
+# How to configure a key-encryption key, for the errors that find none.
+KEK_SETUP = (
+    "set SEALGATE_KEY_ENCRYPTION_KEY (base64 of 32 random bytes) or "
+    "SEALGATE_KEY_ENCRYPTION_KEY_FILE; 'sealgate key new-kek --out FILE' makes one"
+)
+
+
+def new_kek() -> str:
+    """A fresh key-encryption key: 32 bytes from the OS's CSPRNG, in standard base64."""
+    text = base64.b64encode(secrets.token_bytes(32)).decode()
+    decode_kek(text)  # the same checks as a configured one (never all zeros)
+    return text
 
 
 def decode_kek(text: str) -> bytes:

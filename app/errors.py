@@ -144,7 +144,11 @@ class PolicyError(Error):
 
 
 class ScanError(Error):
-    """A vulnerability report is malformed, of an unknown format, or for another image."""
+    """A vulnerability report is malformed, of an unknown format, or for another image.
+
+    ``scan.wrong_image`` (422): a digest the report names is not the image's, or it names
+    other repositories only and none of the image's digests (``app.scans.subject``).
+    """
 
     default_code = "scan.invalid"
     # scan.too_large (413): over the byte limit or SEALGATE_MAX_SCAN_FINDINGS findings.
@@ -218,3 +222,14 @@ class HarborError(Error):
 
     default_code = "harbor.unavailable"
     http_status = 502
+
+
+class SchemaError(StoreError):
+    """The database has no Sealgate schema, or not the revision this version needs.
+
+    ``store.not_migrated``: run ``sealgate db upgrade``. Checked once per process (the
+    service at start-up, each CLI command before it uses the store) and by ``/readyz``.
+    """
+
+    default_code = "store.not_migrated"
+    http_status = 503

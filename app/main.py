@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +40,7 @@ from app.api import (
 )
 from app.api import verdicts as verdicts_api
 from app.config import Settings, get_settings
+from app.db.migrate import check_schema
 from app.enforce.context import ContextRefresher
 from app.enforce.startup import warn_about_open_trust
 from app.errors import Error
@@ -51,6 +53,7 @@ from app.signing.keys import check_keys_at_startup
 log = logging.getLogger("sealgate.http")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+DOCS_ASSETS_URL = "/docs/assets"
 
 
 class RequestContextMiddleware:
@@ -129,8 +132,7 @@ class RequestContextMiddleware:
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = _route_template(scope)
         method = scope.get("method", "")
         self.metrics.http_requests.labels(method, template, str(status)).inc()
         self.metrics.http_latency.labels(method, template).observe(elapsed)
@@ -143,6 +145,24 @@ class RequestContextMiddleware:
                 "duration_ms": round(elapsed * 1000, 3),
             },
         )
+
+
+def _route_template(scope: Scope) -> str:
+    """The path template of the route that answered, for metric labels (``unmatched`` if none).
+
+    FastAPI's own routes put themselves in the scope; plain Starlette routes
+    (``/openapi.json``) and mounts (the docs' assets) do not, so they are looked up among
+    the app's routes by the endpoint they matched.
+    """
+    route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        app = scope.get("app")
+        endpoint = scope["endpoint"]
+        for candidate in getattr(getattr(app, "router", None), "routes", ()):
+            if endpoint in (getattr(candidate, "endpoint", None), getattr(candidate, "app", None)):
+                route = candidate
+                break
+    return getattr(route, "path", None) or "unmatched"
 
 
 class _BodyTooLarge(Exception):
@@ -253,6 +273,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services or Services.from_settings(settings)
+        # Refuse to serve an unmigrated database: say so now, not at the first request.
+        check_schema(app.state.services.engine)
         # Refuse to serve with stored signing keys and no (or the wrong) key-encryption key.
         check_keys_at_startup(app.state.services)
         # Serve, but name keys and authorities stored before scopes and identity rules.
@@ -279,11 +301,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             if owned:
                 await app.state.services.aclose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) from the assets fastapi-offline ships: the hosts Sealgate runs on
+    # often reach no CDN. No validator badge (it would call swagger.io), and no ReDoc (its
+    # page fetches a logo from Redocly's CDN).
+    app = FastAPIOffline(
+        redoc_url=None,
         title="Sealgate",
         version=__version__,
         description="Sign container images and enforce Rego policies at push and at deploy.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.metrics = metrics
     if services is not None:

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import ServicesDep
-from app.db.session import check_database
+from app.db.migrate import check_schema
 from app.errors import Error
 
 router = APIRouter(tags=["health"])
@@ -19,11 +19,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database and the policy engine answer")
+@router.get("/readyz", summary="The database (migrated) and the policy engine answer")
 async def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, str] = {}
     for name, check in (
-        ("database", lambda: check_database(services.engine)),
+        ("database", lambda: check_schema(services.engine)),
         ("policy_engine", lambda: services.policy.check_health()),
     ):
         try:

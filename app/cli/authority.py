@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from app.cli.context import open_services
+from app.cli.groups import command_group
 from app.cli.output import cli_errors, print_json
 from app.cli.verify import (
     CertificateIdentity,
@@ -27,20 +28,9 @@ from app.cli.verify import (
     identity_from_flags,
     read_key_file,
 )
-from app.db.session import session_scope
-from app.verify.identity import SignedIdentityRule
-from app.verify.trust import (
-    TrustedRootRef,
-    get_authority,
-    list_authorities,
-    new_authority,
-    remove_authority,
-    save_authority,
-)
 
-authority_cli = typer.Typer(
-    help="Authorities: the keys and keyless identities trusted to sign images.",
-    no_args_is_help=True,
+authority_cli = command_group(
+    help="Authorities: the keys and keyless identities trusted to sign images."
 )
 
 
@@ -86,6 +76,10 @@ def add(
 
     Give --scope '**' for an authority that vouches for every image: no scope is refused.
     """
+    from app.db.session import session_scope
+    from app.verify.identity import SignedIdentityRule
+    from app.verify.trust import TrustedRootRef, new_authority, save_authority
+
     rule = SignedIdentityRule.parse(signed_identity, remap_identity or [])
     identity = identity_from_flags(
         identity=certificate_identity,
@@ -109,6 +103,9 @@ def add(
 @cli_errors
 def list_() -> None:
     """List authorities as JSON (public keys, identities, scopes)."""
+    from app.db.session import session_scope
+    from app.verify.trust import list_authorities
+
     with open_services() as services, session_scope(services.sessions) as session:
         print_json([a.to_json() for a in list_authorities(session)])
 
@@ -117,6 +114,9 @@ def list_() -> None:
 @cli_errors
 def show(name: Annotated[str, typer.Argument(help="The authority's name.")]) -> None:
     """Print one authority as JSON."""
+    from app.db.session import session_scope
+    from app.verify.trust import get_authority
+
     with open_services() as services, session_scope(services.sessions) as session:
         print_json(get_authority(session, name).to_json())
 
@@ -125,6 +125,9 @@ def show(name: Annotated[str, typer.Argument(help="The authority's name.")]) -> 
 @cli_errors
 def remove(name: Annotated[str, typer.Argument(help="The authority's name.")]) -> None:
     """Remove an authority; signatures it vouched for no longer count."""
+    from app.db.session import session_scope
+    from app.verify.trust import remove_authority
+
     with open_services() as services, session_scope(services.sessions) as session:
         remove_authority(session, name)
     typer.echo(f"removed authority {name}", err=True)

@@ -4,26 +4,47 @@
   builds the services, awaits ``work(services)`` and closes everything in the same event
   loop (an httpx client cannot be closed from another loop);
 - ``open_services()`` for commands that only use the database.
+
+Both first check that the database is migrated (``app.db.migrate.check_schema``), so an
+unmigrated store is reported as such, once, before the command does anything; commands
+that do not use the store (``sealgate registry ...``) pass ``database=False``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from app.config import get_settings
-from app.services import Services
+if TYPE_CHECKING:
+    from app.services import Services
 
 T = TypeVar("T")
 
 
-def run_with_services(work: Callable[[Services], Awaitable[T]]) -> T:
+def _services(*, database: bool) -> Services:
+    from app.config import get_settings
+    from app.services import Services
+
+    services = Services.from_settings(get_settings())
+    if database:
+        from app.db.migrate import check_schema
+
+        try:
+            check_schema(services.engine)
+        except BaseException:
+            services.close()
+            raise
+    return services
+
+
+def run_with_services(work: Callable[[Services], Awaitable[T]], *, database: bool = True) -> T:
     """Run ``work`` with services built from the environment; close them in its loop."""
+    import asyncio
+
+    services = _services(database=database)
 
     async def _main() -> T:
-        services = Services.from_settings(get_settings())
         try:
             return await work(services)
         finally:
@@ -35,7 +56,7 @@ def run_with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 @contextmanager
 def open_services() -> Iterator[Services]:
     """Services for database-only commands, closed when the command ends."""
-    services = Services.from_settings(get_settings())
+    services = _services(database=True)
     try:
         yield services
     finally:

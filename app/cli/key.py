@@ -1,4 +1,5 @@
-"""``sealgate key``: keys held by Sealgate (generate, import, list, public, disable).
+"""``sealgate key``: keys held by Sealgate (generate, import, list, public, disable), and
+``new-kek``, which makes the key-encryption key they are stored under.
 
 These run in process against ``SEALGATE_DATABASE_URL`` with the configured key-encryption
 key. Private keys are never printed: ``list`` shows public information, ``public`` the PEM.
@@ -15,25 +16,51 @@ from typing import Annotated
 import typer
 
 from app.cli.context import open_services
+from app.cli.groups import command_group
 from app.cli.output import cli_errors, print_json
-from app.db.session import session_scope
 from app.errors import InputError
-from app.signing.keys import (
-    MAX_PEM_BYTES,
-    disable_key,
-    generate_key,
-    get_key,
-    import_key,
-    list_keys,
-    set_key_scopes,
-)
-from app.signing.signers import GENERATABLE, parse_algorithm
 
-key_cli = typer.Typer(
-    help="Signing keys held by Sealgate (encrypted at rest).", no_args_is_help=True
-)
+key_cli = command_group(help="Signing keys held by Sealgate (encrypted at rest).")
 
-_ALGORITHMS = ", ".join(a.value for a in GENERATABLE)
+# The values of ``app.signing.signers.GENERATABLE``, written out so that ``--help`` does not
+# load cryptography (tests/cli/test_help.py checks they agree).
+ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072", "rsa-4096")
+
+
+@key_cli.command("new-kek")
+@cli_errors
+def new_kek(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write it to this new file (mode 0600; an existing file is never "
+            "overwritten) instead of printing it.",
+        ),
+    ] = None,
+) -> None:
+    """Make a fresh key-encryption key (base64 of 32 random bytes) for
+    SEALGATE_KEY_ENCRYPTION_KEY or SEALGATE_KEY_ENCRYPTION_KEY_FILE."""
+    from app.config import new_kek as fresh_kek
+
+    kek = fresh_kek()
+    if out is None:
+        typer.echo(kek)
+        return
+    try:
+        # O_EXCL: replacing a KEK would lock every key stored under it away for good.
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InputError(f"{out} exists; a key-encryption key is never overwritten") from None
+    except OSError as e:
+        raise InputError(f"cannot create {out}: {e.strerror}") from e
+    with os.fdopen(fd, "w") as file:
+        file.write(kek + "\n")
+    typer.echo(
+        f"wrote a new key-encryption key to {out}; set SEALGATE_KEY_ENCRYPTION_KEY_FILE={out}",
+        err=True,
+    )
+
 
 Scope = Annotated[
     list[str] | None,
@@ -50,11 +77,15 @@ Scope = Annotated[
 def generate(
     name: Annotated[str, typer.Argument(help="A name for the key.")],
     algorithm: Annotated[
-        str, typer.Option("--algorithm", help=f"One of {_ALGORITHMS}.")
-    ] = "ecdsa-p256",
+        str, typer.Option("--algorithm", help=f"One of {', '.join(ALGORITHMS)}.")
+    ] = ALGORITHMS[0],
     scope: Scope = None,
 ) -> None:
     """Generate a key and store it encrypted; print its public information."""
+    from app.db.session import session_scope
+    from app.signing.keys import generate_key
+    from app.signing.signers import parse_algorithm
+
     chosen = parse_algorithm(algorithm)
     with open_services() as services, session_scope(services.sessions) as session:
         info = generate_key(
@@ -75,6 +106,9 @@ def import_(
     scope: Scope = None,
 ) -> None:
     """Import a PEM private key (PKCS#8, encrypted or not) and store it encrypted."""
+    from app.db.session import session_scope
+    from app.signing.keys import MAX_PEM_BYTES, import_key
+
     password: bytes | None = None
     if password_env is not None:
         value = os.environ.get(password_env)
@@ -103,6 +137,9 @@ def import_(
 @cli_errors
 def list_() -> None:
     """List keys: name, algorithm, key id, status (never private material)."""
+    from app.db.session import session_scope
+    from app.signing.keys import list_keys
+
     with open_services() as services, session_scope(services.sessions) as session:
         keys = list_keys(session)
     print_json([k.model_dump(mode="json", exclude={"public_key_pem"}) for k in keys])
@@ -112,6 +149,9 @@ def list_() -> None:
 @cli_errors
 def public(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Print the public key as PEM (usable as cosign.pub)."""
+    from app.db.session import session_scope
+    from app.signing.keys import get_key
+
     with open_services() as services, session_scope(services.sessions) as session:
         info = get_key(session, name=name)
     typer.echo(info.public_key_pem, nl=False)
@@ -124,6 +164,9 @@ def set_scopes(
     scope: Scope = None,
 ) -> None:
     """Replace the images a key may sign (e.g. to narrow a key stored without scopes)."""
+    from app.db.session import session_scope
+    from app.signing.keys import set_key_scopes
+
     with open_services() as services, session_scope(services.sessions) as session:
         info = set_key_scopes(session, name=name, scopes=scope)
     print_json(info.model_dump(mode="json", exclude={"public_key_pem"}))
@@ -133,6 +176,9 @@ def set_scopes(
 @cli_errors
 def disable(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Stop a key from signing; its public key still verifies old signatures."""
+    from app.db.session import session_scope
+    from app.signing.keys import disable_key
+
     with open_services() as services, session_scope(services.sessions) as session:
         info = disable_key(session, name=name)
     print_json(info.model_dump(mode="json"))

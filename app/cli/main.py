@@ -1,4 +1,10 @@
-"""``sealgate``: the root command and the registration of every command group."""
+"""``sealgate``: the root command and the registration of every command group.
+
+Importing this module (and every ``app.cli`` module) stays cheap: ``sealgate --help`` and
+``sealgate version`` answer without loading SQLAlchemy, sigstore, pydantic, httpx, FastAPI
+or the policy engine. Each command imports what it needs when it runs
+(``benchmarks/cli_startup.py`` measures it; ``tests/cli/test_startup.py`` keeps it so).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,14 @@ from typing import Annotated
 import typer
 
 from app import __version__
+from app.cli.groups import command_group
 from app.cli.output import cli_errors, set_debug
-from app.config import get_settings
 
-cli = typer.Typer(
+# ``--install-completion`` / ``--show-completion`` for bash, zsh, fish and PowerShell.
+cli = command_group(
     name="sealgate",
     help="Sign container images and enforce Rego policies at push and at deploy.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -50,6 +55,7 @@ def serve(
     With --tls-cert and --tls-key it serves HTTPS and reloads the certificate when the files
     change (cert-manager rotations), without a restart.
     """
+    from app.config import get_settings
     from app.errors import InputError
     from app.serving import TlsFiles
     from app.serving import serve as serve_app
@@ -69,7 +75,7 @@ def serve(
     )
 
 
-db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+db_cli = command_group(help="Database schema migrations.")
 
 
 @db_cli.command("upgrade")
@@ -78,6 +84,7 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Apply migrations to SEALGATE_DATABASE_URL (default: ./sealgate.db)."""
+    from app.config import get_settings
     from app.db.migrate import upgrade
 
     settings = get_settings()

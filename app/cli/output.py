@@ -1,7 +1,12 @@
-"""How CLI commands print results and fail: JSON on stdout, one clear line on stderr."""
+"""How CLI commands print results and fail: JSON on stdout, one clear line on stderr.
+
+Times in the JSON are ISO 8601 in UTC with ``Z`` (``app.timestamps.iso_utc``), whether a
+command prints a model or a plain dict.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable
@@ -11,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 
 from app.errors import Error
+from app.timestamps import iso_utc
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -23,7 +29,14 @@ def set_debug(debug: bool) -> None:
 
 
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+    typer.echo(json.dumps(value, indent=2, sort_keys=False, default=_json_value))
+
+
+def _json_value(value: object) -> str:
+    """What ``json`` cannot write itself: times as ISO 8601 with ``Z``, the rest as text."""
+    if isinstance(value, dt.datetime):
+        return iso_utc(value)
+    return str(value)
 
 
 def fail(message: str, *, code: int = 1) -> typer.Exit:

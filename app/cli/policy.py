@@ -7,59 +7,56 @@ the configured database. Every command calls the same domain functions as the AP
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from app.cli.context import open_services, run_with_services
+from app.cli.groups import command_group
 from app.cli.output import cli_errors, print_json
-from app.config import get_settings
-from app.db.session import session_scope
 from app.errors import InputError, PolicyError
-from app.policy.bundle import CompileProblem, PolicyBundle
-from app.policy.engines import EmbeddedOpaEngine, compile_bundle, decision_document
-from app.policy.explanation import fired_rules
-from app.policy.input import (
-    Entrypoint,
-    PolicyInput,
-    assumed_kubernetes,
-    input_schema,
-)
-from app.policy.parameters import check_parameters
-from app.policy.replay import parse_since, replay_decisions
-from app.policy.runner import run_tests
-from app.policy.versions import (
-    ActiveVersionPoller,
-    activate_version,
-    list_versions,
-    publish_bundle,
-)
-from app.services import Services
 
-policy_cli = typer.Typer(
-    help="Rego policies: author, test, publish, roll out.", no_args_is_help=True
-)
+if TYPE_CHECKING:
+    from app.policy.bundle import PolicyBundle
+    from app.policy.input import Entrypoint
+    from app.services import Services
+
+policy_cli = command_group(help="Rego policies: author, test, publish, roll out.")
 
 DirArgument = Annotated[
     Path | None,
     typer.Argument(help="Bundle directory (*.rego and data.json) [SEALGATE_POLICY_DIR]."),
 ]
+# The values of ``app.policy.input.Entrypoint``, written out so that ``--help`` does not load
+# pydantic (tests/cli/test_help.py checks they agree).
+EntrypointName = Literal["sign", "push", "admission"]
 EntrypointOption = Annotated[
-    Entrypoint | None,
-    typer.Option("--entrypoint", "-e", help="sign, push or admission."),
+    EntrypointName,
+    typer.Option("--entrypoint", "-e", help="Where the decision is asked for."),
 ]
 
 
+def _entrypoint(name: EntrypointName) -> Entrypoint:
+    """The ``Entrypoint`` that ``--entrypoint`` names."""
+    from app.policy.input import Entrypoint
+
+    return Entrypoint(name)
+
+
 def _bundle(directory: Path | None, *, with_overrides: bool = True) -> PolicyBundle:
+    from app.config import get_settings
+    from app.policy.bundle import PolicyBundle
+
     settings = get_settings()
     bundle = PolicyBundle.from_directory(directory or settings.policy_dir)
     return bundle.with_data_overrides(settings.policy_data) if with_overrides else bundle
 
 
 def _print_problems(error: PolicyError) -> None:
+    from app.policy.bundle import CompileProblem
+
     problems = error.details.get("problems") or []
     if not problems:
         typer.echo(f"error: {error.message}", err=True)
@@ -71,6 +68,8 @@ def _print_problems(error: PolicyError) -> None:
 @cli_errors
 def test(directory: DirArgument = None) -> None:
     """Run every test_* rule; print failures with file and rule; end with 'N passed, M failed'."""
+    from app.policy.runner import run_tests
+
     bundle = _bundle(directory, with_overrides=False)
     try:
         report = run_tests(bundle)
@@ -93,6 +92,9 @@ def test(directory: DirArgument = None) -> None:
 @cli_errors
 def check(directory: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> None:
     """Compile a bundle; report each error as FILE:LINE:COLUMN: message."""
+    from app.policy.engines import compile_bundle
+    from app.policy.parameters import check_parameters
+
     bundle = _bundle(directory, with_overrides=False)
     check_parameters(bundle.data)
     try:
@@ -109,7 +111,12 @@ def check(directory: Annotated[Path, typer.Argument(help="Bundle directory.")]) 
 @cli_errors
 def eval_(
     input_file: Annotated[Path, typer.Option("--input", "-i", help="Policy input JSON file.")],
-    entrypoint: EntrypointOption = None,
+    entrypoint: Annotated[
+        EntrypointName | None,
+        typer.Option(
+            "--entrypoint", "-e", help="Decide for this entrypoint instead of the input's own."
+        ),
+    ] = None,
     bundle_dir: Annotated[
         Path | None, typer.Option("--bundle", help="Bundle directory [SEALGATE_POLICY_DIR].")
     ] = None,
@@ -118,6 +125,10 @@ def eval_(
     ] = False,
 ) -> None:
     """Print the decision for an input; with --explain, which rules fired and why."""
+    from app.policy.engines import EmbeddedOpaEngine, decision_document
+    from app.policy.explanation import fired_rules
+    from app.policy.input import PolicyInput
+
     try:
         raw = json.loads(input_file.read_text())
     except OSError as e:
@@ -126,7 +137,7 @@ def eval_(
         raise InputError(f"{input_file}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from e
     policy_input = PolicyInput.from_json(raw)
     if entrypoint is not None:
-        policy_input = policy_input.model_copy(update={"entrypoint": entrypoint})
+        policy_input = policy_input.model_copy(update={"entrypoint": _entrypoint(entrypoint)})
     bundle = _bundle(bundle_dir)
     engine = EmbeddedOpaEngine(bundle)
     try:
@@ -147,6 +158,8 @@ def eval_(
 @cli_errors
 def schema() -> None:
     """Print the JSON Schema of the policy input (version 1)."""
+    from app.policy.input import input_schema
+
     print_json(input_schema())
 
 
@@ -154,7 +167,7 @@ def schema() -> None:
 @cli_errors
 def input_(
     image: Annotated[str, typer.Argument(help="Image reference.")],
-    entrypoint: EntrypointOption = None,
+    entrypoint: EntrypointOption = "admission",
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Admission: the Kubernetes namespace.")
     ] = None,
@@ -181,8 +194,9 @@ def input_(
     from app.enforce.deadline import Deadline
     from app.enforce.outcome import Actor, DecisionRequest
     from app.enforce.pipeline import input_for
+    from app.policy.input import assumed_kubernetes
 
-    chosen = entrypoint or Entrypoint.admission
+    chosen = _entrypoint(entrypoint)
 
     async def _input(services: Services) -> dict[str, Any]:
         request = DecisionRequest(
@@ -201,7 +215,7 @@ def input_(
 @cli_errors
 def decide(
     image: Annotated[str, typer.Argument(help="The image (a tag is resolved).")],
-    entrypoint: EntrypointOption = None,
+    entrypoint: EntrypointOption = "admission",
     namespace: Annotated[
         str | None, typer.Option(help="For admission: the namespace the Pod is created in.")
     ] = None,
@@ -210,11 +224,15 @@ def decide(
 
     Exit 0 when allowed, 1 when denied (the reasons are in the JSON on stdout).
     """
+    import asyncio
+
     from app.enforce.deadline import Deadline
     from app.enforce.outcome import Actor, DecisionRequest
     from app.enforce.pipeline import decide_and_store
+    from app.policy.input import assumed_kubernetes
+    from app.policy.versions import ActiveVersionPoller
 
-    chosen = entrypoint or Entrypoint.admission
+    chosen = _entrypoint(entrypoint)
 
     async def _decide(services: Services) -> dict[str, Any]:
         poller = ActiveVersionPoller(
@@ -250,6 +268,8 @@ def publish(
     ] = True,
 ) -> None:
     """Store a bundle as a new version after it compiles and its tests pass."""
+    from app.db.session import session_scope
+    from app.policy.versions import publish_bundle
     from app.policy.worker import BundleLimits
 
     bundle = _bundle(directory, with_overrides=False)
@@ -269,6 +289,9 @@ def publish(
 @cli_errors
 def versions() -> None:
     """List stored policy versions, newest first."""
+    from app.db.session import session_scope
+    from app.policy.versions import list_versions
+
     with open_services() as services, session_scope(services.sessions) as session:
         print_json([v.model_dump(mode="json") for v in list_versions(session)])
 
@@ -277,6 +300,9 @@ def versions() -> None:
 @cli_errors
 def activate(version: Annotated[int, typer.Argument(help="Version to activate.")]) -> None:
     """Activate a stored version (an older one rolls back); replicas follow within seconds."""
+    from app.db.session import session_scope
+    from app.policy.versions import activate_version
+
     with open_services() as services, session_scope(services.sessions) as session:
         info = activate_version(session, version=version)
     print_json(info.model_dump(mode="json"))
@@ -291,6 +317,10 @@ def replay(
     ] = None,
 ) -> None:
     """Re-evaluate recorded decisions against a candidate bundle; print what would change."""
+    from app.db.session import session_scope
+    from app.policy.engines import EmbeddedOpaEngine
+    from app.policy.replay import parse_since, replay_decisions
+
     span = parse_since(since)
     engine = EmbeddedOpaEngine(_bundle(bundle_dir))
     try:

@@ -7,23 +7,25 @@ registry settings (credentials, insecure registries, CA bundle, limits and time-
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from app.cli.context import run_with_services
+from app.cli.groups import command_group
 from app.cli.output import cli_errors, print_json
-from app.oci.client import RegistryClient
-from app.oci.refs import ImageRef
+
+if TYPE_CHECKING:
+    from app.oci.client import RegistryClient
 
 T = TypeVar("T")
 
-registry_cli = typer.Typer(help="Inspect images in an OCI registry.", no_args_is_help=True)
+registry_cli = command_group(help="Inspect images in an OCI registry.")
 
 
 def _with_client(operation: Callable[[RegistryClient], Awaitable[T]]) -> T:
     """Run ``operation`` with the configured registry client, closed afterwards."""
-    return run_with_services(lambda services: operation(services.registry))
+    return run_with_services(lambda services: operation(services.registry), database=False)
 
 
 @registry_cli.command("resolve")
@@ -32,6 +34,8 @@ def resolve(
     image: Annotated[str, typer.Argument(help="Image reference, e.g. ghcr.io/acme/app:v1.")],
 ) -> None:
     """Print the digest IMAGE's tag points at (or IMAGE's own digest)."""
+    from app.oci.refs import ImageRef
+
     ref = ImageRef.parse(image)
     typer.echo(_with_client(lambda client: client.resolve_digest(ref)))
 
@@ -46,6 +50,8 @@ def referrers(
     ] = None,
 ) -> None:
     """Print the OCI 1.1 referrers of IMAGE as an OCI image index (JSON)."""
+    from app.oci.refs import ImageRef
+
     ref = ImageRef.parse(image)
 
     async def _index(client: RegistryClient) -> dict[str, object]:

@@ -9,27 +9,28 @@ from typing import Annotated, TypeVar
 import typer
 
 from app.cli.context import run_with_services
+from app.cli.groups import command_group
 from app.cli.output import cli_errors, print_json
 from app.errors import InputError, ScanError
-from app.scans.attestation import configured_attester
-from app.scans.detect import AUTO, SUPPORTED_FORMATS, parse_report
-from app.scans.document import MAX_REPORT_BYTES
-from app.scans.ingest import collect_scans, ingest_scan
 
 T = TypeVar("T")
 
-scan_cli = typer.Typer(
-    help="Vulnerability reports (Trivy, Grype, SARIF, CycloneDX).", no_args_is_help=True
-)
+scan_cli = command_group(help="Vulnerability reports (Trivy, Grype, SARIF, CycloneDX).")
 
+# ``app.scans.detect.AUTO`` and the values of ``ReportFormat``, written out so that
+# ``--help`` does not load the parsers (tests/cli/test_help.py checks they agree).
+AUTO = "auto"
+FORMATS = ("trivy", "grype", "sarif", "cyclonedx")
 FormatOption = Annotated[
-    str, typer.Option("--format", help=f"{AUTO} (detected) or one of: {SUPPORTED_FORMATS}.")
+    str, typer.Option("--format", help=f"{AUTO} (detected) or one of: {', '.join(FORMATS)}.")
 ]
 ReportArgument = Annotated[Path, typer.Argument(help="The report file as the scanner wrote it.")]
 
 
 def read_report(path: Path) -> bytes:
     """The report's bytes; refuses files over the size limit before reading them."""
+    from app.scans.document import MAX_REPORT_BYTES
+
     try:
         size = path.stat().st_size
         if size > MAX_REPORT_BYTES:
@@ -59,6 +60,9 @@ def ingest(
     ] = None,
 ) -> None:
     """Check a report against IMAGE, attach it as a referrer and store it."""
+    from app.scans.attestation import configured_attester
+    from app.scans.ingest import ingest_scan
+
     data = read_report(report)
     stored = run_with_services(
         lambda services: ingest_scan(
@@ -77,6 +81,8 @@ def ingest(
 @cli_errors
 def list_(image: Annotated[str, typer.Argument(help="The image (a tag is resolved).")]) -> None:
     """List IMAGE's scans: uploads and unsigned scan referrers, newest first."""
+    from app.scans.ingest import collect_scans
+
     scans = run_with_services(lambda services: collect_scans(services, image))
     print_json(
         [
@@ -99,4 +105,6 @@ def list_(image: Annotated[str, typer.Argument(help="The image (a tag is resolve
 @cli_errors
 def parse(report: ReportArgument, format: FormatOption = AUTO) -> None:
     """Parse a report offline and print the normalised result (nothing is stored)."""
+    from app.scans.detect import parse_report
+
     print_json(parse_report(read_report(report), format).model_dump(mode="json"))

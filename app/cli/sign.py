@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import getpass
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 
-from app.auth.scopes import Scope
-from app.auth.tokens import Principal
 from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
-from app.enforce.sign import SignResult, parse_annotations, parse_formats, sign_image
 from app.errors import AuthError, Error, InputError, SigningError
+
+if TYPE_CHECKING:
+    from app.enforce.sign import SignResult
 
 REMOTE_TIMEOUT = 120.0
 
@@ -47,11 +46,17 @@ def _identity_token(given: str | None) -> str:
 
 
 def _sign_in_process(**request: Any) -> SignResult:
+    from app.auth.scopes import Scope
+    from app.auth.tokens import Principal
+    from app.enforce.sign import sign_image
+
     principal = Principal(name=f"local:{getpass.getuser()}", scopes=(Scope.parse("admin"),))
     return run_with_services(lambda services: sign_image(services, principal=principal, **request))
 
 
 def _sign_remote(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
     token = os.environ.get("SEALGATE_TOKEN")
     if not token:
         raise AuthError("SEALGATE_URL is set but SEALGATE_TOKEN is not")
@@ -94,7 +99,12 @@ def sign(
     ] = "bundle",
     annotation: Annotated[
         list[str] | None,
-        typer.Option("--annotation", "-a", help="KEY=VALUE added to the signed payload."),
+        typer.Option(
+            "--annotation",
+            "-a",
+            metavar="<key=value>",
+            help="Added to the signed payload (repeatable).",
+        ),
     ] = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", help="On an index, also sign every manifest it lists.")
@@ -113,6 +123,8 @@ def sign(
     The policy's sign entry point decides first (the sign gate): a denial prints the
     reasons and writes nothing, unless an admin passes --force.
     """
+    from app.enforce.sign import parse_annotations, parse_formats
+
     if (key is None) == (not sigstore):
         raise InputError("give exactly one of --key NAME or --sigstore")
     if identity_token and not sigstore:

@@ -7,13 +7,12 @@ from typing import Annotated
 
 import typer
 
-from app.auth.tokens import create_token, list_tokens, revoke_token
 from app.cli.context import open_services
+from app.cli.groups import command_group
 from app.cli.output import cli_errors, print_json
-from app.db.session import session_scope
 from app.errors import InputError
 
-token_cli = typer.Typer(help="API bearer tokens (stored hashed).", no_args_is_help=True)
+token_cli = command_group(help="API bearer tokens (stored hashed).")
 
 
 @token_cli.command("create")
@@ -24,6 +23,7 @@ def create(
         list[str],
         typer.Option(
             "--scope",
+            metavar="<scope>",
             help="'admin' or ACTION:IMAGE_GLOB, e.g. 'sign:ghcr.io/acme/*'. Repeatable.",
         ),
     ],
@@ -32,6 +32,9 @@ def create(
     ] = None,
 ) -> None:
     """Create a token and print it once (it cannot be shown again)."""
+    from app.auth.tokens import create_token
+    from app.db.session import session_scope
+
     if not scope:
         raise InputError("give at least one --scope")
     expires = (
@@ -53,6 +56,9 @@ def create(
 @cli_errors
 def list_() -> None:
     """List tokens (names, scopes, dates; never the secrets)."""
+    from app.auth.tokens import list_tokens
+    from app.db.session import session_scope
+
     with open_services() as services, session_scope(services.sessions) as session:
         print_json(list_tokens(session))
 
@@ -61,6 +67,9 @@ def list_() -> None:
 @cli_errors
 def revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
     """Revoke a token; it is refused from then on."""
+    from app.auth.tokens import revoke_token
+    from app.db.session import session_scope
+
     with open_services() as services, session_scope(services.sessions) as session:
         revoke_token(session, name=name)
     typer.echo(f"revoked {name}", err=True)

@@ -11,16 +11,18 @@ Runs in process with the environment's settings (registry credentials, database)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
-from app.enforce.verify import VerificationReport, verify_image
 from app.errors import InputError
-from app.verify.keyless import KeylessIdentity
-from app.verify.trust import TrustedRootRef, parse_identity
+
+if TYPE_CHECKING:
+    from app.enforce.verify import VerificationReport
+    from app.verify.keyless import KeylessIdentity
+    from app.verify.trust import TrustedRootRef
 
 MAX_KEY_FILE_BYTES = 64 * 1024
 
@@ -73,6 +75,8 @@ def identity_from_flags(
     """The keyless identity the cosign-style flags name, or None when none is given."""
     if all(v is None for v in (identity, identity_regexp, issuer, issuer_regexp)):
         return None
+    from app.verify.trust import parse_identity
+
     return parse_identity(
         subject=identity, subject_regexp=identity_regexp, issuer=issuer, issuer_regexp=issuer_regexp
     )
@@ -86,6 +90,8 @@ def _verify(
     identity: KeylessIdentity | None,
     trusted_root: TrustedRootRef | None,
 ) -> VerificationReport:
+    from app.enforce.verify import verify_image
+
     return run_with_services(
         lambda services: verify_image(
             services,
@@ -113,6 +119,8 @@ def verify(
     trusted_root: TrustedRootOption = None,
 ) -> None:
     """Verify IMAGE's signatures; print the verified ones as JSON, or exit 1 with reasons."""
+    from app.verify.trust import TrustedRootRef
+
     identity = identity_from_flags(
         identity=certificate_identity,
         identity_regexp=certificate_identity_regexp,

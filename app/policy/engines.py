@@ -153,11 +153,11 @@ class EmbeddedOpaEngine:
     started with, and their answers name that engine's bundle.
     """
 
-    def __init__(self, bundle: PolicyBundle | None = None) -> None:
+    def __init__(self, bundle: PolicyBundle | None = None, *, prepare: bool = True) -> None:
         self._loaded = _Loaded(opa=_new_opa(), revision=None, version=None)
         self._swap = threading.Lock()
         if bundle is not None:
-            self.load(bundle)
+            self.load(bundle, prepare=prepare)
 
     @property
     def _opa(self) -> OpaEngine:
@@ -171,9 +171,14 @@ class EmbeddedOpaEngine:
     def version(self) -> int | None:
         return self._loaded.version
 
-    def load(self, bundle: PolicyBundle, *, version: int | None = None) -> None:
+    def load(
+        self, bundle: PolicyBundle, *, version: int | None = None, prepare: bool = True
+    ) -> None:
+        """Compile ``bundle`` and swap it in (as stored ``version``); ``prepare=False``
+        skips preparing the decision queries (for an engine that only runs the tests)."""
         fresh = compile_bundle(bundle)
-        _prepare_decisions(fresh)
+        if prepare:
+            _prepare_decisions(fresh)
         with self._swap:
             # The old engine is released when the last evaluation holding it returns.
             self._loaded = _Loaded(opa=fresh, revision=bundle.content_hash, version=version)

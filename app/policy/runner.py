@@ -86,7 +86,7 @@ def run_tests(bundle: PolicyBundle) -> RegoTestReport:
     by_package: dict[str, list[RegoTest]] = {}
     for test in discover_tests(bundle):
         by_package.setdefault(test.package, []).append(test)
-    engine = EmbeddedOpaEngine(bundle)
+    engine = EmbeddedOpaEngine(bundle, prepare=False)  # tests ask no decision
     try:
         results = [
             result

@@ -29,6 +29,7 @@ from app.oci.digests import is_digest
 from app.scans.document import (
     WireModel,
     digest_of_repo_digest,
+    image_names,
     load_document,
     parse_timestamp,
     validate_shape,
@@ -157,7 +158,7 @@ def cyclonedx_report(document: Any) -> ScanReport:
         for affects in vuln.affects or [_Affects(ref="")]:
             findings.append(_finding(vuln, affects, components))
     scanner, version = _tool(metadata.tools)
-    digests, image_id = _artifact(metadata.component)
+    digests, image_id, names = _artifact(metadata.component)
     return ScanReport(
         scanner=scanner,
         scanner_version=version,
@@ -165,6 +166,7 @@ def cyclonedx_report(document: Any) -> ScanReport:
         artifact_name=metadata.component.name if metadata.component else None,
         artifact_digests=digests,
         image_id=image_id,
+        image_names=names,
         scanned_at=parse_timestamp(metadata.timestamp),
         vulnerabilities=tuple(findings),
         warnings=tuple(warnings),
@@ -187,24 +189,30 @@ def _tool(tools: list[_Tool] | _Tools | None) -> tuple[str, str | None]:
     return "cyclonedx", None
 
 
-def _artifact(component: _Component | None) -> tuple[tuple[str, ...], str | None]:
-    """Manifest digests and the config digest a BOM's subject names (Trivy's properties,
-    a ``pkg:oci`` purl)."""
+def _artifact(
+    component: _Component | None,
+) -> tuple[tuple[str, ...], str | None, tuple[str, ...]]:
+    """Manifest digests, the config digest and the image references a BOM's subject names
+    (Trivy's properties, a ``pkg:oci`` purl, a container component's name)."""
     if component is None:
-        return (), None
+        return (), None, ()
     digests: list[str] = []
     image_id = None
+    references: list[str] = []
     for prop in component.properties or []:
         name, value = prop.name or "", prop.value or ""
+        if name.endswith((":RepoDigest", ":RepoTag")):
+            references.append(value)
         if name.endswith(":RepoDigest") and (digest := digest_of_repo_digest(value)):
             digests.append(digest)
         elif name.endswith(":ImageID") and is_digest(value):
             image_id = value
+    scanned = component.name if component.type == "container" else None
     if component.purl and component.purl.startswith("pkg:oci/"):
         _, _, version = _purl_parts(component.purl)
         if version and is_digest(version):
             digests.append(version)
-    return tuple(dict.fromkeys(digests)), image_id
+    return tuple(dict.fromkeys(digests)), image_id, image_names(scanned, references)
 
 
 def _purl_parts(purl: str) -> tuple[str | None, str, str | None]:

@@ -106,6 +106,17 @@ def parse_timestamp(value: str | None) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC)
 
 
+def image_names(*groups: str | list[str] | None) -> tuple[str, ...]:
+    """The image references a report gives (scanned name, repo tags, repo digests), in
+    order, without blanks or repeats."""
+    names: list[str] = []
+    for group in groups:
+        for name in [group] if isinstance(group, str) else group or []:
+            if name.strip():
+                names.append(name.strip())
+    return tuple(dict.fromkeys(names))
+
+
 def digest_of_repo_digest(value: str) -> str | None:
     """``sha256:...`` from ``repo@sha256:...`` or a bare digest; None otherwise."""
     _, _, digest = value.rpartition("@")

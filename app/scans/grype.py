@@ -24,6 +24,7 @@ from app.oci.digests import is_digest
 from app.scans.document import (
     WireModel,
     digest_of_repo_digest,
+    image_names,
     load_document,
     parse_timestamp,
     validate_shape,
@@ -76,6 +77,7 @@ class _Target(WireModel):
     image_id: str | None = Field(default=None, alias="imageID")
     repo_digests: list[str] | None = Field(default=None, alias="repoDigests")
     user_input: str | None = Field(default=None, alias="userInput")
+    tags: list[str] | None = None
 
 
 class _Source(WireModel):
@@ -124,9 +126,11 @@ def grype_report(document: Any) -> ScanReport:
     target = report.source.target if report.source else None
     digests: list[str] = []
     image_id = None
+    names: tuple[str, ...] = ()
     artifact_name = target if isinstance(target, str) else None
-    if isinstance(target, _Target):
+    if isinstance(target, _Target):  # an image (a directory or file target is a string)
         artifact_name = target.user_input
+        names = image_names(target.user_input, target.tags, target.repo_digests)
         digests = [d for d in (digest_of_repo_digest(r) for r in target.repo_digests or []) if d]
         if target.manifest_digest and is_digest(target.manifest_digest):
             digests.append(target.manifest_digest)
@@ -140,6 +144,7 @@ def grype_report(document: Any) -> ScanReport:
         artifact_name=artifact_name,
         artifact_digests=tuple(dict.fromkeys(digests)),
         image_id=image_id,
+        image_names=names,
         scanned_at=parse_timestamp(descriptor.timestamp),
         vulnerabilities=tuple(findings),
         warnings=tuple(warnings),

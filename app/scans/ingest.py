@@ -8,7 +8,10 @@
    an image config digest (Trivy ``ImageID``, Grype ``imageID``) it must be the config of
    the image (or of one of its platforms, for an index); otherwise, when it names manifest
    digests (repo digests, Grype's ``manifestDigest``), one of them must be the image's or
-   one of its platforms'; a report that names no image is bound to the image by the upload;
+   one of its platforms'; then its image names are checked (``app.scans.subject``): other
+   repositories only, and no digest of the image, is refused; a tag or a local name only is
+   accepted with a warning (in the answer and the record); a report that names no image is
+   bound to the image by the upload;
 4. optionally sign it as an in-toto vulnerability attestation (``attest`` hook, e.g.
    ``app.scans.attestation.key_scan_attester``) — first, so that a key problem stops
    ingestion before anything is pushed;
@@ -50,7 +53,9 @@ from app.policy.input import ScanSource
 from app.scans.detect import AUTO, parse_report
 from app.scans.document import MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, parse_timestamp
 from app.scans.model import ReportFormat, ScanReport, Vulnerability
+from app.scans.subject import check_names
 from app.services import Services
+from app.timestamps import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +150,8 @@ async def ingest_scan(
     digest = await registry.resolve_digest(ref)  # (2)
     pinned = ref.with_digest(digest)
     manifest = await registry.get_manifest(pinned)
-    await check_report_names_image(registry, manifest=manifest, report=parsed)  # (3)
+    subject_warnings = await check_report_names_image(registry, manifest=manifest, report=parsed)
+    warnings = (*subject_warnings, *parsed.warnings)  # (3)
     media_type = REPORT_MEDIA_TYPES[parsed.format]
     # A report cannot have been made after it was uploaded: a date in the future would
     # outrank every later scan and never age.
@@ -164,7 +170,7 @@ async def ingest_scan(
         annotations={
             FORMAT_ANNOTATION: parsed.format.value,
             SCANNER_ANNOTATION: parsed.scanner,
-            CREATED_ANNOTATION: scanned_at.isoformat(),
+            CREATED_ANNOTATION: iso_utc(scanned_at),
         },
     )
     display = f"{ref.name}:{ref.tag}" if ref.tag else ref.name
@@ -179,7 +185,7 @@ async def ingest_scan(
                 format=parsed.format.value,
                 source=ScanSource.authenticated_upload.value,
                 scanned_at=scanned_at,
-                summary=_summary(parsed, attestation_digest=attestation),
+                summary=_summary(parsed, attestation_digest=attestation, warnings=warnings),
                 vulnerabilities=[v.model_dump(mode="json") for v in parsed.vulnerabilities],
                 raw_report=report,
                 raw_media_type=media_type,
@@ -197,13 +203,16 @@ async def ingest_scan(
         "scan ingested",
         extra={"image": display, "digest": digest, "scan_id": stored.id, "format": parsed.format},
     )
+    for warning in subject_warnings:
+        log.warning("scan subject", extra={"scan_id": stored.id, "warning": warning})
     return stored
 
 
 async def check_report_names_image(
     registry: RegistryClient, *, manifest: Manifest, report: ScanReport
-) -> None:
-    """Raise ``scan.wrong_image`` unless the report's claims fit the image (see step 3)."""
+) -> tuple[str, ...]:
+    """Raise ``scan.wrong_image`` unless the report's claims fit the image (see step 3);
+    return the warnings its image names call for."""
     manifest_digests = {manifest.digest}
     platforms: list[Manifest] = [manifest]
     if manifest.is_index:
@@ -215,34 +224,41 @@ async def check_report_names_image(
             ]
     if report.image_id is not None:
         configs = {p.config.digest for p in platforms if p.config is not None}
-        if report.image_id in configs:
-            return
-        raise ScanError(
-            f"the report is for image {report.image_id} (config digest), but "
-            f"{manifest.ref.name}@{manifest.digest} has config "
-            f"{', '.join(sorted(configs)) or 'none'}",
-            code="scan.wrong_image",
-            http_status=422,
-        )
-    if report.artifact_digests and not manifest_digests.intersection(report.artifact_digests):
+        if report.image_id not in configs:
+            raise ScanError(
+                f"the report is for image {report.image_id} (config digest), but "
+                f"{manifest.ref.name}@{manifest.digest} has config "
+                f"{', '.join(sorted(configs)) or 'none'}",
+                code="scan.wrong_image",
+                http_status=422,
+            )
+    elif report.artifact_digests and not manifest_digests.intersection(report.artifact_digests):
         raise ScanError(
             f"the report is for {', '.join(report.artifact_digests)}, not for "
             f"{manifest.ref.name}@{manifest.digest}",
             code="scan.wrong_image",
             http_status=422,
         )
+    # Past the checks above, a digest the report names is the image's.
+    digest_confirmed = report.image_id is not None or bool(report.artifact_digests)
+    return check_names(
+        report, image=manifest.ref.with_digest(manifest.digest), digest_confirmed=digest_confirmed
+    )
 
 
-def _summary(report: ScanReport, *, attestation_digest: str | None) -> dict[str, Any]:
+def _summary(
+    report: ScanReport, *, attestation_digest: str | None, warnings: tuple[str, ...]
+) -> dict[str, Any]:
     return {
         "scanner_version": report.scanner_version,
         "artifact_name": report.artifact_name,
         "artifact_digests": list(report.artifact_digests),
         "image_id": report.image_id,
+        "image_names": list(report.image_names),
         "counts": report.counts,
         "suppressed": report.suppressed,
         "total": len(report.vulnerabilities),
-        "warnings": list(report.warnings),
+        "warnings": list(warnings),
         "attestation_digest": attestation_digest,
     }
 
@@ -263,7 +279,7 @@ def _stored(row: ScanRecord, report: ScanReport) -> StoredScan:
         referrer_digest=row.referrer_digest,
         attestation_digest=row.summary.get("attestation_digest"),
         uploaded_by=row.uploaded_by,
-        warnings=report.warnings,
+        warnings=tuple(row.summary.get("warnings") or ()),
     )
 
 
@@ -277,6 +293,7 @@ def _report_of(row: ScanRecord) -> ScanReport:
         artifact_name=summary.get("artifact_name"),
         artifact_digests=tuple(summary.get("artifact_digests") or ()),
         image_id=summary.get("image_id"),
+        image_names=tuple(summary.get("image_names") or ()),
         scanned_at=row.scanned_at,
         vulnerabilities=tuple(Vulnerability.model_validate(v) for v in row.vulnerabilities),
         warnings=tuple(summary.get("warnings") or ()),

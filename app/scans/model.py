@@ -225,8 +225,10 @@ class ScanReport(BaseModel):
 
     ``artifact_digests`` are the manifest digests the report says it scanned (from
     repo digests or a manifest digest); ``image_id`` is the image config digest where
-    the scanner names one. Both are claims of the report, checked against the registry
-    at ingestion. ``warnings`` lists entries that were skipped and why.
+    the scanner names one; ``image_names`` the image references it gives, as written
+    (the name scanned, repo tags, repo digests). All are claims of the report, checked
+    against the image at ingestion (``app.scans.subject``). ``warnings`` lists entries
+    that were skipped and why.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -237,6 +239,7 @@ class ScanReport(BaseModel):
     artifact_name: str | None = None
     artifact_digests: tuple[str, ...] = ()
     image_id: str | None = None
+    image_names: tuple[str, ...] = ()
     scanned_at: dt.datetime | None = None
     vulnerabilities: tuple[Vulnerability, ...] = ()
     warnings: tuple[str, ...] = ()

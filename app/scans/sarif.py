@@ -29,6 +29,7 @@ from app.oci.digests import is_digest
 from app.scans.document import (
     WireModel,
     digest_of_repo_digest,
+    image_names,
     load_document,
     validate_shape,
 )
@@ -87,6 +88,7 @@ class _Result(WireModel):
 class _RunProperties(WireModel):
     image_id: str | None = Field(default=None, alias="imageID")
     image_name: str | None = Field(default=None, alias="imageName")
+    repo_tags: list[str] | None = Field(default=None, alias="repoTags")
     repo_digests: list[str] | None = Field(default=None, alias="repoDigests")
 
 
@@ -128,6 +130,7 @@ def sarif_report(document: Any) -> ScanReport:
     warnings: list[str] = []
     digests: list[str] = []
     image_id = artifact_name = None
+    names: tuple[str, ...] = ()
     for run_index, run in enumerate(log.runs):
         rules = run.tool.driver.rules or []
         by_id = {r.id: r for r in rules if r.id}
@@ -143,6 +146,7 @@ def sarif_report(document: Any) -> ScanReport:
         if props.image_id and is_digest(props.image_id):
             image_id = props.image_id
         artifact_name = artifact_name or props.image_name
+        names += image_names(props.image_name, props.repo_tags, props.repo_digests)
     driver = log.runs[0].tool.driver
     return ScanReport(
         scanner=driver.name.strip().lower() or "unknown",
@@ -151,6 +155,7 @@ def sarif_report(document: Any) -> ScanReport:
         artifact_name=artifact_name,
         artifact_digests=tuple(dict.fromkeys(digests)),
         image_id=image_id,
+        image_names=tuple(dict.fromkeys(names)),
         vulnerabilities=tuple(findings),
         warnings=tuple(warnings),
     )

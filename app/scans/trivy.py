@@ -21,6 +21,7 @@ from app.oci.digests import is_digest
 from app.scans.document import (
     WireModel,
     digest_of_repo_digest,
+    image_names,
     load_document,
     parse_timestamp,
     validate_shape,
@@ -64,6 +65,7 @@ class _Result(WireModel):
 
 
 class _Metadata(WireModel):
+    RepoTags: list[str] | None = None
     RepoDigests: list[str] | None = None
     ImageID: str | None = None
 
@@ -75,6 +77,7 @@ class _Tool(WireModel):
 class _Report(WireModel):
     SchemaVersion: int
     ArtifactName: str | None = None
+    ArtifactType: str | None = None
     Metadata: _Metadata | None = None
     Results: list[_Result] | None = None
     CreatedAt: str | None = None
@@ -130,6 +133,8 @@ def trivy_report(document: Any) -> ScanReport:
     digests = [d for d in (digest_of_repo_digest(r) for r in metadata.RepoDigests or []) if d]
     if report.ArtifactName and (named := digest_of_repo_digest(report.ArtifactName)):
         digests.append(named)
+    # A filesystem or repository scan's ArtifactName is a path, not an image.
+    scanned = report.ArtifactName if report.ArtifactType in (None, "container_image") else None
     return _report(
         results=report.Results or [],
         scanner_version=report.Trivy.Version if report.Trivy else None,
@@ -137,6 +142,7 @@ def trivy_report(document: Any) -> ScanReport:
         artifact_name=report.ArtifactName or None,
         artifact_digests=tuple(dict.fromkeys(digests)),
         image_id=metadata.ImageID if metadata.ImageID and is_digest(metadata.ImageID) else None,
+        names=image_names(scanned, metadata.RepoTags, metadata.RepoDigests),
     )
 
 
@@ -148,6 +154,7 @@ def _report(
     artifact_name: str | None = None,
     artifact_digests: tuple[str, ...] = (),
     image_id: str | None = None,
+    names: tuple[str, ...] = (),
 ) -> ScanReport:
     findings: list[Vulnerability] = []
     warnings: list[str] = []
@@ -175,6 +182,7 @@ def _report(
         artifact_name=artifact_name,
         artifact_digests=artifact_digests,
         image_id=image_id,
+        image_names=names,
         scanned_at=parse_timestamp(scanned_at),
         vulnerabilities=tuple(findings),
         warnings=tuple(warnings),

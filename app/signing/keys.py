@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from app.audit.changes import record_change
 from app.audit.entry import CLI_ACTOR, AuditKind
 from app.auth.scopes import glob_matches, required_globs
-from app.config import Settings
+from app.config import KEK_SETUP, Settings
 from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
 from app.db.session import session_scope
@@ -106,8 +106,7 @@ def _require_kek(settings: Settings) -> bytes:
     kek = settings.kek()
     if kek is None:
         raise SigningError(
-            "no key-encryption key is configured: set SEALGATE_KEY_ENCRYPTION_KEY (base64 of "
-            "32 random bytes) or SEALGATE_KEY_ENCRYPTION_KEY_FILE",
+            f"no key-encryption key is configured: {KEK_SETUP}",
             code="signing.no_kek",
             http_status=503,
         )
@@ -370,8 +369,8 @@ def check_kek_for_stored_keys(session: Session, *, settings: Settings) -> None:
     kek = settings.kek()
     if kek is None:
         raise ConfigError(
-            f"{count} signing key(s) are stored but no key-encryption key is configured: set "
-            "SEALGATE_KEY_ENCRYPTION_KEY or SEALGATE_KEY_ENCRYPTION_KEY_FILE",
+            f"{count} signing key(s) are stored but no key-encryption key is configured: "
+            f"{KEK_SETUP}",
             code="config.no_kek",
         )
     try:

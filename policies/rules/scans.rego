@@ -5,6 +5,7 @@ package sealgate.rules.scans
 
 import rego.v1
 
+import data.sealgate.lib.durations
 import data.sealgate.lib.params
 
 settings := object.get(params.effective, "scans", {})
@@ -34,8 +35,10 @@ violations contains v if {
 	input.scan.age_seconds > max_age
 	v := {
 		"code": "scan.stale",
-		"message": sprintf("the newest scan of %s is %d seconds old; at most %d allowed", [input.image.reference, input.scan.age_seconds, max_age]),
+		"message": sprintf("the newest scan of %s is %s old; at most %s allowed", [input.image.reference, durations.human(input.scan.age_seconds), durations.human(max_age)]),
 		"fix": "rescan the image and upload the new report",
+		"age_seconds": input.scan.age_seconds,
+		"max_age_seconds": max_age,
 	}
 }
 

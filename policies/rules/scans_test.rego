@@ -27,6 +27,15 @@ test_stale_scan_is_denied if {
 	{v.code | some v in vs} == {"scan.stale"}
 }
 
+test_stale_scan_says_its_age_for_people_and_keeps_the_seconds if {
+	vs := scans.violations with input as {"image": image, "scan": scan(137701515, "authenticated_upload")}
+		with data.parameters as {"defaults": {"scans": {"max_age_seconds": 604800}}}
+	some v in vs
+	v.message == "the newest scan of app:1 is 4 years 133 days old; at most 7 days allowed"
+	v.age_seconds == 137701515
+	v.max_age_seconds == 604800
+}
+
 test_fresh_scan_passes if {
 	vs := scans.violations with input as {"image": image, "scan": scan(60, "authenticated_upload")}
 		with data.parameters as {"defaults": {"scans": {"max_age_seconds": 60}}}

@@ -35,6 +35,21 @@ class TestHealth:
         assert 'sealgate_http_requests_total{method="GET",route="/healthz",status="200"}' in text
         assert 'sealgate_http_request_duration_seconds_bucket{le="10.0"' in text
 
+    def test_metrics_label_docs_and_openapi_by_route(self, client: TestClient) -> None:
+        client.get("/docs")
+        client.get("/openapi.json")
+        client.get("/docs/assets/swagger-ui.css")
+        client.get("/no-such-route")
+        text = client.get("/metrics").text
+        assert 'sealgate_http_requests_total{method="GET",route="/docs",status="200"}' in text
+        assert (
+            'sealgate_http_requests_total{method="GET",route="/openapi.json",status="200"}' in text
+        )
+        assert (
+            'sealgate_http_requests_total{method="GET",route="/docs/assets",status="200"}' in text
+        )
+        assert 'sealgate_http_requests_total{method="GET",route="unmatched",status="404"}' in text
+
     def test_openapi_docs(self, client: TestClient) -> None:
         assert client.get("/docs").status_code == 200
         assert client.get("/openapi.json").json()["info"]["title"] == "Sealgate"

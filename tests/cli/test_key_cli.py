@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from app.config import load_settings
 from tests.conftest import Cli
 from tests.signing.keyfiles import private_pem
 
@@ -91,6 +97,46 @@ class TestKeyCli:
         result = sealgate("key", "generate", "k", "--scope", "**")
         assert result.exit_code == 1
         assert "no key-encryption key is configured" in result.stderr
+        assert "'sealgate key new-kek --out FILE' makes one" in result.stderr
+
+
+@pytest.fixture
+def no_umask() -> Iterator[None]:
+    """A umask that would leave a new file world-readable, unless the command says 0600."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+class TestNewKek:
+    def test_prints_a_fresh_kek_that_settings_accept(self, sealgate: Cli) -> None:
+        first, second = sealgate("key", "new-kek"), sealgate("key", "new-kek")
+        assert first.exit_code == 0 and second.exit_code == 0, first.output
+        kek = first.stdout.strip()
+        assert len(base64.b64decode(kek, validate=True)) == 32
+        assert load_settings(key_encryption_key=kek).kek() == base64.b64decode(kek)
+        assert second.stdout.strip() != kek
+
+    def test_out_writes_a_file_only_its_owner_reads(
+        self, sealgate: Cli, tmp_path: Path, no_umask: None
+    ) -> None:
+        out = tmp_path / "kek"
+        result = sealgate("key", "new-kek", "--out", str(out))
+        assert result.exit_code == 0, result.output
+        assert result.stdout == ""  # the key goes to the file only
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        settings = load_settings(key_encryption_key_file=out)
+        assert settings.kek() is not None
+
+    def test_out_never_overwrites_a_file(self, sealgate: Cli, tmp_path: Path) -> None:
+        out = tmp_path / "kek"
+        out.write_text("the key every stored key is encrypted under\n")
+        result = sealgate("key", "new-kek", "--out", str(out))
+        assert result.exit_code == 1
+        assert "exists; a key-encryption key is never overwritten" in result.stderr
+        assert out.read_text() == "the key every stored key is encrypted under\n"
 
 
 class TestKeyScopes:

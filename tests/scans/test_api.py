@@ -80,6 +80,20 @@ class TestUpload:
         assert listed.status_code == 200
         assert [s["source"] for s in listed.json()] == ["authenticated_upload"]
 
+    def test_a_local_name_only_is_accepted_with_the_warning_in_the_answer(
+        self, scan_client: TestClient, image: str, asset: Asset
+    ) -> None:
+        headers = bearer(services_of(scan_client), f"scan:{repository_glob(image)}")
+        response = scan_client.post(
+            "/v1/scans",
+            params={"image": image},
+            content=asset("trivy/dd_trivy_schema2_image_no_vuln.json").read_bytes(),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 201, response.text
+        (warning,) = response.json()["warnings"]
+        assert "names only 'trivy-unittest:latest'" in warning
+
     def test_no_token_is_401(self, scan_client: TestClient, image: str) -> None:
         response = scan_client.post("/v1/scans", params={"image": image}, content=b"null")
         assert response.status_code == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from tests.fixtures.registry import RegistryProcess
 
 Asset = Callable[[str], Path]
 UNBOUND_TRIVY = "trivy/dd_trivy_schema2_image_os_and_jar.json"
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
 def pushed_image(registry: RegistryProcess) -> str:
@@ -32,6 +34,9 @@ class TestScanCli:
         listed = sealgate("scan", "list", image)
         assert listed.exit_code == 0, listed.output
         assert [s["source"] for s in json.loads(listed.stdout)] == ["authenticated_upload"]
+        (scan,) = json.loads(listed.stdout)
+        assert ISO_UTC.match(scan["scanned_at"]), scan["scanned_at"]
+        assert ISO_UTC.match(stored["scanned_at"]), stored["scanned_at"]
 
     def test_wrong_image_is_one_line_and_exit_1(
         self, sealgate: Cli, registry: RegistryProcess, asset: Asset

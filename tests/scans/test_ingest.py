@@ -129,6 +129,48 @@ class TestIngest:
         assert scan_count(services) == 0
         assert await scan_referrers(services, pinned) == []
 
+    async def test_a_report_naming_only_a_local_name_is_accepted_with_a_warning(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        # The case: ArtifactName and RepoTags "trivy-unittest:latest", no digest.
+        pinned, _ = await push_random_image(services.registry, unique_repo("app"))
+        report = asset("trivy/dd_trivy_schema2_image_no_vuln.json").read_bytes()
+        stored = await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
+        (warning,) = stored.warnings
+        assert "names only 'trivy-unittest:latest' (a tag or a local name" in warning
+        with session_scope(services.sessions) as session:
+            row = session.scalars(select(ScanRecord)).one()
+            assert row.summary["warnings"] == [warning]
+            assert row.summary["image_names"] == ["trivy-unittest:latest"]
+
+    async def test_a_report_naming_another_repository_is_refused(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        pinned, _ = await push_random_image(services.registry, unique_repo("app"))
+        other = f"{ImageRef.parse(unique_repo('other')).name}:v1"
+        document = json.loads(asset(UNBOUND_TRIVY).read_bytes())
+        document["Metadata"]["RepoTags"] = [other]
+        with pytest.raises(ScanError) as err:
+            await ingest_scan(
+                services, image=pinned, report=json.dumps(document).encode(), uploaded_by="ci"
+            )
+        assert err.value.code == "scan.wrong_image"
+        assert repr(other) in err.value.message
+        assert scan_count(services) == 0
+        assert await scan_referrers(services, pinned) == []
+
+    async def test_a_report_naming_the_images_repository_has_no_subject_warning(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Asset
+    ) -> None:
+        repo = unique_repo("app")
+        pinned, _ = await push_random_image(services.registry, repo, tag="v1")
+        document = json.loads(asset("trivy/dd_trivy_schema2_image_no_vuln.json").read_bytes())
+        document["Metadata"]["RepoTags"] = [f"{repo}:v1"]
+        stored = await ingest_scan(
+            services, image=pinned, report=json.dumps(document).encode(), uploaded_by="ci"
+        )
+        assert stored.warnings == ()
+
     async def test_real_grype_report_for_busybox_is_refused(
         self, services: Services, unique_repo: Callable[[str], str], asset: Asset
     ) -> None:
