@@ -52,8 +52,9 @@ VULNERABILITIES = 200
 SPREAD = [(Severity.critical, 4), (Severity.high, 36), (Severity.medium, 80), (Severity.low, 80)]
 
 
-def benchmark_input() -> PolicyInput:
-    now = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+def benchmark_input(now: dt.datetime | None = None) -> PolicyInput:
+    """The input over 200 findings, evaluated at ``now`` (a fixed time by default)."""
+    now = now or dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
     findings: list[PolicyVulnerability] = []
     for severity, count in SPREAD:
         for i in range(count):

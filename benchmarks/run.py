@@ -4,7 +4,8 @@ Each benchmark is a module ``benchmarks/<name>.py`` runnable as
 ``python -m benchmarks.<name>``; it measures its subject *and a baseline in the same
 run* and prints one JSON object per line on stdout. This runner executes each in its own
 process (so one cannot warm another's caches), shows progress on stderr, and writes all
-results to ``benchmarks/results.json`` for ``benchmarks/README.md``.
+results to ``benchmarks/results.json`` for ``benchmarks/README.md`` (a run of named
+benchmarks replaces only their entries).
 
     make bench                      # every benchmark
     python -m benchmarks.run NAME   # only the named ones
@@ -29,6 +30,8 @@ def discover() -> list[str]:
 def main(argv: list[str]) -> int:
     names = argv or discover()
     results: dict[str, list[object]] = {}
+    if argv and (HERE / "results.json").exists():
+        results = json.loads((HERE / "results.json").read_text())
     failed = []
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
@@ -51,7 +54,7 @@ def main(argv: list[str]) -> int:
             print(f"    {json.dumps(line)}", file=sys.stderr)
         print(f"    done in {elapsed:.0f}s", file=sys.stderr)
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    print(json.dumps({name: results[name] for name in names if name in results}, indent=2))
     return 1 if failed else 0
 
 

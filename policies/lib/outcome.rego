@@ -41,6 +41,8 @@ active_exemptions contains exemption if {
 	applies(exemption)
 }
 
+active_names := sort({e.name | some e in active_exemptions})
+
 covers(exemption, code) if count(object.get(exemption, "rules", [])) == 0
 
 covers(exemption, code) if {
@@ -48,25 +50,46 @@ covers(exemption, code) if {
 	glob.match(pattern, ["."], code)
 }
 
-exempting(v) := {e.name | some e in active_exemptions; covers(e, v.code)}
+# Rule code -> the sorted names of the active exemptions covering it, for the codes
+# among ``violations`` that some exemption covers. Matched once per code, not once per
+# violation; with no active exemption nothing is matched at all.
+exempting(violations) := {} if {
+	count(active_exemptions) == 0
+} else := {code: names |
+	some code in {v.code | some v in violations}
+	names := sort({e.name | some e in active_exemptions; covers(e, code)})
+	count(names) > 0
+}
 
-stamp(v) := object.union(v, {"image": input.image.reference})
+# Where the violations left after exemptions go in each mode, and what they are stamped
+# with besides the image.
+placement := {
+	"enforce": {"slot": "deny", "stamp": {}},
+	"warn": {"slot": "warn", "stamp": {"mode": "warn"}},
+	"audit": {"slot": "audit", "stamp": {"mode": "audit"}},
+}
 
 decide(violations, warnings) := result if {
-	live := {stamp(v) | some v in violations; count(exempting(v)) == 0}
-	exempted := {object.union(stamp(v), {"exemptions": sort(exempting(v))}) | some v in violations; count(exempting(v)) > 0}
+	reference := input.image.reference
 	mode := params.mode
-	deny := {v | some v in live; mode == "enforce"}
-	demoted := {object.union(v, {"mode": mode}) | some v in live; mode != "enforce"}
-	warned := {stamp(w) | some w in warnings} | {v | some v in demoted; mode == "warn"}
-	audited := {v | some v in demoted; mode == "audit"}
+	place := placement[mode]
+	exempt := exempting(violations)
+	stamp := object.union({"image": reference}, place.stamp)
+	live := {object.union(v, stamp) | some v in violations; not exempt[v.code]}
+	exempted := {object.union(v, {"image": reference, "exemptions": names}) |
+		some v in violations
+		names := exempt[v.code]
+	}
+	placed := {place.slot: live}
+	deny := object.get(placed, "deny", set())
+	demoted := object.get(placed, "warn", set()) | object.get(placed, "audit", set())
 	result := {
 		"allow": count(deny) == 0,
 		"deny": deny,
-		"warn": warned,
-		"audit": audited,
+		"warn": {object.union(w, {"image": reference}) | some w in warnings} | object.get(placed, "warn", set()),
+		"audit": object.get(placed, "audit", set()),
 		"mode": mode,
-		"exemptions": sort({e.name | some e in active_exemptions}),
+		"exemptions": active_names,
 		"exempted": exempted,
 		"notes": notes(mode, count(demoted), count(exempted)),
 	}
@@ -78,6 +101,6 @@ mode_notes(mode, demoted) := [sprintf("mode %s: %d violation(s) reported, not en
 	demoted > 0
 } else := []
 
-exemption_notes(exempted) := [sprintf("%d violation(s) exempted by: %s", [exempted, concat(", ", sort({e.name | some e in active_exemptions}))])] if {
+exemption_notes(exempted) := [sprintf("%d violation(s) exempted by: %s", [exempted, concat(", ", active_names)])] if {
 	exempted > 0
 } else := []

@@ -18,9 +18,62 @@ fixable_severities := {s | some s in object.get(settings, "deny_fixable_severiti
 # VEX states under which a finding does not apply to the image.
 vex_suppressing := {"not_affected", "resolved", "false_positive"}
 
-# Rules walk input.scan.vulnerabilities with the cheapest test first (severity) and the
-# VEX check inline: with hundreds of findings, building a set of finding objects or
-# calling a function per finding costs more than the rest of the decision.
+# Speed matters here: an input can hold hundreds of findings, and the engine's cost is
+# per finding and per denial. So the findings are walked once, a finding's severity is
+# looked up (not tested against each rule), the rule values the walk needs are read into
+# locals before it, the allowlist is a set of ids, and a denial costs two sprintf calls.
+
+# Severity -> the rule a finding of that severity breaks: its code, its message (see
+# the argument list below) and for which values of "fix_available == true" it applies.
+# A denied severity wins over a fixable one.
+severity_rules := object.union(
+	{s: {
+		"code": "vulnerability.fixable",
+		"message": "%[1]s has a %[2]s vulnerability with a fix available: %[3]s (%[2]s) in %[4]s %[5]s",
+		"when_fix": {true: true},
+	} |
+		some s in fixable_severities
+	},
+	{s: {
+		"code": "vulnerability.severity",
+		"message": "%[1]s has a %[2]s vulnerability: %[3]s (%[2]s) in %[4]s %[5]s",
+		"when_fix": {true: true, false: true},
+	} |
+		some s in deny_severities
+	},
+)
+
+# The fix, by whether the finding names a fixed version (a non-empty string).
+fix_messages := {
+	true: "upgrade %[4]s to %[6]s or later and rescan, or add %[3]s to the allowlist with a reason and an expiry",
+	false: "no fixed version is known: replace %[4]s, or add %[3]s to the allowlist with a reason and an expiry",
+}
+
+violations contains v if {
+	input.scan.vulnerabilities != []
+	rules := severity_rules
+	allowed := allowlisted_ids
+	suppressing := vex_suppressing
+	fixes := fix_messages
+	reference := input.image.reference
+	some vuln in input.scan.vulnerabilities
+	# vulnerability.severity when vuln.severity in deny_severities, else
+	# vulnerability.fixable when vuln.severity in fixable_severities and a fix exists
+	rule := rules[vuln.severity]
+	rule.when_fix[object.get(vuln, "fix_available", false) == true]
+	vex := object.get(vuln, "vex_status", "")
+	not suppressing[vex]
+	not allowed[vuln.id]
+	fixed := object.get(vuln, "fixed", null)
+	# One argument list for both messages: image, severity, id, package, installed, fixed.
+	args := [reference, vuln.severity, vuln.id, vuln.package, object.get(vuln, "installed", ""), fixed]
+	v := {
+		"code": rule.code,
+		"message": sprintf(rule.message, args),
+		"fix": sprintf(fixes[{is_string(fixed), fixed != ""} == {true}], args),
+		"vulnerability": vuln.id,
+	}
+}
 
 # Checked before parsing: the engine treats a builtin error as an evaluation error,
 # and a typo in one entry must not stop every decision.
@@ -39,66 +92,40 @@ usable_entry(entry) if {
 	is_string(entry.expires)
 }
 
-active_allowlist contains entry if {
-	some entry in object.get(settings, "allowlist", [])
+allowlist := object.get(settings, "allowlist", [])
+
+# [id, expiry] of each entry that allows something now.
+active_entries := {[entry.id, until] |
+	some entry in allowlist
 	usable_entry(entry)
-	expiry_ns(entry.expires) > params.now_ns
+	until := expiry_ns(entry.expires)
+	until > params.now_ns
 }
+
+allowlisted_ids := {id | some [id, _] in active_entries}
 
 # When this decision stops holding: the next expiry of an entry that allows something now.
-limits contains expiry_ns(entry.expires) if {
-	some entry in active_allowlist
-}
+limits := {until | some [_, until] in active_entries}
 
-allowlisted(id) if {
-	some entry in active_allowlist
-	entry.id == id
-}
-
-describe(vuln) := sprintf("%s (%s) in %s %s", [vuln.id, vuln.severity, vuln.package, object.get(vuln, "installed", "")])
-
-fix_text(vuln) := sprintf("upgrade %s to %s or later and rescan, or add %s to the allowlist with a reason and an expiry", [vuln.package, vuln.fixed, vuln.id]) if {
-	is_string(vuln.fixed)
-	vuln.fixed != ""
-}
-
-else := sprintf("no fixed version is known: replace %s, or add %s to the allowlist with a reason and an expiry", [vuln.package, vuln.id])
-
-violations contains v if {
-	some vuln in input.scan.vulnerabilities
-	vuln.severity in deny_severities
-	not object.get(vuln, "vex_status", "") in vex_suppressing
-	not allowlisted(vuln.id)
-	v := {
-		"code": "vulnerability.severity",
-		"message": sprintf("%s has a %s vulnerability: %s", [input.image.reference, vuln.severity, describe(vuln)]),
-		"fix": fix_text(vuln),
-		"vulnerability": vuln.id,
-	}
-}
-
-violations contains v if {
-	some vuln in input.scan.vulnerabilities
-	vuln.severity in fixable_severities
-	vuln.fix_available == true
-	not vuln.severity in deny_severities
-	not object.get(vuln, "vex_status", "") in vex_suppressing
-	not allowlisted(vuln.id)
-	v := {
-		"code": "vulnerability.fixable",
-		"message": sprintf("%s has a %s vulnerability with a fix available: %s", [input.image.reference, vuln.severity, describe(vuln)]),
-		"fix": fix_text(vuln),
-		"vulnerability": vuln.id,
-	}
+# Entries that allow nothing (expired, or lacking a reason or a valid expiry) by id,
+# unless another entry for the same id is active.
+inactive_entries := {id: entries |
+	some entry in allowlist
+	id := entry.id
+	not allowlisted_ids[id]
+	entries := [e | some e in allowlist; e.id == id]
 }
 
 # Tell the author when an allowlist entry stopped allowing a finding that is present.
 warnings contains w if {
-	some entry in object.get(settings, "allowlist", [])
+	count(inactive_entries) > 0
+	inactive := inactive_entries
+	suppressing := vex_suppressing
 	some vuln in input.scan.vulnerabilities
-	vuln.id == entry.id
-	not object.get(vuln, "vex_status", "") in vex_suppressing
-	not allowlisted(vuln.id)
+	entries := inactive[vuln.id]
+	vex := object.get(vuln, "vex_status", "")
+	not suppressing[vex]
+	some entry in entries
 	w := {
 		"code": "vulnerability.allowlist_inactive",
 		"message": sprintf("allowlist entry for %s does not apply: it has expired or lacks a reason or a valid expiry (expires: %v)", [entry.id, object.get(entry, "expires", null)]),
