@@ -1,0 +1,1 @@
+"""Processes the benchmarks start: the echo baseline server and the counting proxy."""
