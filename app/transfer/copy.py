@@ -22,7 +22,7 @@ keep their bytes, so every digest, and every signature over one, is the same at 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,32 +128,59 @@ async def copy_blobs(
     progress: TransferProgress,
     report: TransferReport,
 ) -> None:
-    """Put every blob of ``blobs`` in ``destination``'s repository, ``concurrency`` at once."""
+    """Put every blob of ``blobs`` in ``destination``'s repository, ``concurrency`` at once:
+    skipped when there, mounted from ``source`` on the same registry, else streamed."""
+    mount_from = (
+        source.repository
+        if source.registry == destination.registry and source.repository != destination.repository
+        else None
+    )
+    await deliver_blobs(
+        client,
+        blobs,
+        destination=destination,
+        chunks=lambda blob: client.read_blob_chunks(source, blob),
+        mount_from=mount_from,
+        concurrency=concurrency,
+        progress=progress,
+        report=report,
+    )
+
+
+async def deliver_blobs(
+    client: RegistryClient,
+    blobs: Sequence[Descriptor],
+    *,
+    destination: ImageRef,
+    chunks: Callable[[Descriptor], AsyncIterator[bytes]],
+    mount_from: str | None,
+    concurrency: int,
+    progress: TransferProgress,
+    report: TransferReport,
+) -> None:
+    """Upload each blob of ``blobs`` that ``destination`` lacks from ``chunks(blob)`` (or
+    mount it from the repository ``mount_from`` of the same registry), ``concurrency`` at
+    once; the first failure cancels the rest and is raised."""
     slots = asyncio.Semaphore(max(1, concurrency))
-    same_registry = source.registry == destination.registry
 
     async def one(blob: Descriptor) -> None:
         async with slots:
             if await client.has_blob(destination, blob):
                 outcome = BlobOutcome.present
-            elif (
-                same_registry
-                and source.repository != destination.repository
-                and await client.mount_blob(destination, blob, from_repository=source.repository)
+            elif mount_from is not None and await client.mount_blob(
+                destination, blob, from_repository=mount_from
             ):
                 outcome = BlobOutcome.mounted
             else:
-                await client.push_blob_chunks(
-                    destination, blob, client.read_blob_chunks(source, blob)
-                )
+                await client.push_blob_chunks(destination, blob, chunks(blob))
                 outcome = BlobOutcome.copied
         report.count_blob(blob, outcome)
         progress.blob_done(blob, outcome)
 
-    await _all(one(blob) for blob in blobs)
+    await run_all(one(blob) for blob in blobs)
 
 
-async def _all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+async def run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Await every coroutine; on the first failure cancel the rest and raise it."""
     try:
         async with asyncio.TaskGroup() as group:
