@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures.images",
     "tests.fixtures.standins",
     "tests.fixtures.faulty",
+    "tests.fixtures.transfer",
 ]
 
 ASSETS = Path(__file__).parent / "assets"

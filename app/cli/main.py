@@ -91,6 +91,7 @@ from app.cli import registry as _registry  # noqa: E402
 from app.cli import scan as _scan  # noqa: E402
 from app.cli import sign as _sign  # noqa: E402
 from app.cli import token as _token  # noqa: E402
+from app.cli import transfer as _transfer  # noqa: E402
 from app.cli import verify as _verify  # noqa: E402
 
 cli.add_typer(_registry.registry_cli, name="registry")
@@ -101,6 +102,9 @@ cli.add_typer(_key.key_cli, name="key")
 cli.command("sign")(_sign.sign_command)
 cli.command("verify")(_verify.verify_command)
 cli.add_typer(_authority.authority_cli, name="authority")
+cli.command("copy")(_transfer.copy_command)
+cli.command("export")(_transfer.export_command)
+cli.command("import")(_transfer.import_command)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from app.transfer.progress import BlobOutcome
 from tests.fixtures.images import registry_client
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.standins import ProxyStandIn, StandInRequest, StandInResponse
-from tests.transfer.conftest import push_attached_image
+from tests.fixtures.transfer import push_attached_image
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from app.transfer.layout import LEGACY_TAG, REF_NAME, REFERRER_OF, REPOSITORY, b
 from app.transfer.naming import SiteTarget
 from app.transfer.site_import import import_layout
 from tests.fixtures.registry import RegistryProcess
-from tests.transfer.conftest import AttachedImage, push_attached_image
+from tests.fixtures.transfer import AttachedImage, push_attached_image
 from tests.transfer.test_copy import skopeo
 
 MAX_MANIFEST = 4 * 1024 * 1024
