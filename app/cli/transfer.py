@@ -77,6 +77,8 @@ class _BarProgress:
             transient=False,
         )
         self._task = self._progress.add_task("blobs", total=None)
+        self._blobs = 0
+        self._total = 0
 
     def __enter__(self) -> _BarProgress:
         self._progress.start()
@@ -90,8 +92,10 @@ class _BarProgress:
     ) -> None:
         self._progress.stop()
 
-    def start(self, *, blobs: int, total_bytes: int) -> None:
-        self._progress.update(self._task, total=total_bytes, description=f"{blobs} blobs")
+    def expect(self, *, blobs: int, total_bytes: int) -> None:
+        self._blobs += blobs
+        self._total += total_bytes
+        self._progress.update(self._task, total=self._total, description=f"{self._blobs} blobs")
 
     def blob_done(self, blob: Descriptor, outcome: BlobOutcome) -> None:
         self._progress.advance(self._task, blob.size)

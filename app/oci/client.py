@@ -46,7 +46,7 @@ import logging
 import random
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
@@ -663,8 +663,11 @@ class RegistryClient:
         raw_entries = [d for d in index.json.get("manifests") or [] if isinstance(d, dict)]
         return index.manifests, raw_entries, headers.get("ETag")
 
-    async def _add_to_fallback_index(self, subject: ImageRef, referrer: Descriptor) -> None:
-        """Add ``referrer`` to the fallback index of ``subject`` and confirm it stays there.
+    async def _add_to_fallback_index(
+        self, subject: ImageRef, referrer: Descriptor, *more: Descriptor
+    ) -> None:
+        """Add ``referrer`` (and ``more``, in one write) to the fallback index of ``subject``
+        and confirm they stay there.
 
         With ``ETag`` the write is conditional (412 = raced, retry). Registries such as
         distribution 2.8 send an ETag but ignore ``If-Match``, so every write is also confirmed
@@ -680,21 +683,24 @@ class RegistryClient:
         async with self.hold_tag(ref, tag):
             for attempt in range(self.fallback_attempts + 1):
                 entries, raw_entries, etag = await self._read_fallback_index(ref, subject=digest)
-                if any(d.digest == referrer.digest for d in entries):
+                listed = {d.digest for d in entries}
+                wanted = {d.digest: d for d in (referrer, *more)}
+                missing = [d for key, d in wanted.items() if key not in listed]
+                if not missing:
                     return
                 if attempt > 0:
                     log.info(
                         "referrers tag %s of %s lost %s to a concurrent writer; adding it again",
                         tag,
                         ref.name,
-                        referrer.digest,
+                        ", ".join(d.digest for d in missing),
                     )
                 if attempt == self.fallback_attempts:
                     break
                 index = {
                     "schemaVersion": 2,
                     "mediaType": media.OCI_INDEX,
-                    "manifests": [*raw_entries, referrer.to_json()],
+                    "manifests": [*raw_entries, *(d.to_json() for d in missing)],
                 }
                 raw = json.dumps(index, separators=(",", ":")).encode()
                 reply = await self._transport.send(
@@ -883,32 +889,43 @@ class RegistryClient:
                     return descriptor
                 return await self._upload_chunks(ref, descriptor, aiter(chunks))
 
-    async def push_referrer_manifest(self, subject: ImageRef, manifest: Manifest) -> Descriptor:
-        """Store the referrer ``manifest`` byte for byte in ``subject``'s repository and list it
-        among the referrers of ``subject.digest``.
+    async def push_referrer_manifests(
+        self, subject: ImageRef, manifests: Sequence[Manifest]
+    ) -> list[Descriptor]:
+        """Store the referrer ``manifests`` byte for byte in ``subject``'s repository and list
+        them among the referrers of ``subject.digest``.
 
-        The manifest goes by digest; a registry without the referrers API (no ``OCI-Subject``
-        answer) gets the ``<alg>-<hex>`` fallback index updated as ``push_referrer`` does.
-        The listed descriptor carries the manifest's ``artifactType`` (else its config media
+        The manifests go by digest, all at once; those a registry without the referrers API
+        did not acknowledge (no ``OCI-Subject`` answer) are added to the ``<alg>-<hex>``
+        fallback index in one read-modify-write, as ``push_referrer`` does for one. Each
+        listed descriptor carries the manifest's ``artifactType`` (else its config media
         type, as distribution-spec says) and annotations.
         """
         digest = _pinned(subject, "a referrer's subject")
-        async with self._transport.deadline(subject, f"pushing a referrer of {subject}"):
-            pushed, headers = await self._put_manifest(
-                subject, manifest.raw, media_type=manifest.media_type, tag=None
+        async with self._transport.deadline(subject, f"pushing referrers of {subject}"):
+            answers = await asyncio.gather(
+                *(
+                    self._put_manifest(subject, m.raw, media_type=m.media_type, tag=None)
+                    for m in manifests
+                )
             )
-            config = manifest.config
-            artifact_type = manifest.artifact_type or (config.media_type if config else None)
-            referrer = Descriptor(
-                media_type=manifest.media_type,
-                digest=pushed.digest,
-                size=pushed.size,
-                artifact_type=artifact_type,
-                annotations=manifest.annotations,
-            )
-            if headers.get("OCI-Subject") != digest:
-                await self._add_to_fallback_index(subject, referrer)
-            return referrer
+            pushed: list[Descriptor] = []
+            unacknowledged: list[Descriptor] = []
+            for manifest, (stored, headers) in zip(manifests, answers, strict=True):
+                config = manifest.config
+                referrer = Descriptor(
+                    media_type=manifest.media_type,
+                    digest=stored.digest,
+                    size=stored.size,
+                    artifact_type=manifest.artifact_type or (config.media_type if config else None),
+                    annotations=manifest.annotations,
+                )
+                pushed.append(referrer)
+                if headers.get("OCI-Subject") != digest:
+                    unacknowledged.append(referrer)
+            if unacknowledged:
+                await self._add_to_fallback_index(subject, *unacknowledged)
+            return pushed
 
 
 async def _iterate(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:

@@ -9,14 +9,15 @@ keep their bytes, so every digest, and every signature over one, is the same at 
   destination are on the same registry and it agrees (``POST ...?mount=&from=``), and
   otherwise streamed in ranged reads of ``chunked_upload_threshold`` bytes, each checked
   against its digest before it is committed. At most ``concurrency`` blobs move at once.
-- **Manifests** are pushed after all their blobs, children before the index that lists them,
-  each subject before its referrers; one already at the destination (by digest, or the tag
-  already pointing at it) is skipped.
-- **Resuming**: nothing is written twice, so running the same copy again after an
-  interruption carries on where it stopped (the report counts what was already there).
-- **Referrers** are pushed byte for byte with ``RegistryClient.push_referrer_manifest``,
-  which lists them in the destination's ``sha256-<hex>`` fallback index when the registry has
-  no referrers API.
+- **Manifests** are pushed after all their blobs, in waves: children before the index that
+  lists them, each subject before its referrers, each wave at once. A manifest PUT is
+  idempotent and costs what asking whether it is there does, so manifests are simply pushed.
+- **Resuming**: no blob is sent twice, so running the same copy again after an interruption
+  carries on where it stopped (the report counts the blobs that were already there).
+- **Referrers** are pushed byte for byte with ``RegistryClient.push_referrer_manifests``, all
+  referrers of one subject together, which lists them in the destination's ``sha256-<hex>``
+  fallback index (one update per subject) when the registry has no referrers API.
+- The image's blobs start moving while its referrers are still being listed.
 """
 
 from __future__ import annotations
@@ -26,17 +27,22 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import RegistryError
-from app.oci import errors
 from app.oci.client import RegistryClient
 from app.oci.descriptor import Descriptor
-from app.oci.manifest import Manifest
 from app.oci.refs import ImageRef
-from app.transfer.graph import ImageGraph, Item, Platform, Role, collect_graph
+from app.transfer.graph import (
+    ImageGraph,
+    Item,
+    Platform,
+    Role,
+    collect_attachments,
+    collect_image,
+)
 from app.transfer.naming import identity_remap
 from app.transfer.progress import NO_PROGRESS, BlobOutcome, TransferProgress
 
-DEFAULT_CONCURRENCY = 4
+# Blobs in flight at once (skopeo's default for layer copies is 6 too).
+DEFAULT_CONCURRENCY = 6
 
 
 @dataclass
@@ -51,7 +57,6 @@ class TransferReport:
     blobs: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in BlobOutcome})
     bytes_sent: int = 0
     manifests_pushed: int = 0
-    manifests_present: int = 0
     referrers: int = 0
     legacy_tags: int = 0
     remap_identity: str | None = None
@@ -70,7 +75,7 @@ class TransferReport:
             "platforms": list(self.platforms),
             "blobs": dict(self.blobs),
             "bytes_sent": self.bytes_sent,
-            "manifests": {"pushed": self.manifests_pushed, "present": self.manifests_present},
+            "manifests_pushed": self.manifests_pushed,
             "referrers": self.referrers,
             "legacy_tags": self.legacy_tags,
             "remap_identity": self.remap_identity,
@@ -94,24 +99,39 @@ async def copy_image(
     (either registry unreadable or refusing, bytes that do not match their digest) and
     ``InputError`` (a platform selection that matches nothing).
     """
-    graph = await collect_graph(client, source, platforms=platforms, referrers=referrers)
-    blobs = graph.blobs()
-    progress.start(blobs=len(blobs), total_bytes=sum(b.size for b in blobs))
+    image = await collect_image(client, source, platforms=platforms)
     report = TransferReport(
         source=str(source),
         destination=destination.name,
-        digest=graph.source.digest or "",
-        platforms=graph.platforms,
+        digest=image.source.digest or "",
+        platforms=image.platforms,
     )
-    await copy_blobs(
-        client,
-        blobs,
-        source=graph.source,
-        destination=destination,
-        concurrency=concurrency,
-        progress=progress,
-        report=report,
-    )
+
+    async def blobs_of(graph: ImageGraph, done: set[str]) -> None:
+        blobs = [b for b in graph.blobs() if b.digest not in done]
+        done.update(b.digest for b in blobs)
+        progress.expect(blobs=len(blobs), total_bytes=sum(b.size for b in blobs))
+        await copy_blobs(
+            client,
+            blobs,
+            source=image.source,
+            destination=destination,
+            concurrency=concurrency,
+            progress=progress,
+            report=report,
+        )
+
+    # The image's blobs move while its referrers are being listed.
+    done: set[str] = set()
+    attached: list[ImageGraph] = []
+
+    async def attach() -> None:
+        attached.append(await collect_attachments(client, image))
+
+    await run_all([blobs_of(image, done), *([attach()] if referrers else [])])
+    graph = attached[0] if attached else image
+    if attached:
+        await blobs_of(graph, done)
     await push_items(client, graph, destination=destination, progress=progress, report=report)
     remap = identity_remap(source=source.name, destination=destination.name)
     report.remap_identity = f"{remap.prefix}={remap.signed_prefix}" if remap else None
@@ -200,22 +220,67 @@ async def push_items(
     report: TransferReport,
     tag: str | None = None,
 ) -> None:
-    """Push the manifests of ``graph`` to ``destination``'s repository in order.
+    """Push the manifests of ``graph`` to ``destination``'s repository; blobs must be there.
 
-    The image's tag is ``tag``, else ``destination.tag``. Blobs must be there already.
+    The image's tag is ``tag``, else ``destination.tag``. Manifests go in waves: each wave
+    holds the manifests whose children and subject went in earlier waves, pushed at once;
+    the referrers of one subject go together (one fallback-index update).
     """
     wanted_tag = tag or destination.tag
-    for item in graph.items:
-        await push_item(
-            client,
-            item,
-            destination=destination,
-            tag=wanted_tag if item.role is Role.image and item.tag else item.tag,
-            progress=progress,
-            report=report,
+    for wave in _waves(graph.items):
+        referrers: dict[str, list[Item]] = {}
+        others: list[Item] = []
+        for item in wave:
+            if item.role is Role.referrer and item.subject is not None:
+                referrers.setdefault(item.subject, []).append(item)
+            else:
+                others.append(item)
+        await run_all(
+            [
+                *(
+                    push_item(
+                        client,
+                        item,
+                        destination=destination,
+                        tag=(wanted_tag or item.tag)
+                        if item.role is Role.image and item.tag
+                        else item.tag,
+                        progress=progress,
+                        report=report,
+                    )
+                    for item in others
+                ),
+                *(
+                    push_referrers(
+                        client,
+                        subject,
+                        items,
+                        destination=destination,
+                        progress=progress,
+                        report=report,
+                    )
+                    for subject, items in referrers.items()
+                ),
+            ]
         )
-        if item.role is Role.image and item.tag:
-            report.tag = wanted_tag
+        if any(i.role is Role.image and i.tag for i in others):
+            report.tag = wanted_tag or next(i.tag for i in others if i.role is Role.image and i.tag)
+
+
+def _waves(items: Sequence[Item]) -> list[list[Item]]:
+    """``items`` grouped so that each one comes after the manifests it lists or refers to."""
+    level: dict[str, int] = {}
+    waves: list[list[Item]] = []
+    for item in items:
+        needs = [d.digest for d in item.manifest.manifests] if item.manifest.is_index else []
+        if item.subject is not None and item.role is Role.referrer:
+            needs.append(item.subject)
+        depth = 1 + max((level[d] for d in needs if d in level), default=-1)
+        level.setdefault(item.digest, depth)
+        while len(waves) <= depth:
+            waves.append([])
+        waves[depth].append(item)
+    return waves
 
 
 async def push_item(
@@ -227,22 +292,11 @@ async def push_item(
     progress: TransferProgress,
     report: TransferReport,
 ) -> None:
-    """Push one manifest unless it is there (and its tag points at it)."""
+    """Push one manifest (not a referrer), by ``tag`` if given, else by digest.
+
+    Pushed even when it is there: a manifest PUT is idempotent and costs what asking does.
+    """
     manifest = item.manifest
-    short = manifest.digest[:19]
-    if item.role is Role.referrer and item.subject is not None:
-        # Always pushed (a small PUT): this also lists it in a fallback index a previous,
-        # interrupted run may not have updated.
-        await client.push_referrer_manifest(destination.with_digest(item.subject), manifest)
-        report.referrers += 1
-        report.manifests_pushed += 1
-        progress.note(f"referrer {short} ({manifest.artifact_type or 'no artifactType'})")
-        return
-    if await _present(client, destination, manifest, tag=tag):
-        report.manifests_present += 1
-        if item.role is Role.legacy:
-            report.legacy_tags += 1
-        return
     await client.push_manifest(
         destination.with_digest(manifest.digest) if tag is None else destination,
         manifest.raw,
@@ -252,18 +306,29 @@ async def push_item(
     report.manifests_pushed += 1
     if item.role is Role.legacy:
         report.legacy_tags += 1
-    progress.note(f"{item.role.value} {short}" + (f" as :{tag}" if tag else ""))
+    progress.note(f"{item.role.value} {manifest.digest[:19]}" + (f" as :{tag}" if tag else ""))
 
 
-async def _present(
-    client: RegistryClient, destination: ImageRef, manifest: Manifest, *, tag: str | None
-) -> bool:
-    """Whether the destination has ``manifest`` (under ``tag`` when one is wanted)."""
-    if tag is None:
-        return await client.has_manifest(destination.with_digest(manifest.digest))
-    try:
-        return await client.resolve_digest(destination.with_tag(tag)) == manifest.digest
-    except RegistryError as e:
-        if e.code == errors.NOT_FOUND:
-            return False
-        raise
+async def push_referrers(
+    client: RegistryClient,
+    subject: str,
+    items: Sequence[Item],
+    *,
+    destination: ImageRef,
+    progress: TransferProgress,
+    report: TransferReport,
+) -> None:
+    """Push the referrers ``items`` of ``subject`` and list them in its fallback index.
+
+    Always pushed (small PUTs): this also lists them in a fallback index that an earlier,
+    interrupted run may not have updated.
+    """
+    await client.push_referrer_manifests(
+        destination.with_digest(subject), [i.manifest for i in items]
+    )
+    for item in items:
+        report.referrers += 1
+        report.manifests_pushed += 1
+        progress.note(
+            f"referrer {item.digest[:19]} ({item.manifest.artifact_type or 'no artifactType'})"
+        )

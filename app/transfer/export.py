@@ -105,7 +105,7 @@ async def _write(
     for graph in graphs:
         for blob in graph.blobs():
             sources.setdefault(blob.digest, (graph.source, blob))
-    progress.start(blobs=len(sources), total_bytes=sum(b.size for _, b in sources.values()))
+    progress.expect(blobs=len(sources), total_bytes=sum(b.size for _, b in sources.values()))
     slots = asyncio.Semaphore(max(1, concurrency))
 
     async def one(source: ImageRef, blob_digest: str) -> None:

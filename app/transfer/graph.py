@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from app.errors import InputError, RegistryError
@@ -119,6 +119,8 @@ class ImageGraph:
     source: ImageRef  # pinned to the digest the caller's reference named
     items: tuple[Item, ...]
     platforms: tuple[str, ...] = field(default=())  # the platforms carried, for an index
+    # The manifests whose referrers and legacy tags are carried.
+    subjects: tuple[Manifest, ...] = field(default=())
 
     def blobs(self) -> list[Descriptor]:
         """Every blob of every item, each digest once."""
@@ -149,6 +151,14 @@ async def collect_graph(
     ``InputError`` (``input.platform``) when ``platforms`` selects nothing of an index, and
     ``RegistryError`` when the registry cannot be read or serves bytes that do not match.
     """
+    graph = await collect_image(client, ref, platforms=platforms)
+    return await collect_attachments(client, graph) if referrers else graph
+
+
+async def collect_image(
+    client: RegistryClient, ref: ImageRef, *, platforms: Sequence[Platform] = ()
+) -> ImageGraph:
+    """The image part of ``collect_graph``: the manifests and blobs, no attachments yet."""
     collector = _Collector(client)
     digest = ref.digest or await client.resolve_digest(ref)
     pinned = ref.with_digest(digest)
@@ -185,9 +195,15 @@ async def collect_graph(
         subjects = [i.manifest for i in items]
         if top.is_index:
             carried = tuple(_platform_text(e) for e in top.manifests)
-    if referrers:
-        items += await collector.attachments(subjects)
-    return ImageGraph(source=pinned, items=tuple(_unique(items)), platforms=carried)
+    return ImageGraph(
+        source=pinned, items=tuple(_unique(items)), platforms=carried, subjects=tuple(subjects)
+    )
+
+
+async def collect_attachments(client: RegistryClient, graph: ImageGraph) -> ImageGraph:
+    """``graph`` with the referrers and legacy tags of its subjects added after its items."""
+    found = await _Collector(client).attachments(graph.subjects)
+    return replace(graph, items=tuple(_unique([*graph.items, *found])))
 
 
 class _Collector:

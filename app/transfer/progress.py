@@ -23,8 +23,8 @@ class BlobOutcome(StrEnum):
 
 
 class TransferProgress(Protocol):
-    def start(self, *, blobs: int, total_bytes: int) -> None:
-        """The work ahead: ``blobs`` blobs of ``total_bytes`` bytes in all."""
+    def expect(self, *, blobs: int, total_bytes: int) -> None:
+        """More work ahead: ``blobs`` blobs of ``total_bytes`` bytes (called once or more)."""
 
     def blob_done(self, blob: Descriptor, outcome: BlobOutcome) -> None:
         """One blob is at its destination."""
@@ -34,7 +34,7 @@ class TransferProgress(Protocol):
 
 
 class _NoProgress:
-    def start(self, *, blobs: int, total_bytes: int) -> None:
+    def expect(self, *, blobs: int, total_bytes: int) -> None:
         return None
 
     def blob_done(self, blob: Descriptor, outcome: BlobOutcome) -> None:
@@ -55,9 +55,10 @@ class PlainProgress:
         self._done = 0
         self._blobs = 0
 
-    def start(self, *, blobs: int, total_bytes: int) -> None:
-        self._blobs = blobs
-        self._write(f"{blobs} blobs, {human_bytes(total_bytes)}")
+    def expect(self, *, blobs: int, total_bytes: int) -> None:
+        if blobs:
+            self._blobs += blobs
+            self._write(f"{blobs} blobs, {human_bytes(total_bytes)}")
 
     def blob_done(self, blob: Descriptor, outcome: BlobOutcome) -> None:
         self._done += 1

@@ -9,7 +9,7 @@ registry, after checking every byte of it.
    the blob, and the site registry is left untouched.
 3. Blobs go first (skipped when the site has them), then manifests in the order export
    wrote them: platforms, indexes (with their tags), legacy ``.sig``/``.att`` tags, then
-   referrers through ``push_referrer_manifest`` (the fallback index is rebuilt). Running
+   referrers through ``push_referrer_manifests`` (the fallback index is rebuilt). Running
    the same import again skips everything already there.
 
 The report lists, per image, where it went and the identity remap an authority with signed
@@ -29,8 +29,8 @@ from app.oci.descriptor import Descriptor
 from app.oci.digests import parse_digest
 from app.oci.manifest import Manifest, parse_manifest
 from app.oci.refs import ImageRef
-from app.transfer.copy import DEFAULT_CONCURRENCY, TransferReport, deliver_blobs, push_item
-from app.transfer.graph import MAX_INDEX_DEPTH, Item, Role
+from app.transfer.copy import DEFAULT_CONCURRENCY, TransferReport, deliver_blobs, push_items
+from app.transfer.graph import MAX_INDEX_DEPTH, ImageGraph, Item, Role
 from app.transfer.layout import (
     IMAGE_NAME,
     LEGACY_TAG,
@@ -68,7 +68,7 @@ class ImportReport:
             "images": self.images,
             "blobs": counts.get("blobs"),
             "bytes_sent": counts.get("bytes_sent"),
-            "manifests": counts.get("manifests"),
+            "manifests_pushed": counts.get("manifests_pushed"),
             "referrers": counts.get("referrers"),
             "legacy_tags": counts.get("legacy_tags"),
             "remap_identity": self.remap_identity,
@@ -109,7 +109,7 @@ async def import_layout(
         # (3) blobs, then manifests in order (referrers last).
         transfer = TransferReport(source=str(layout), destination=str(target), digest="")
         total = sum(len(b) for _, b in blobs_by_repo.values())
-        progress.start(
+        progress.expect(
             blobs=total,
             total_bytes=sum(b.size for _, blobs in blobs_by_repo.values() for b in blobs.values()),
         )
@@ -124,17 +124,16 @@ async def import_layout(
                 progress=progress,
                 report=transfer,
             )
+    # Referrers after everything else, in the order export wrote them.
     ordered = [e for e in entries if not _is_referrer(e)] + [e for e in entries if _is_referrer(e)]
+    by_destination: dict[str, list[Item]] = {}
     for entry in ordered:
-        for item in entry.items:
-            await push_item(
-                client,
-                item,
-                destination=entry.destination,
-                tag=item.tag,
-                progress=progress,
-                report=transfer,
-            )
+        by_destination.setdefault(entry.destination.name, []).extend(entry.items)
+    for entry in {e.destination.name: e for e in ordered}.values():
+        graph = ImageGraph(source=entry.source, items=tuple(by_destination[entry.destination.name]))
+        await push_items(
+            client, graph, destination=entry.destination, progress=progress, report=transfer
+        )
     report = ImportReport(layout=str(layout), target=str(target), transfer=transfer)
     for entry in entries:
         top = entry.items[-1]
