@@ -104,6 +104,8 @@ class RegistryClient:
         # manifest descriptors (media type, size) learnt when resolving a tag. A digest names
         # the same bytes forever, so these spare a HEAD per blob and a GET per referrer push.
         self._known: OrderedDict[str, Descriptor] = OrderedDict()
+        # Registries known to serve the referrers API (True) or not (False).
+        self._referrers_api: dict[str, bool] = {}
         # How long to wait before re-reading a fallback index we wrote, to see whether a
         # writer outside Sealgate's lock dropped our entry (see app.oci.locks).
         self.fallback_settle_seconds = settings.referrers_fallback_settle_seconds
@@ -769,6 +771,65 @@ class RegistryClient:
             return False
         self._transport.check_status(reply, ref, f"manifest {digest}")
         return True
+
+    async def list_tags(self, ref: ImageRef, *, max_tags: int = 10_000) -> list[str]:
+        """The tags of ``ref``'s repository (``GET /v2/<name>/tags/list``, following
+        ``Link: rel="next"``), at most ``max_tags``; a repository the registry does not know
+        has none."""
+        found: list[str] = []
+        async with self._transport.deadline(ref, f"listing the tags of {ref.name}"):
+            url: httpx.URL | None = (await self._transport.url(ref, "tags/list")).copy_merge_params(
+                {"n": "1000"}
+            )
+            seen: set[str] = set()
+            while url is not None and len(found) < max_tags and str(url) not in seen:
+                seen.add(str(url))
+                reply = await self._transport.send(
+                    "GET",
+                    ref,
+                    url,
+                    limit=self._settings.max_manifest_bytes,
+                    idempotent=True,
+                )
+                if reply.status == 404 and not found:
+                    return []
+                self._transport.check_status(reply, ref, "the tag list")
+                try:
+                    tags = json.loads(reply.body).get("tags") or []
+                except (ValueError, AttributeError) as e:
+                    raise registry_error(
+                        errors.PROTOCOL, ref=ref, problem="the tag list is not a JSON object"
+                    ) from e
+                if not isinstance(tags, list):
+                    raise registry_error(
+                        errors.PROTOCOL, ref=ref, problem="the tag list has no list of tags"
+                    )
+                found += [t for t in tags if isinstance(t, str)]
+                url = _next_page(ref, reply) if tags else None
+        return found[:max_tags]
+
+    async def has_referrers_api(self, ref: ImageRef) -> bool:
+        """Whether ``ref``'s registry serves the OCI 1.1 referrers API (asked once per
+        registry: a registry with the API answers 200 even for a digest without referrers,
+        one without answers 404)."""
+        known = self._referrers_api.get(ref.registry)
+        if known is not None:
+            return known
+        digest = _pinned(ref, "probing the referrers API")
+        async with self._transport.deadline(ref, "probing the referrers API"):
+            reply = await self._transport.send(
+                "GET",
+                ref,
+                await self._transport.url(ref, f"referrers/{digest}"),
+                headers={"Accept": media.OCI_INDEX},
+                limit=self._settings.max_manifest_bytes,
+                idempotent=True,
+            )
+        if reply.status != 404:
+            self._transport.check_status(reply, ref, f"referrers of {digest}")
+        supported = reply.status != 404
+        self._referrers_api[ref.registry] = supported
+        return supported
 
     async def mount_blob(
         self, ref: ImageRef, descriptor: Descriptor, *, from_repository: str

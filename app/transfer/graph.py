@@ -212,6 +212,19 @@ class _Collector:
     def __init__(self, client: RegistryClient) -> None:
         self._client = client
         self._slots = asyncio.Semaphore(COLLECT_CONCURRENCY)
+        # Tags of each repository, when the registry lists them: a referrers fallback tag or
+        # a legacy tag that is not listed is not asked for.
+        self._tags: dict[str, set[str] | None] = {}
+        self._tags_lock = asyncio.Lock()
+
+    async def _tag_set(self, ref: ImageRef) -> set[str] | None:
+        async with self._tags_lock:  # one listing per repository
+            if ref.name not in self._tags:
+                try:
+                    self._tags[ref.name] = set(await self._client.list_tags(ref))
+                except RegistryError:  # listing refused or unsupported: ask tag by tag
+                    self._tags[ref.name] = None
+            return self._tags[ref.name]
 
     async def _manifest(self, ref: ImageRef) -> Manifest:
         async with self._slots:
@@ -271,11 +284,20 @@ class _Collector:
 
     async def _referrers(self, subject: Manifest) -> list[Descriptor]:
         async with self._slots:
+            supported = await self._client.has_referrers_api(subject.ref)
+        if not supported:
+            tags = await self._tag_set(subject.ref)
+            if tags is not None and fallback_tag(subject.digest) not in tags:
+                return []  # no API and no fallback index: no referrers
+        async with self._slots:
             return await self._client.list_referrers(subject.ref)
 
     async def _legacy(self, subject: Manifest) -> list[Item]:
         base = fallback_tag(subject.digest)
         tags = [base + suffix for suffix in LEGACY_SUFFIXES]
+        listed = await self._tag_set(subject.ref)
+        if listed is not None:
+            tags = [t for t in tags if t in listed]
         fetched = await asyncio.gather(*(self._optional(subject.ref.with_tag(t)) for t in tags))
         return [
             Item(manifest=m, role=Role.legacy, tag=t, subject=subject.digest)

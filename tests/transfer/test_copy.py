@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -286,3 +287,29 @@ class TestRefusals:
             await transfer_client.get_manifest(attached.index.with_digest(attached.children[0]))
         ).layers[0]
         assert not await transfer_client.has_blob(destination, layer)
+
+
+class TestReferrersApi:
+    async def test_referrers_are_read_through_the_api_when_the_source_has_it(
+        self,
+        registry: RegistryProcess,
+        referrers_api_standin: ProxyStandIn,
+        site_registry: RegistryProcess,
+    ) -> None:
+        # The source speaks the referrers API (no fallback tag is written there).
+        repo = f"{referrers_api_standin.host}/api{secrets.token_hex(4)}/app"
+        async with registry_client(
+            registry, insecure_registries=[referrers_api_standin.host]
+        ) as client:
+            attached = await push_attached_image(client, repo)
+            assert attached.index.digest is not None
+            assert fallback_tag(attached.index.digest) not in await client.list_tags(attached.index)
+            destination = site_repo(site_registry, attached.index.name)
+
+            report = await copy_image(
+                client, source=attached.index.with_tag("multi"), destination=destination
+            )
+
+            listed = await client.list_referrers(destination.with_digest(attached.index.digest))
+        assert [d.digest for d in listed] == [attached.bundle.digest]
+        assert report.referrers == 2 and report.legacy_tags == 1
