@@ -47,8 +47,11 @@ class InputError(Error):
     """The caller sent something we cannot accept (bad reference, malformed JSON...).
 
     Codes include ``input.key_scope`` (a new key names no image scope),
-    ``input.authority_scope`` (a new authority names none) and ``input.signed_identity``
-    (an unknown signed-identity rule or a bad remap prefix).
+    ``input.authority_scope`` (a new authority names none), ``input.signed_identity``
+    (an unknown signed-identity rule or a bad remap prefix), ``input.platform`` (a
+    ``--platform`` that is not os/arch[/variant] or that an index does not offer),
+    ``input.layout`` (not a usable OCI image layout) and ``input.layout_tampered`` (a blob of
+    a layout whose size or digest does not match its descriptor; ``details.blob`` names it).
     """
 
     default_code = "input.invalid"

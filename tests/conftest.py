@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.fixtures.standins",
     "tests.fixtures.faulty",
     "tests.fixtures.server",
+    "tests.fixtures.transfer",
 ]
 
 ASSETS = Path(__file__).parent / "assets"

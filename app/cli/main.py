@@ -105,6 +105,7 @@ from app.cli import registry as _registry  # noqa: E402
 from app.cli import scan as _scan  # noqa: E402
 from app.cli import sign as _sign  # noqa: E402
 from app.cli import token as _token  # noqa: E402
+from app.cli import transfer as _transfer  # noqa: E402
 from app.cli import verify as _verify  # noqa: E402
 
 cli.add_typer(_registry.registry_cli, name="registry")
@@ -119,6 +120,9 @@ cli.add_typer(_k8s.k8s_cli, name="k8s")
 cli.add_typer(_audit.audit_cli, name="audit")
 cli.add_typer(_inbox.inbox_cli, name="inbox")
 cli.command("worker")(_inbox.worker_command)
+cli.command("copy")(_transfer.copy_command)
+cli.command("export")(_transfer.export_command)
+cli.command("import")(_transfer.import_command)
 
 
 def main() -> None:

@@ -40,11 +40,13 @@ by the caller is an ``InputError``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
 import re
 from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
@@ -102,6 +104,8 @@ class RegistryClient:
         # manifest descriptors (media type, size) learnt when resolving a tag. A digest names
         # the same bytes forever, so these spare a HEAD per blob and a GET per referrer push.
         self._known: OrderedDict[str, Descriptor] = OrderedDict()
+        # Registries known to serve the referrers API (True) or not (False).
+        self._referrers_api: dict[str, bool] = {}
         # How long to wait before re-reading a fallback index we wrote, to see whether a
         # writer outside Sealgate's lock dropped our entry (see app.oci.locks).
         self.fallback_settle_seconds = settings.referrers_fallback_settle_seconds
@@ -457,7 +461,19 @@ class RegistryClient:
 
     async def _upload_blob(self, ref: ImageRef, data: bytes, descriptor: Descriptor) -> Descriptor:
         """POST then PUT (PATCHes in between above the chunk threshold); checks the echo."""
+        threshold = self._settings.chunked_upload_threshold
+        chunks = [data[i : i + threshold] for i in range(0, len(data), threshold)] or [b""]
+        return await self._upload_chunks(ref, descriptor, _iterate(chunks))
+
+    async def _upload_chunks(
+        self, ref: ImageRef, descriptor: Descriptor, chunks: AsyncIterator[bytes]
+    ) -> Descriptor:
+        """Upload the blob ``chunks`` make up: POST; one chunk goes in the PUT (monolithic),
+        more are PATCHed one by one then committed by an empty PUT. The bytes are hashed on
+        the way and must be ``descriptor``'s (``registry.digest_mismatch`` before the commit
+        otherwise); the registry's echoed digest is checked too."""
         digest = descriptor.digest
+        hasher = hashlib.new(digest.partition(":")[0])
         started = await self._transport.send(
             "POST",
             ref,
@@ -468,30 +484,28 @@ class RegistryClient:
         )
         self._transport.check_status(started, ref, "starting a blob upload")
         location = _location(started, ref)
-        threshold = self._settings.chunked_upload_threshold
-        if len(data) > threshold:
-            for start in range(0, len(data), threshold):
-                chunk = data[start : start + threshold]
-                patched = await self._transport.send(
-                    "PATCH",
-                    ref,
-                    location,
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{start}-{start + len(chunk) - 1}",
-                    },
-                    content=chunk,
-                    limit=ERROR_BODY_LIMIT,
-                    idempotent=False,
-                    push=True,
-                )
-                self._transport.check_status(
-                    patched, ref, f"uploading bytes {start}+ of blob {digest}"
-                )
-                location = _location(patched, ref)
+        pending: bytes | None = None
+        offset = 0
+        async for chunk in chunks:
+            hasher.update(chunk)
+            if pending is not None:
+                location = await self._patch_chunk(ref, location, pending, offset, digest)
+                offset += len(pending)
+            pending = chunk
+        body = pending or b""
+        if offset and body:  # chunked: the last chunk is PATCHed too, the PUT is empty
+            location = await self._patch_chunk(ref, location, body, offset, digest)
+            offset += len(body)
             body = b""
-        else:
-            body = data
+        total = offset + len(body)
+        actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
+        if actual != digest or total != descriptor.size:
+            raise registry_error(
+                errors.DIGEST_MISMATCH,
+                ref=ref,
+                problem=f"blob {digest} ({descriptor.size} bytes) was given {total} bytes "
+                f"hashing to {actual}; the upload was not committed",
+            )
         finished = await self._transport.send(
             "PUT",
             ref,
@@ -506,6 +520,25 @@ class RegistryClient:
         _check_echoed_digest(finished, ref, digest)
         self._remember(f"{ref.registry}/{ref.repository}@{digest}", descriptor)
         return descriptor
+
+    async def _patch_chunk(
+        self, ref: ImageRef, location: httpx.URL, chunk: bytes, start: int, digest: str
+    ) -> httpx.URL:
+        patched = await self._transport.send(
+            "PATCH",
+            ref,
+            location,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{start}-{start + len(chunk) - 1}",
+            },
+            content=chunk,
+            limit=ERROR_BODY_LIMIT,
+            idempotent=False,
+            push=True,
+        )
+        self._transport.check_status(patched, ref, f"uploading bytes {start}+ of blob {digest}")
+        return _location(patched, ref)
 
     # -- what the client has learnt ------------------------------------------------------------
 
@@ -632,8 +665,11 @@ class RegistryClient:
         raw_entries = [d for d in index.json.get("manifests") or [] if isinstance(d, dict)]
         return index.manifests, raw_entries, headers.get("ETag")
 
-    async def _add_to_fallback_index(self, subject: ImageRef, referrer: Descriptor) -> None:
-        """Add ``referrer`` to the fallback index of ``subject`` and confirm it stays there.
+    async def _add_to_fallback_index(
+        self, subject: ImageRef, referrer: Descriptor, *more: Descriptor
+    ) -> None:
+        """Add ``referrer`` (and ``more``, in one write) to the fallback index of ``subject``
+        and confirm they stay there.
 
         With ``ETag`` the write is conditional (412 = raced, retry). Registries such as
         distribution 2.8 send an ETag but ignore ``If-Match``, so every write is also confirmed
@@ -649,21 +685,24 @@ class RegistryClient:
         async with self.hold_tag(ref, tag):
             for attempt in range(self.fallback_attempts + 1):
                 entries, raw_entries, etag = await self._read_fallback_index(ref, subject=digest)
-                if any(d.digest == referrer.digest for d in entries):
+                listed = {d.digest for d in entries}
+                wanted = {d.digest: d for d in (referrer, *more)}
+                missing = [d for key, d in wanted.items() if key not in listed]
+                if not missing:
                     return
                 if attempt > 0:
                     log.info(
                         "referrers tag %s of %s lost %s to a concurrent writer; adding it again",
                         tag,
                         ref.name,
-                        referrer.digest,
+                        ", ".join(d.digest for d in missing),
                     )
                 if attempt == self.fallback_attempts:
                     break
                 index = {
                     "schemaVersion": 2,
                     "mediaType": media.OCI_INDEX,
-                    "manifests": [*raw_entries, referrer.to_json()],
+                    "manifests": [*raw_entries, *(d.to_json() for d in missing)],
                 }
                 raw = json.dumps(index, separators=(",", ":")).encode()
                 reply = await self._transport.send(
@@ -692,6 +731,267 @@ class RegistryClient:
             problem=f"referrers tag {tag} kept changing under concurrent writers; "
             f"referrer {referrer.digest} is not listed after {self.fallback_attempts} attempts",
         )
+
+    # -- copying whole images (app.transfer) ----------------------------------------------
+
+    async def has_blob(self, ref: ImageRef, descriptor: Descriptor) -> bool:
+        """Whether ``ref``'s repository holds the blob ``descriptor`` names (HEAD)."""
+        key = f"{ref.registry}/{ref.repository}@{descriptor.digest}"
+        if key in self._known:
+            return True
+        async with self._transport.deadline(ref, f"looking for blob {descriptor.digest}"):
+            reply = await self._transport.send(
+                "HEAD",
+                ref,
+                await self._transport.url(ref, f"blobs/{descriptor.digest}"),
+                limit=0,
+                idempotent=True,
+                redirects=True,
+            )
+        if reply.status == 404:
+            return False
+        self._transport.check_status(reply, ref, f"blob {descriptor.digest}")
+        self._remember(key, descriptor)
+        return True
+
+    async def has_manifest(self, ref: ImageRef) -> bool:
+        """Whether ``ref``'s repository holds the manifest ``ref.digest`` names (HEAD)."""
+        digest = _pinned(ref, "looking for a manifest")
+        async with self._transport.deadline(ref, f"looking for manifest {digest}"):
+            reply = await self._transport.send(
+                "HEAD",
+                ref,
+                await self._transport.url(ref, f"manifests/{digest}"),
+                headers={"Accept": ", ".join(media.MANIFEST_TYPES)},
+                limit=0,
+                idempotent=True,
+                redirects=True,
+            )
+        if reply.status == 404:
+            return False
+        self._transport.check_status(reply, ref, f"manifest {digest}")
+        return True
+
+    async def list_tags(self, ref: ImageRef, *, max_tags: int = 10_000) -> list[str]:
+        """The tags of ``ref``'s repository (``GET /v2/<name>/tags/list``, following
+        ``Link: rel="next"``), at most ``max_tags``; a repository the registry does not know
+        has none."""
+        found: list[str] = []
+        async with self._transport.deadline(ref, f"listing the tags of {ref.name}"):
+            url: httpx.URL | None = (await self._transport.url(ref, "tags/list")).copy_merge_params(
+                {"n": "1000"}
+            )
+            seen: set[str] = set()
+            while url is not None and len(found) < max_tags and str(url) not in seen:
+                seen.add(str(url))
+                reply = await self._transport.send(
+                    "GET",
+                    ref,
+                    url,
+                    limit=self._settings.max_manifest_bytes,
+                    idempotent=True,
+                )
+                if reply.status == 404 and not found:
+                    return []
+                self._transport.check_status(reply, ref, "the tag list")
+                try:
+                    tags = json.loads(reply.body).get("tags") or []
+                except (ValueError, AttributeError) as e:
+                    raise registry_error(
+                        errors.PROTOCOL, ref=ref, problem="the tag list is not a JSON object"
+                    ) from e
+                if not isinstance(tags, list):
+                    raise registry_error(
+                        errors.PROTOCOL, ref=ref, problem="the tag list has no list of tags"
+                    )
+                found += [t for t in tags if isinstance(t, str)]
+                url = _next_page(ref, reply) if tags else None
+        return found[:max_tags]
+
+    async def has_referrers_api(self, ref: ImageRef) -> bool:
+        """Whether ``ref``'s registry serves the OCI 1.1 referrers API (asked once per
+        registry: a registry with the API answers 200 even for a digest without referrers,
+        one without answers 404)."""
+        known = self._referrers_api.get(ref.registry)
+        if known is not None:
+            return known
+        digest = _pinned(ref, "probing the referrers API")
+        async with self._transport.deadline(ref, "probing the referrers API"):
+            reply = await self._transport.send(
+                "GET",
+                ref,
+                await self._transport.url(ref, f"referrers/{digest}"),
+                headers={"Accept": media.OCI_INDEX},
+                limit=self._settings.max_manifest_bytes,
+                idempotent=True,
+            )
+        if reply.status != 404:
+            self._transport.check_status(reply, ref, f"referrers of {digest}")
+        supported = reply.status != 404
+        self._referrers_api[ref.registry] = supported
+        return supported
+
+    async def mount_blob(
+        self, ref: ImageRef, descriptor: Descriptor, *, from_repository: str
+    ) -> bool:
+        """Ask ``ref``'s registry to mount the blob from ``from_repository`` (same registry).
+
+        ``POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repository>``: True when the
+        registry mounted it (201); False when it declined (202 opens an upload instead,
+        which is cancelled here), so the caller uploads the bytes.
+        """
+        digest = descriptor.digest
+        async with self._transport.deadline(ref, f"mounting blob {digest}"):
+            url = (await self._transport.url(ref, "blobs/uploads/")).copy_merge_params(
+                {"mount": digest, "from": from_repository}
+            )
+            reply = await self._transport.send(
+                "POST", ref, url, limit=ERROR_BODY_LIMIT, idempotent=False, push=True
+            )
+            if reply.status == 201:
+                _check_echoed_digest(reply, ref, digest)
+                self._remember(f"{ref.registry}/{ref.repository}@{digest}", descriptor)
+                return True
+            self._transport.check_status(reply, ref, f"mounting blob {digest}")
+            if reply.headers.get("Location"):
+                cancel = await self._transport.send(
+                    "DELETE",
+                    ref,
+                    _location(reply, ref),
+                    limit=ERROR_BODY_LIMIT,
+                    idempotent=False,
+                    push=True,
+                )
+                if cancel.status >= 400:
+                    log.info("could not cancel the upload opened by a declined mount of %s", digest)
+            return False
+
+    async def read_blob_chunks(
+        self, ref: ImageRef, descriptor: Descriptor, *, chunk_bytes: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The blob ``descriptor`` names, in ranged reads of ``chunk_bytes`` at most
+        (default ``settings.chunked_upload_threshold``), so a large blob is never held whole.
+
+        The bytes are hashed as they go; after the last chunk a content that does not hash to
+        the digest (or has another size) raises ``registry.digest_mismatch``, so a consumer
+        must not commit anything before the iteration ends. A registry that ignores ``Range``
+        answers the whole blob at once (read up to ``max_blob_bytes``).
+        """
+        size = descriptor.size
+        if size > self._settings.max_blob_bytes:
+            raise registry_error(
+                errors.TOO_LARGE,
+                ref=ref,
+                problem=f"blob {descriptor.digest} of {size} bytes exceeds the "
+                f"{self._settings.max_blob_bytes}-byte limit",
+            )
+        step = chunk_bytes or self._settings.chunked_upload_threshold
+        digest = descriptor.digest
+        hasher = hashlib.new(digest.partition(":")[0])
+        offset = 0
+        while offset < size or (size == 0 and offset == 0):
+            end = min(offset + step, size) - 1
+            async with self._transport.deadline(ref, f"fetching blob {digest}"):
+                reply = await self._transport.send(
+                    "GET",
+                    ref,
+                    await self._transport.url(ref, f"blobs/{digest}"),
+                    headers={"Range": f"bytes={offset}-{end}"} if size else {},
+                    limit=self._settings.max_blob_bytes,
+                    idempotent=True,
+                    redirects=True,
+                )
+            self._transport.check_status(reply, ref, f"blob {digest}")
+            body = reply.body
+            if reply.status == 200:  # the whole blob, Range ignored
+                if offset:
+                    raise registry_error(
+                        errors.PROTOCOL,
+                        ref=ref,
+                        problem=f"blob {digest}: a ranged read was answered with the whole blob",
+                    )
+            elif len(body) != end - offset + 1:
+                raise registry_error(
+                    errors.TRUNCATED,
+                    ref=ref,
+                    problem=f"blob {digest}: bytes {offset}-{end} came as {len(body)} bytes",
+                )
+            hasher.update(body)
+            offset += len(body)
+            last = reply.status == 200 or offset >= size
+            if last:
+                actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
+                if actual != digest or offset != size:
+                    raise registry_error(
+                        errors.DIGEST_MISMATCH,
+                        ref=ref,
+                        problem=f"blob {digest} ({size} bytes) was served as {offset} bytes "
+                        f"hashing to {actual}",
+                    )
+            if body:
+                yield body
+            if last:
+                return
+
+    async def push_blob_chunks(
+        self, ref: ImageRef, descriptor: Descriptor, chunks: AsyncIterable[bytes]
+    ) -> Descriptor:
+        """Upload the blob ``descriptor`` names from ``chunks`` (for example
+        ``read_blob_chunks`` of another registry, or a file read piece by piece).
+
+        Nothing is committed unless the bytes hash to the digest and have the size
+        (``registry.digest_mismatch``); whether the blob is there already is the caller's
+        question (``has_blob``).
+        """
+        async with self._transport.deadline(ref, f"uploading blob {descriptor.digest}"):
+            key = f"{ref.registry}/{ref.repository}@{descriptor.digest}"
+            async with self._blob_locks.hold(key):
+                if key in self._known:
+                    return descriptor
+                return await self._upload_chunks(ref, descriptor, aiter(chunks))
+
+    async def push_referrer_manifests(
+        self, subject: ImageRef, manifests: Sequence[Manifest]
+    ) -> list[Descriptor]:
+        """Store the referrer ``manifests`` byte for byte in ``subject``'s repository and list
+        them among the referrers of ``subject.digest``.
+
+        The manifests go by digest, all at once; those a registry without the referrers API
+        did not acknowledge (no ``OCI-Subject`` answer) are added to the ``<alg>-<hex>``
+        fallback index in one read-modify-write, as ``push_referrer`` does for one. Each
+        listed descriptor carries the manifest's ``artifactType`` (else its config media
+        type, as distribution-spec says) and annotations.
+        """
+        digest = _pinned(subject, "a referrer's subject")
+        async with self._transport.deadline(subject, f"pushing referrers of {subject}"):
+            answers = await asyncio.gather(
+                *(
+                    self._put_manifest(subject, m.raw, media_type=m.media_type, tag=None)
+                    for m in manifests
+                )
+            )
+            pushed: list[Descriptor] = []
+            unacknowledged: list[Descriptor] = []
+            for manifest, (stored, headers) in zip(manifests, answers, strict=True):
+                config = manifest.config
+                referrer = Descriptor(
+                    media_type=manifest.media_type,
+                    digest=stored.digest,
+                    size=stored.size,
+                    artifact_type=manifest.artifact_type or (config.media_type if config else None),
+                    annotations=manifest.annotations,
+                )
+                pushed.append(referrer)
+                if headers.get("OCI-Subject") != digest:
+                    unacknowledged.append(referrer)
+            if unacknowledged:
+                await self._add_to_fallback_index(subject, *unacknowledged)
+            return pushed
+
+
+async def _iterate(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _pinned(ref: ImageRef, what: str) -> str:

@@ -1,0 +1,334 @@
+"""What an image brings along when it is copied: its manifests, blobs, referrers and tags.
+
+``collect_graph(client, ref)`` reads, from the registry, everything a faithful copy of ``ref``
+needs, in the order a registry accepts it (children before the index that lists them, a
+subject before its referrers):
+
+- the manifest or index ``ref`` names, with every platform manifest it lists (or only those
+  ``platforms`` selects) and, for each image manifest, its config and layer blobs;
+- every referrer of each of those manifests (OCI 1.1 referrers API, or the ``<alg>-<hex>``
+  fallback index the client reads when the registry has no API): Sigstore bundles of cosign
+  v3 and Sealgate, Sealgate's scans and attestations, SBOMs, anything; and the referrers of
+  those referrers, down to ``MAX_REFERRER_DEPTH``;
+- the legacy cosign tags of each of those manifests (``sha256-<hex>.sig``, ``.att``,
+  ``.sbom``).
+
+With ``platforms``, an index is carried whole (byte for byte, same digest) only when every
+platform it lists is selected. Otherwise only the selected platform manifests are carried
+(the tag then points at the platform manifest when exactly one is selected, and is not set
+when several are); the index's own referrers and legacy tags are carried all the same, so
+signatures over the whole index are kept at the destination, listed under the index digest.
+A filtered copy of the index is never written: its digest would differ and no signature
+over the original would apply to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from app.errors import InputError, RegistryError
+from app.oci import errors
+from app.oci.client import RegistryClient
+from app.oci.descriptor import Descriptor
+from app.oci.digests import fallback_tag
+from app.oci.manifest import Manifest
+from app.oci.refs import ImageRef
+
+# cosign's tag-based attachments: signatures, attestations, SBOMs.
+LEGACY_SUFFIXES = (".sig", ".att", ".sbom")
+# Referrers of referrers (a signature over an SBOM...) are followed this deep.
+MAX_REFERRER_DEPTH = 3
+# An index nested in an index (rare) is followed this deep.
+MAX_INDEX_DEPTH = 2
+# Registry reads in flight at once while collecting.
+COLLECT_CONCURRENCY = 8
+
+
+class Role(StrEnum):
+    """Why a manifest is carried."""
+
+    image = "image"  # the manifest or index the caller named
+    manifest = "manifest"  # a platform manifest, or a part of another carried manifest
+    referrer = "referrer"  # refers to ``subject`` through the referrers API
+    legacy = "legacy"  # a cosign ``sha256-<hex>.sig``/``.att``/``.sbom`` tag
+
+
+@dataclass(frozen=True)
+class Platform:
+    """``os/architecture[/variant]`` as ``--platform`` takes it."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """``linux/arm64/v8`` -> Platform; ``InputError`` (``input.platform``) otherwise."""
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(p.strip() for p in parts):
+            raise InputError(
+                f"platform {text[:80]!r} is not os/architecture[/variant] (e.g. linux/amd64)",
+                code="input.platform",
+            )
+        return cls(
+            os=parts[0], architecture=parts[1], variant=parts[2] if len(parts) == 3 else None
+        )
+
+    def matches(self, platform: dict[str, object] | None) -> bool:
+        """Whether an index entry's ``platform`` is this one (no variant: any variant)."""
+        platform = platform or {}
+        return (
+            platform.get("os") == self.os
+            and platform.get("architecture") == self.architecture
+            and (self.variant is None or platform.get("variant") == self.variant)
+        )
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One manifest to carry, and what to do with it at the destination."""
+
+    manifest: Manifest
+    role: Role
+    tag: str | None = None  # the tag to point at it (the image's tag, a legacy tag)
+    subject: str | None = None  # for a referrer: the digest it refers to
+
+    @property
+    def digest(self) -> str:
+        return self.manifest.digest
+
+    @property
+    def blobs(self) -> list[Descriptor]:
+        """The config and layers of an image manifest (an index has none)."""
+        if self.manifest.is_index:
+            return []
+        config = self.manifest.config
+        return ([config] if config is not None else []) + self.manifest.layers
+
+
+@dataclass(frozen=True)
+class ImageGraph:
+    """Everything carried for one image, in push order (see the module doc)."""
+
+    source: ImageRef  # pinned to the digest the caller's reference named
+    items: tuple[Item, ...]
+    platforms: tuple[str, ...] = field(default=())  # the platforms carried, for an index
+    # The manifests whose referrers and legacy tags are carried.
+    subjects: tuple[Manifest, ...] = field(default=())
+
+    def blobs(self) -> list[Descriptor]:
+        """Every blob of every item, each digest once."""
+        seen: dict[str, Descriptor] = {}
+        for item in self.items:
+            for blob in item.blobs:
+                seen.setdefault(blob.digest, blob)
+        return list(seen.values())
+
+    def tagged(self) -> Item | None:
+        """The item the image's tag points at, if any."""
+        return next((i for i in self.items if i.role is not Role.legacy and i.tag), None)
+
+    def count(self, role: Role) -> int:
+        return sum(1 for i in self.items if i.role is role)
+
+
+async def collect_graph(
+    client: RegistryClient,
+    ref: ImageRef,
+    *,
+    platforms: Sequence[Platform] = (),
+    referrers: bool = True,
+) -> ImageGraph:
+    """Read from the registry everything a copy of ``ref`` carries (see the module doc).
+
+    ``referrers=False`` carries the image alone (no referrers, no legacy tags). Raises
+    ``InputError`` (``input.platform``) when ``platforms`` selects nothing of an index, and
+    ``RegistryError`` when the registry cannot be read or serves bytes that do not match.
+    """
+    graph = await collect_image(client, ref, platforms=platforms)
+    return await collect_attachments(client, graph) if referrers else graph
+
+
+async def collect_image(
+    client: RegistryClient, ref: ImageRef, *, platforms: Sequence[Platform] = ()
+) -> ImageGraph:
+    """The image part of ``collect_graph``: the manifests and blobs, no attachments yet."""
+    collector = _Collector(client)
+    digest = ref.digest or await client.resolve_digest(ref)
+    pinned = ref.with_digest(digest)
+    top = await client.get_manifest(pinned)
+    items: list[Item] = []
+    subjects: list[Manifest] = []
+    carried: tuple[str, ...] = ()
+    if top.is_index and platforms:
+        entries = top.manifests
+        chosen = [e for e in entries if any(p.matches(e.platform) for p in platforms)]
+        if not chosen:
+            offered = ", ".join(_platform_text(e) for e in entries) or "nothing"
+            raise InputError(
+                f"{ref} has no manifest for {', '.join(map(str, platforms))} (it offers: "
+                f"{offered})",
+                code="input.platform",
+            )
+        carried = tuple(_platform_text(e) for e in chosen)
+        if len(chosen) == len(entries):
+            items += await collector.tree(top, tag=ref.tag, role=Role.image)
+            subjects = [top, *[i.manifest for i in items if i.role is Role.manifest]]
+        else:
+            tag = ref.tag if len(chosen) == 1 else None
+            parts = await asyncio.gather(
+                *(collector.tree_of(pinned.with_digest(e.digest), tag=tag) for e in chosen)
+            )
+            for part in parts:
+                items += part
+            # The index's own signatures are kept (listed under its digest) though the
+            # index itself is not carried.
+            subjects = [i.manifest for i in items if i.role is Role.image] + [top]
+    else:
+        items += await collector.tree(top, tag=ref.tag, role=Role.image)
+        subjects = [i.manifest for i in items]
+        if top.is_index:
+            carried = tuple(_platform_text(e) for e in top.manifests)
+    return ImageGraph(
+        source=pinned, items=tuple(_unique(items)), platforms=carried, subjects=tuple(subjects)
+    )
+
+
+async def collect_attachments(client: RegistryClient, graph: ImageGraph) -> ImageGraph:
+    """``graph`` with the referrers and legacy tags of its subjects added after its items."""
+    found = await _Collector(client).attachments(graph.subjects)
+    return replace(graph, items=tuple(_unique([*graph.items, *found])))
+
+
+class _Collector:
+    """Reads manifests with bounded concurrency."""
+
+    def __init__(self, client: RegistryClient) -> None:
+        self._client = client
+        self._slots = asyncio.Semaphore(COLLECT_CONCURRENCY)
+        # Tags of each repository, when the registry lists them: a referrers fallback tag or
+        # a legacy tag that is not listed is not asked for.
+        self._tags: dict[str, set[str] | None] = {}
+        self._tags_lock = asyncio.Lock()
+
+    async def _tag_set(self, ref: ImageRef) -> set[str] | None:
+        async with self._tags_lock:  # one listing per repository
+            if ref.name not in self._tags:
+                try:
+                    self._tags[ref.name] = set(await self._client.list_tags(ref))
+                except RegistryError:  # listing refused or unsupported: ask tag by tag
+                    self._tags[ref.name] = None
+            return self._tags[ref.name]
+
+    async def _manifest(self, ref: ImageRef) -> Manifest:
+        async with self._slots:
+            return await self._client.get_manifest(ref)
+
+    async def tree_of(self, ref: ImageRef, *, tag: str | None) -> list[Item]:
+        return await self.tree(await self._manifest(ref), tag=tag, role=Role.image)
+
+    async def tree(
+        self,
+        manifest: Manifest,
+        *,
+        tag: str | None,
+        role: Role,
+        subject: str | None = None,
+        depth: int = 0,
+    ) -> list[Item]:
+        """``manifest`` after the manifests it lists (an index), deepest first."""
+        items: list[Item] = []
+        if manifest.is_index:
+            if depth >= MAX_INDEX_DEPTH:
+                raise RegistryError(
+                    f"index {manifest.digest} of {manifest.ref.name} nests indexes deeper "
+                    f"than {MAX_INDEX_DEPTH}; it is not copied",
+                    code=errors.INVALID_MANIFEST,
+                )
+            children = await asyncio.gather(
+                *(self._manifest(manifest.ref.with_digest(e.digest)) for e in manifest.manifests)
+            )
+            for child in children:
+                items += await self.tree(child, tag=None, role=Role.manifest, depth=depth + 1)
+        items.append(Item(manifest=manifest, role=role, tag=tag, subject=subject))
+        return items
+
+    async def attachments(self, subjects: Sequence[Manifest]) -> list[Item]:
+        """The referrers (recursively) and legacy tags of every subject."""
+        found: list[Item] = []
+        layer = list(subjects)
+        for item_list in await asyncio.gather(*(self._legacy(s) for s in layer)):
+            found += item_list
+        for _depth in range(MAX_REFERRER_DEPTH):
+            listed = await asyncio.gather(*(self._referrers(s) for s in layer))
+            deeper: list[Manifest] = []
+            for subject, descriptors in zip(layer, listed, strict=True):
+                manifests = await asyncio.gather(
+                    *(self._manifest(subject.ref.with_digest(d.digest)) for d in descriptors)
+                )
+                for manifest in manifests:
+                    found += await self.tree(
+                        manifest, tag=None, role=Role.referrer, subject=subject.digest
+                    )
+                    deeper.append(manifest)
+            if not deeper:
+                break
+            layer = deeper
+        return found
+
+    async def _referrers(self, subject: Manifest) -> list[Descriptor]:
+        async with self._slots:
+            supported = await self._client.has_referrers_api(subject.ref)
+        if not supported:
+            tags = await self._tag_set(subject.ref)
+            if tags is not None and fallback_tag(subject.digest) not in tags:
+                return []  # no API and no fallback index: no referrers
+        async with self._slots:
+            return await self._client.list_referrers(subject.ref)
+
+    async def _legacy(self, subject: Manifest) -> list[Item]:
+        base = fallback_tag(subject.digest)
+        tags = [base + suffix for suffix in LEGACY_SUFFIXES]
+        listed = await self._tag_set(subject.ref)
+        if listed is not None:
+            tags = [t for t in tags if t in listed]
+        fetched = await asyncio.gather(*(self._optional(subject.ref.with_tag(t)) for t in tags))
+        return [
+            Item(manifest=m, role=Role.legacy, tag=t, subject=subject.digest)
+            for t, m in zip(tags, fetched, strict=True)
+            if m is not None
+        ]
+
+    async def _optional(self, ref: ImageRef) -> Manifest | None:
+        try:
+            return await self._manifest(ref)
+        except RegistryError as e:
+            if e.code == errors.NOT_FOUND:
+                return None
+            raise
+
+
+def _platform_text(entry: Descriptor) -> str:
+    platform = entry.platform or {}
+    return (
+        "/".join(str(platform[k]) for k in ("os", "architecture", "variant") if platform.get(k))
+        or "unknown"
+    )
+
+
+def _unique(items: list[Item]) -> list[Item]:
+    """Each (digest, role, tag) once, first occurrence kept (order matters)."""
+    seen: set[tuple[str, str, str | None]] = set()
+    kept = []
+    for item in items:
+        key = (item.digest, item.role.value, item.tag)
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
