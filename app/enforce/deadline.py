@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from app.errors import DeadlineError
+from app.oci import budget
 
 
 class Deadline:
@@ -48,8 +49,10 @@ class Deadline:
         so it may read state the body updated (the registry being asked, say).
         """
         try:
-            async with asyncio.timeout(self.remaining()):
-                yield
+            # The registry client shares what is left among mirror endpoints.
+            with budget.within(self.remaining()):
+                async with asyncio.timeout(self.remaining()):
+                    yield
         except TimeoutError as e:
             raise DeadlineError(
                 f"{what()} did not finish within the {self.seconds:g} s deadline", code=code
