@@ -35,7 +35,8 @@ the upstream unless it is switched off (``app.oci.mirrors``). An endpoint that f
 answer, an error status, 404, content not matching the digest) is skipped; each but the
 last gets a share of the time left (``min(registry_request_timeout, left / endpoints
 left)``, with ``app.oci.budget`` knowing the caller's deadline), and one that did not
-answer at all is asked last for ``registry_mirror_rest_seconds``. A referrer listing that
+answer at all rests for ``registry_mirror_rest_seconds``: it is asked only when no other
+endpoint answered (a 404 elsewhere is answer enough). A referrer listing that
 is empty on a mirror (a proxy cache may not keep referrers) is "not here": the next endpoint
 is asked. Writes never go to mirrors. Referrers are listed and pushed where
 ``settings.signature_repositories`` keeps the image's evidence (``evidence_home``), with the
@@ -445,10 +446,14 @@ class RegistryClient:
                 problem=f"{what}: the upstream is switched off and no mirror has the 'resolve' "
                 "capability; name the image by digest",
             )
-        ordered = self._healthy_first(route)
+        healthy, resting = self._by_health(route)
         failures: list[RegistryError] = []
         nothing: list[T] = []
-        for index, location in enumerate(ordered):
+        for index, location in enumerate(ordered := [*healthy, *resting]):
+            if index == len(healthy) and (nothing or any(e.code not in _SILENT for e in failures)):
+                # An endpoint answered (it lacks the content): the resting ones, which did
+                # not answer moments ago, are not waited for.
+                break
             try:
                 if index == len(ordered) - 1:
                     result = await read(location.ref)
@@ -494,11 +499,15 @@ class RegistryClient:
                 "the time left)",
             ) from e
 
-    def _healthy_first(self, route: tuple[Location, ...]) -> list[Location]:
-        """``route`` with the endpoints resting after a failure moved last (never dropped)."""
+    def _by_health(self, route: tuple[Location, ...]) -> tuple[list[Location], list[Location]]:
+        """``route`` split, in order, into endpoints not resting and those resting after
+        they did not answer (asked only when no other endpoint answered at all)."""
         now = time.monotonic()
         resting = {e for e, until in self._resting.items() if until > now}
-        return sorted(route, key=lambda location: location.endpoint in resting)
+        return (
+            [location for location in route if location.endpoint not in resting],
+            [location for location in route if location.endpoint in resting],
+        )
 
     def _skipped(self, location: Location, what: str, error: RegistryError) -> None:
         if error.code in _SILENT and self._settings.registry_mirror_rest_seconds > 0:

@@ -126,7 +126,9 @@ class TestMirrorMap:
         message = refusal(registry_allowlist=["docker.io"], registry_mirrors="docker.io=m.corp")
         assert "SEALGATE_REGISTRY_MIRRORS names m.corp" in message
         assert "SEALGATE_REGISTRY_ALLOWLIST" in message
-        load_settings(registry_allowlist=["docker.io", "*.corp"], registry_mirrors="docker.io=m.corp")
+        load_settings(
+            registry_allowlist=["docker.io", "*.corp"], registry_mirrors="docker.io=m.corp"
+        )
 
     def test_start_up_stops_naming_the_setting(self) -> None:
         for variable, value in (

@@ -77,7 +77,7 @@ async def test_the_mirror_serves_an_upstream_name_while_the_upstream_is_stopped(
     client = through(upstream.host, f"{mirror.host}/cache")
     try:
         with served_from() as sources:
-            assert await client.resolve_digest(image.with_tag("v1").with_tag("v1")) == image.digest
+            assert await client.resolve_digest(image.with_tag("v1")) == image.digest
             fetched = await client.get_manifest(image)
             blob = await client.get_blob(image, manifest.layers[0].digest)
     finally:
@@ -91,7 +91,7 @@ async def test_the_mirror_serves_an_upstream_name_while_the_upstream_is_stopped(
 async def test_a_mirror_without_the_content_hands_over_to_the_upstream(
     upstream: RegistryProcess, mirror: RegistryProcess, plain: RegistryClient
 ) -> None:
-    image, manifest = await push_random_image(plain, f"{upstream.host}/only/upstream")
+    image, _ = await push_random_image(plain, f"{upstream.host}/only/upstream")
     client = through(upstream.host, f"{mirror.host}/cache")
     try:
         with served_from() as sources:
@@ -109,7 +109,9 @@ async def test_an_empty_referrer_listing_on_a_mirror_is_not_the_answer(
     image, _ = await push_random_image(plain, f"{upstream.host}/team/listed")
     await mirror_image(plain, image, f"{mirror.host}/cache/team/listed")
     pushed = await plain.push_referrer(
-        image, artifact_type="application/example", layers=[(b"x", "text/plain", {})],
+        image,
+        artifact_type="application/example",
+        layers=[(b"x", "text/plain", {})],
         annotations={},
     )
     client = through(upstream.host, f"{mirror.host}/cache")
@@ -171,9 +173,7 @@ async def test_a_hanging_mirror_is_skipped_within_its_share_then_asked_last(
     await mirror_image(plain, image, f"{mirror.host}/team/app")
     stop_registry(upstream)
     with SilentRegistryStandIn() as silent:
-        client = through(
-            upstream.host, silent.host, mirror.host, registry_request_timeout=5.0
-        )
+        client = through(upstream.host, silent.host, mirror.host, registry_request_timeout=5.0)
         try:
             started = time.monotonic()
             with budget.within(2.0), served_from() as sources:
@@ -238,7 +238,9 @@ async def test_writes_never_go_to_a_mirror(
     client = through(upstream.host, mirror.host)
     try:
         pushed = await client.push_referrer(
-            image, artifact_type="application/example", layers=[(b"y", "text/plain", {})],
+            image,
+            artifact_type="application/example",
+            layers=[(b"y", "text/plain", {})],
             annotations={},
         )
     finally:
