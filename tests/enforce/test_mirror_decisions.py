@@ -11,7 +11,7 @@ record say which endpoint served it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from sqlalchemy import select
 
 from app.auth.scopes import Scope
 from app.auth.tokens import Principal
-from app.config import load_settings
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.enforce.deadline import Deadline
@@ -30,10 +29,7 @@ from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
 from app.policy.input import Entrypoint, assumed_kubernetes
 from app.services import Services
-from app.signing.keys import generate_key, get_key
-from app.signing.signers import Algorithm
-from app.verify.trust import key_authority, save_authority
-from tests.conftest import TEST_KEK
+from tests.enforce.conftest import ServicesFactory, trust_new_key
 from tests.fixtures.faulty import SilentRegistryStandIn
 from tests.fixtures.images import push_random_image
 from tests.fixtures.mirrors import SubstitutingMirrorStandIn, mirror_image
@@ -42,8 +38,6 @@ from tests.fixtures.registry import RegistryProcess, start_registry, stop_regist
 ADMIN = Principal(name="test", scopes=(Scope.parse("admin"),))
 DEADLINE = 4.0
 SLACK = 0.5
-
-ServicesFactory = Callable[..., Services]
 
 
 @pytest.fixture(scope="module")
@@ -60,52 +54,12 @@ def upstream(tmp_path: Path) -> Iterator[RegistryProcess]:
     stop_registry(reg)
 
 
-@pytest.fixture
-async def make_services(
-    test_database_url: str, clean_database: Any
-) -> AsyncIterator[ServicesFactory]:
-    """``make_services(**settings)``: services on the suite's database, closed at the end."""
-    built: list[Services] = []
-
-    def _make(**values: Any) -> Services:
-        settings = load_settings(
-            database_url=test_database_url,
-            key_encryption_key=TEST_KEK,
-            docker_config=None,
-            registry_total_timeout=10.0,
-            registry_retries=0,
-            cache_evidence_ttl=0,
-            cache_decision_ttl=0,
-            cache_tag_ttl=0,
-            cache_failure_ttl=0,
-            **values,
-        )
-        services = Services.from_settings(settings)
-        built.append(services)
-        return services
-
-    yield _make
-    for services in built:
-        await services.aclose()
-
-
 async def signed_upstream_image(
     services: Services, upstream: RegistryProcess, mirror_repo: str | None
 ) -> ImageRef:
     """An image signed in ``upstream`` (key ``ci``, an authority for the upstream's images),
     copied with its evidence to ``mirror_repo`` (``host/path``) when given."""
-    with session_scope(services.sessions) as session:
-        generate_key(
-            session,
-            settings=services.settings,
-            name="ci",
-            algorithm=Algorithm.ecdsa_p256,
-            scopes=["**"],
-        )
-        public = get_key(session, name="ci").public_key_pem
-        save_authority(
-            session, key_authority(name="ci", keys=[public], scopes=[f"{upstream.host}/**"])
-        )
+    trust_new_key(services, scope=f"{upstream.host}/**")
     image, _ = await push_random_image(services.registry, f"{upstream.host}/team/app")
     await sign_image(services, image=str(image), principal=ADMIN, key_name="ci")
     if mirror_repo is not None:
