@@ -514,16 +514,16 @@ class RegistryClient:
             self._resting[location.endpoint] = (
                 time.monotonic() + self._settings.registry_mirror_rest_seconds
             )
-        log.log(
-            logging.ERROR if error.code == errors.DIGEST_MISMATCH else logging.WARNING,
-            "registry endpoint skipped"
-            + (
-                ": it served content that is not what the digest names"
-                if error.code == errors.DIGEST_MISMATCH
-                else ""
-            ),
-            extra={"endpoint": location.endpoint, "what": what, "code": error.code},
-        )
+        extra = {"endpoint": location.endpoint, "what": what, "code": error.code}
+        if error.code == errors.DIGEST_MISMATCH:
+            log.error(
+                "registry endpoint skipped: it served other content than the digest names",
+                extra=extra,
+            )
+        elif error.code == errors.NOT_FOUND:  # "not here": the next endpoint is asked
+            log.debug("registry endpoint does not have it", extra=extra)
+        else:
+            log.warning("registry endpoint skipped", extra=extra)
 
     async def _manifest(self, ref: ImageRef, what: str) -> Manifest:
         """The manifest ``ref`` names through its route, carrying ``ref``'s own name."""
