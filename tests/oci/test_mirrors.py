@@ -11,6 +11,8 @@ then asked last; a pull-only mirror never resolves tags; writes never go to a mi
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +32,8 @@ from tests.fixtures.faulty import SilentRegistryStandIn, refused_host
 from tests.fixtures.images import push_random_image, registry_client
 from tests.fixtures.mirrors import SubstitutingMirrorStandIn, mirror_image
 from tests.fixtures.registry import RegistryProcess, start_registry, stop_registry
+from tests.fixtures.standins import HostileRegistryStandIn, StandInResponse
+from tests.fixtures.tls import TlsFiles
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +65,7 @@ def through(
     return RegistryClient.from_settings(
         load_settings(
             registry_mirrors={upstream: {"mirror": mirrors, "upstream": use_upstream}},
-            docker_config=None,
-            registry_retries=0,
-            **settings,
+            **{"docker_config": None, "registry_retries": 0, **settings},
         )
     )
 
@@ -264,3 +266,63 @@ async def test_a_link_local_mirror_is_refused_and_skipped(
     assert [r.__dict__.get("code") for r in caplog.records if r.name == "app.oci.client"] == [
         "registry.not_allowed"
     ]
+
+
+async def test_a_mirror_trusts_its_own_ca(
+    upstream: RegistryProcess, plain: RegistryClient, tls_files: TlsFiles
+) -> None:
+    image, manifest = await push_random_image(plain, f"{upstream.host}/team/app")
+    with HostileRegistryStandIn(tls=tls_files) as tls_mirror:
+        tls_mirror.routes[("GET", f"/v2/team/app/manifests/{image.digest}")] = StandInResponse(
+            headers={"Content-Type": manifest.media_type}, body=manifest.raw
+        )
+        trusting = through(
+            upstream.host, {"location": tls_mirror.host, "ca": str(tls_files.ca_cert)}
+        )
+        untrusting = through(upstream.host, tls_mirror.host)
+        try:
+            with served_from() as trusted_sources:
+                await trusting.get_manifest(image)
+            with served_from() as untrusted_sources:
+                await untrusting.get_manifest(image)
+        finally:
+            await trusting.aclose()
+            await untrusting.aclose()
+    assert trusted_sources == [f"{tls_mirror.host}/team/app"]
+    assert untrusted_sources == [image.name]  # the certificate did not verify: skipped
+
+
+async def test_a_mirror_gets_the_credentials_entry_it_names(
+    upstream: RegistryProcess,
+    auth_registry: RegistryProcess,
+    plain: RegistryClient,
+    tmp_path: Path,
+) -> None:
+    image, _ = await push_random_image(plain, f"{upstream.host}/team/app")
+    async with registry_client(auth_registry, credentials=True) as filler:
+        await mirror_image(filler, image, f"{auth_registry.host}/cache/team/app")
+    pair = base64.b64encode(f"{auth_registry.username}:{auth_registry.password}".encode())
+    docker_config = tmp_path / "config.json"
+    docker_config.write_text(json.dumps({"auths": {"robot.mirror": {"auth": pair.decode()}}}))
+    stop_registry(upstream)
+    location = f"{auth_registry.host}/cache"
+    named = RegistryClient.from_settings(
+        load_settings(
+            registry_mirrors={
+                upstream.host: {"mirror": [{"location": location, "credentials": "robot.mirror"}]}
+            },
+            docker_config=docker_config,
+            registry_retries=0,
+        )
+    )
+    unnamed = through(upstream.host, location, docker_config=docker_config)
+    try:
+        assert (await named.get_manifest(image)).digest == image.digest
+        with pytest.raises(RegistryError) as refused:
+            await unnamed.get_manifest(image)
+    finally:
+        await named.aclose()
+        await unnamed.aclose()
+    # Without it the mirror's host has no entry: 401 there, and the upstream is stopped.
+    assert refused.value.code == "registry.unreachable"
+    assert "401 Unauthorized" in refused.value.message
