@@ -449,7 +449,8 @@ class RegistryClient:
         healthy, resting = self._by_health(route)
         failures: list[RegistryError] = []
         nothing: list[T] = []
-        for index, location in enumerate(ordered := [*healthy, *resting]):
+        ordered = [*healthy, *resting]
+        for index, location in enumerate(ordered):
             if index == len(healthy) and (nothing or any(e.code not in _SILENT for e in failures)):
                 # An endpoint answered (it lacks the content): the resting ones, which did
                 # not answer moments ago, are not waited for.
