@@ -28,6 +28,8 @@ from pydantic_settings import (
 )
 
 from app.errors import ConfigError
+from app.oci.mirrors import MirrorMap, check_map, parse_mirror_env
+from app.oci.signature_repos import SignatureRepository, parse_signature_env
 
 DEFAULT_DATABASE_URL = "sqlite:///./sealgate.db"
 
@@ -97,6 +99,14 @@ class Settings(BaseSettings):
     registry_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     registry_allow_link_local: bool = False
     max_referrer_pages: int = Field(default=16, ge=1, le=1000)
+    # Mirrors per upstream registry (app.oci.mirrors), tried in order before the upstream,
+    # and how long a mirror that did not answer is asked only after the others.
+    registry_mirrors: Annotated[MirrorMap, NoDecode] = Field(default_factory=dict)
+    registry_mirror_rest_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Where signatures and scans of matching images are kept (app.oci.signature_repos).
+    signature_repositories: Annotated[list[SignatureRepository], NoDecode] = Field(
+        default_factory=list
+    )
 
     # Keys held by Sealgate.
     key_encryption_key: SecretStr | None = None
@@ -192,6 +202,42 @@ class Settings(BaseSettings):
 
     _split_insecure = field_validator("insecure_registries", mode="before")(_split_csv)
     _split_allowlist = field_validator("registry_allowlist", mode="before")(_split_csv)
+
+    @field_validator("registry_mirrors", mode="before")
+    @classmethod
+    def _mirror_env(cls, value: Any) -> Any:
+        return parse_mirror_env(value) if isinstance(value, str) else value
+
+    _check_mirrors = field_validator("registry_mirrors")(check_map)
+
+    @field_validator("signature_repositories", mode="before")
+    @classmethod
+    def _signature_env(cls, value: Any) -> Any:
+        return parse_signature_env(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _mirrors_are_allowed(self) -> Settings:
+        """Mirror endpoints and signature repositories pass the allow-list like any registry
+        (connect-time address checks apply to them as well, in ``app.oci.egress``)."""
+        if not self.registry_allowlist:
+            return self
+        from app.oci.egress import HostPattern  # egress reads Settings: import when needed
+
+        patterns = [HostPattern.parse(p) for p in self.registry_allowlist]
+        named = [
+            ("SEALGATE_REGISTRY_MIRRORS", endpoint.host)
+            for entry in self.registry_mirrors.values()
+            for endpoint in entry.mirrors
+        ] + [
+            ("SEALGATE_SIGNATURE_REPOSITORIES", rule.repository.partition("/")[0])
+            for rule in self.signature_repositories
+        ]
+        for setting, host in named:
+            if not any(p.matches(host) for p in patterns):
+                raise ValueError(
+                    f"{setting} names {host}, which matches no SEALGATE_REGISTRY_ALLOWLIST entry"
+                )
+        return self
 
     @field_validator("registry_allowlist")
     @classmethod
@@ -340,8 +386,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            name = f"SEALGATE_{field.upper()}" if err["loc"] else "settings"
+            loc = [str(p) for p in err["loc"]]
+            name = f"SEALGATE_{loc[0].upper()}" if loc else "settings"
+            if len(loc) > 1:  # inside a table of the TOML file: say where
+                name += f" ({'.'.join(loc[1:])})"
             problems.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from e
 

@@ -34,7 +34,7 @@ def list_(
     status: Annotated[
         str | None, typer.Option(help="Only events in this state: pending, done, ignored, dead.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many events.")] = 100,
 ) -> None:
     """List inbox events, newest first, with the counts per state."""
     from app.cli.context import open_services
@@ -79,7 +79,9 @@ def purge_(
     older_than_days: Annotated[
         int, typer.Option("--older-than-days", min=0, help="Only events received before.")
     ] = 30,
-    include_dead: Annotated[bool, typer.Option("--include-dead")] = False,
+    include_dead: Annotated[
+        bool, typer.Option("--include-dead", help="Purge dead events too.")
+    ] = False,
 ) -> None:
     """Delete finished (done, ignored; --include-dead: dead too) events; verdicts stay."""
     import datetime as dt

@@ -20,7 +20,7 @@ scan_cli = command_group(help="Vulnerability reports (Trivy, Grype, SARIF, Cyclo
 # ``app.scans.detect.AUTO`` and the values of ``ReportFormat``, written out so that
 # ``--help`` does not load the parsers (tests/cli/test_help.py checks they agree).
 AUTO = "auto"
-FORMATS = ("trivy", "grype", "sarif", "cyclonedx")
+FORMATS = ("trivy", "grype", "sarif", "cyclonedx", "harbor")
 FormatOption = Annotated[
     str, typer.Option("--format", help=f"{AUTO} (detected) or one of: {', '.join(FORMATS)}.")
 ]

@@ -191,6 +191,9 @@ class Decision(Base):
     request_id: Mapped[str | None] = mapped_column(String(128), default=None)
     dry_run: Mapped[bool] = mapped_column(default=False)
     latency_ms: Mapped[float | None] = mapped_column(default=None)
+    # Repositories other than the image's own that served the evidence (mirrors, a
+    # signature repository), as in the input's image.served_by.
+    served_by: Mapped[list[Any] | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from app.errors import DeadlineError
+from app.oci import budget
 
 
 class Deadline:
@@ -49,8 +50,10 @@ class Deadline:
         reads "registry H did not answer within 3 s (resolving R)".
         """
         try:
-            async with asyncio.timeout(self.remaining()):
-                yield
+            # The registry client shares what is left among mirror endpoints.
+            with budget.within(self.remaining()):
+                async with asyncio.timeout(self.remaining()):
+                    yield
         except TimeoutError as e:
             who, _, doing = what().partition(" (")
             during = f" ({doing}" if doing else ""

@@ -71,6 +71,11 @@ class Outcome(BaseModel):
     cache: str | None = Field(
         default=None, description="'decision' or 'evidence' when a cache answered."
     )
+    served_by: tuple[str, ...] | None = Field(
+        default=None,
+        description="Repositories other than the image's own that served its evidence "
+        "(mirror endpoints, a signature repository); the input's image.served_by.",
+    )
     input: dict[str, Any] = Field(
         default_factory=dict,
         description="The policy input decided on, findings replaced by their hash.",

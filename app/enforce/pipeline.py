@@ -31,7 +31,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import orjson
@@ -46,6 +46,7 @@ from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.records import DecisionRecorder
 from app.errors import Error, InputError
 from app.oci.client import RegistryClient
+from app.oci.mirrors import served_from
 from app.oci.refs import ImageRef
 from app.policy.decision import Finding, PolicyDecision
 from app.policy.engines import EngineAnswer, PolicyEngine
@@ -138,6 +139,8 @@ class VerifiedEvidence:
     attestations: tuple[VerifiedSignature, ...]
     rejections: tuple[Rejection, ...]
     registry_scan: ScanSnapshot | None
+    # The repositories that served the evidence (mirrors, a signature repository...).
+    served_by: tuple[str, ...] = ()
 
 
 @dataclass
@@ -355,6 +358,25 @@ async def collect_and_verify(
 
     Raises RegistryError when the registry cannot be read.
     """
+    with served_from() as sources:
+        found = await _collect_and_verify(
+            registry,
+            pinned,
+            authorities,
+            want_registry_scan=want_registry_scan,
+            max_scan_findings=max_scan_findings,
+        )
+    return replace(found, served_by=tuple(sources))
+
+
+async def _collect_and_verify(
+    registry: RegistryClient,
+    pinned: ImageRef,
+    authorities: tuple[TrustAuthority, ...],
+    *,
+    want_registry_scan: bool,
+    max_scan_findings: int,
+) -> VerifiedEvidence:
     if not authorities and not want_registry_scan:
         # Nothing could verify and no scan is needed: read no (untrusted) evidence.
         return VerifiedEvidence((), (), (_no_authority(pinned),), None)
@@ -459,7 +481,15 @@ def _encode(
     """Step 5: the policy input, encoded with the scan's findings spliced in."""
     policy_input: PolicyInput = build_input(
         entrypoint=request.entrypoint,
-        image=ImageFacts.from_reference(str(ref), digest=digest),
+        image=ImageFacts.from_reference(
+            str(ref),
+            digest=digest,
+            served_by=(
+                list(evidence.served_by)
+                if any(source != ref.name for source in evidence.served_by)
+                else None
+            ),
+        ),
         authorities=[a.name for a in authorities],
         signatures=[SignatureFacts.from_verified(s) for s in evidence.signatures],
         attestations=[
@@ -530,6 +560,8 @@ def _outcome(
 ) -> Outcome:
     """The frozen outcome of ``request``: the policy's ``answer``, or a ``failure``."""
     trace.timings["total"] = round((time.perf_counter() - trace.started) * 1000, 3)
+    image_facts = policy_input.get("image")
+    served_by = image_facts.get("served_by") if isinstance(image_facts, dict) else None
     return Outcome(
         image=str(ref),
         digest=digest,
@@ -547,6 +579,7 @@ def _outcome(
         timings_ms=trace.timings,
         cache=trace.cache,
         input=policy_input,
+        served_by=tuple(served_by) if isinstance(served_by, list) else None,
     )
 
 

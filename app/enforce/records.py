@@ -60,6 +60,7 @@ def decision_row(outcome: Outcome) -> Decision:
         request_id=outcome.request_id,
         dry_run=outcome.dry_run,
         latency_ms=outcome.timings_ms.get("total"),
+        served_by=list(outcome.served_by) if outcome.served_by else None,
     )
 
 

@@ -89,12 +89,15 @@ class Challenge:
 class CredentialStore:
     """Looks up credentials for a registry host (``127.0.0.1:5000``, ``docker.io``)."""
 
-    def __init__(self, *, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, aliases: dict[str, str] | None = None) -> None:
         self._settings = settings
         self._docker_auths: dict[str, Credentials] | None = None
+        # Mirror endpoints whose credentials are another Docker config entry's.
+        self._aliases = dict(aliases or {})
 
     def lookup(self, registry: str) -> Credentials | None:
-        """Credentials for ``registry``, or None for anonymous access."""
+        """Credentials for ``registry``, or None for anonymous access. A mirror endpoint
+        with ``credentials = "ENTRY"`` uses the Docker config entry ``ENTRY``."""
         settings = self._settings
         if (
             settings.registry_username
@@ -107,7 +110,8 @@ class CredentialStore:
             )
         if self._docker_auths is None:
             self._docker_auths = self._load_docker_config()
-        keys = _DOCKER_HUB_KEYS if registry == DOCKER_HUB else (registry,)
+        entry = self._aliases.get(registry, registry)
+        keys = _DOCKER_HUB_KEYS if entry == DOCKER_HUB else (entry,)
         for key in keys:
             if key in self._docker_auths:
                 return self._docker_auths[key]
@@ -183,8 +187,10 @@ class Authenticator:
         http: httpx.AsyncClient,
         credentials: CredentialStore,
         plain_http_allowed: Callable[[str], bool],
+        http_for: Callable[[str], httpx.AsyncClient] | None = None,
     ) -> None:
         self._http = http
+        self._http_for = http_for
         self._credentials = credentials
         self._plain_http_allowed = plain_http_allowed
         self._challenges: dict[str, Challenge] = {}
@@ -245,8 +251,9 @@ class Authenticator:
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
         creds = self._credentials.lookup(ref.registry)
+        http = self._http_for(ref.registry) if self._http_for is not None else self._http
         try:
-            async with self._http.stream(
+            async with http.stream(
                 "GET",
                 url,
                 params=params,

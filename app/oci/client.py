@@ -29,6 +29,19 @@ What it guarantees:
 - HTTPS verifies against ``settings.registry_ca_bundle``; plain HTTP only for loopback and
   ``settings.insecure_registries`` hosts that do not speak TLS.
 
+Reads (``resolve_digest``, ``get_manifest``, ``select_platform``, ``get_blob``,
+``list_referrers``) go through the mirrors of ``settings.registry_mirrors`` in order, then
+the upstream unless it is switched off (``app.oci.mirrors``). An endpoint that fails (no
+answer, an error status, 404, content not matching the digest) is skipped; each but the
+last gets a share of the time left (``min(registry_request_timeout, left / endpoints
+left)``, with ``app.oci.budget`` knowing the caller's deadline), and one that did not
+answer at all rests for ``registry_mirror_rest_seconds``: it is asked only when no other
+endpoint answered (a 404 elsewhere is answer enough). A referrer listing that
+is empty on a mirror (a proxy cache may not keep referrers) is "not here": the next endpoint
+is asked. Writes never go to mirrors. Referrers are listed and pushed where
+``settings.signature_repositories`` keeps the image's evidence (``evidence_home``), with the
+image's own digest as subject.
+
 The HTTP layer (schemes, retries, limits) is ``app.oci.transport``, authentication
 ``app.oci.auth``, manifest checks ``app.oci.manifest``.
 
@@ -45,23 +58,26 @@ import json
 import logging
 import random
 import re
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from app.config import Settings
 from app.errors import InputError, RegistryError
-from app.oci import errors, media
+from app.oci import budget, errors, media
 from app.oci.descriptor import Descriptor
 from app.oci.digests import compute_digest, fallback_tag, matches_digest, parse_digest
 from app.oci.errors import registry_error
 from app.oci.locks import IndexLock, ProcessLock
 from app.oci.manifest import Manifest, parse_manifest, parse_referrers_page
+from app.oci.mirrors import Location, Mirrors, note_served
 from app.oci.refs import ImageRef
+from app.oci.signature_repos import SignatureRepositories
 from app.oci.transport import (
     ERROR_BODY_LIMIT,
     RegistryTransport,
@@ -77,6 +93,9 @@ log = logging.getLogger(__name__)
 # Blobs this small are uploaded without asking first whether the registry has them.
 SMALL_BLOB_BYTES = 64 * 1024
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)*rel="?next"?')
+# A mirror that did not answer at all; it is asked after the others for a while.
+_SILENT = frozenset({errors.UNREACHABLE, errors.TIMEOUT})
+T = TypeVar("T")
 
 
 class RegistryClient:
@@ -99,6 +118,10 @@ class RegistryClient:
         self._settings = settings
         self._transport = RegistryTransport(settings=settings, transport=transport)
         self._index_lock: IndexLock = index_lock or ProcessLock()
+        self._mirrors = Mirrors(settings.registry_mirrors)
+        self._homes = SignatureRepositories(settings.signature_repositories)
+        # Endpoints that did not answer, and until when (monotonic) they are asked last.
+        self._resting: dict[str, float] = {}
         self._blob_locks = ProcessLock()
         # Content-addressed facts learnt from earlier answers: blobs known to be present and
         # manifest descriptors (media type, size) learnt when resolving a tag. A digest names
@@ -140,51 +163,63 @@ class RegistryClient:
 
     # -- public operations -------------------------------------------------------------------
 
-    async def resolve_digest(self, ref: ImageRef) -> str:
+    async def resolve_digest(self, ref: ImageRef, *, mirrors: bool = True) -> str:
         """The digest ``ref`` names: its own digest if pinned, else what its tag points at.
 
         A tag is resolved with HEAD (every manifest media type in ``Accept``) and, when the
         registry sends no ``Docker-Content-Digest``, with GET and the digest of the bytes.
+        ``mirrors=False`` asks ``ref``'s registry itself (a read before a write).
         """
         if ref.digest:
             return ref.digest
         async with self._transport.deadline(ref, f"resolving {ref}"):
-            reply = await self._transport.send(
-                "HEAD",
-                ref,
-                await self._transport.url(ref, f"manifests/{ref.reference}"),
-                headers={"Accept": ", ".join(media.MANIFEST_TYPES)},
-                limit=0,
-                idempotent=True,
-                redirects=True,
-            )
-            if reply.status in (405, 501):  # HEAD not supported: GET below
-                reply = replace(reply, status=200, headers=httpx.Headers())
-            self._transport.check_status(reply, ref, f"manifest {ref.reference}")
-            header = reply.headers.get("Docker-Content-Digest")
-            if header:
-                try:
-                    digest = parse_digest(header)
-                except InputError as e:
-                    raise registry_error(
-                        errors.PROTOCOL,
-                        ref=ref,
-                        problem=f"Docker-Content-Digest {header!r} is not a digest",
-                    ) from e
-                self._learn_manifest(ref, digest, reply.headers)
-                return digest
-            manifest, _ = await self._fetch_manifest(ref)
-            return manifest.digest
+            if not mirrors:
+                return await self._resolve_at(ref)
+            return await self._routed(ref, f"resolving {ref}", self._resolve_at)
 
-    async def get_manifest(self, ref: ImageRef) -> Manifest:
+    async def _resolve_at(self, ref: ImageRef) -> str:
+        """``resolve_digest`` at one endpoint."""
+        reply = await self._transport.send(
+            "HEAD",
+            ref,
+            await self._transport.url(ref, f"manifests/{ref.reference}"),
+            headers={"Accept": ", ".join(media.MANIFEST_TYPES)},
+            limit=0,
+            idempotent=True,
+            redirects=True,
+        )
+        if reply.status in (405, 501):  # HEAD not supported: GET below
+            reply = replace(reply, status=200, headers=httpx.Headers())
+        self._transport.check_status(reply, ref, f"manifest {ref.reference}")
+        header = reply.headers.get("Docker-Content-Digest")
+        if header:
+            try:
+                digest = parse_digest(header)
+            except InputError as e:
+                raise registry_error(
+                    errors.PROTOCOL,
+                    ref=ref,
+                    problem=f"Docker-Content-Digest {header!r} is not a digest",
+                ) from e
+            self._learn_manifest(ref, digest, reply.headers)
+            return digest
+        manifest, _ = await self._fetch_manifest(ref)
+        return manifest.digest
+
+    async def get_manifest(self, ref: ImageRef, *, mirrors: bool = True) -> Manifest:
         """The manifest or index ``ref`` names, by digest if pinned, else by tag.
+
+        ``mirrors=False`` asks ``ref``'s registry itself: the read of a read-modify-write
+        must see what the write will replace, not a mirror's copy.
 
         Raises ``registry.not_found``, ``registry.digest_mismatch``, ``registry.too_large``
         (over ``max_manifest_bytes``) or ``registry.invalid_manifest`` among others.
         """
         async with self._transport.deadline(ref, f"fetching manifest {ref}"):
-            manifest, _ = await self._fetch_manifest(ref)
-            return manifest
+            if not mirrors:
+                manifest, _ = await self._fetch_manifest(ref)
+                return manifest
+            return await self._manifest(ref, f"manifest {ref.reference}")
 
     async def select_platform(
         self,
@@ -218,7 +253,9 @@ class RegistryClient:
                 and (variant is None or platform.get("variant") == variant)
             ):
                 async with self._transport.deadline(index.ref, f"fetching the {wanted} manifest"):
-                    chosen, _ = await self._fetch_manifest(index.ref.with_digest(entry.digest))
+                    chosen = await self._manifest(
+                        index.ref.with_digest(entry.digest), f"the {wanted} manifest"
+                    )
                 if chosen.is_index:
                     raise registry_error(
                         errors.INVALID_MANIFEST,
@@ -240,24 +277,29 @@ class RegistryClient:
         ``registry.too_large``.
         """
         parse_digest(digest)
-        async with self._transport.deadline(ref, f"fetching blob {digest}"):
+        limit = max_bytes or self._settings.max_blob_bytes
+
+        async def _at(at: ImageRef) -> bytes:
             reply = await self._transport.send(
                 "GET",
-                ref,
-                await self._transport.url(ref, f"blobs/{digest}"),
-                limit=max_bytes or self._settings.max_blob_bytes,
+                at,
+                await self._transport.url(at, f"blobs/{digest}"),
+                limit=limit,
                 idempotent=True,
                 redirects=True,
             )
-            self._transport.check_status(reply, ref, f"blob {digest}")
+            self._transport.check_status(reply, at, f"blob {digest}")
             if not matches_digest(reply.body, digest):
                 raise registry_error(
                     errors.DIGEST_MISMATCH,
-                    ref=ref,
+                    ref=at,
                     problem=f"blob {digest} was served with content hashing to "
                     f"{compute_digest(reply.body, algorithm=digest.partition(':')[0])}",
                 )
             return reply.body
+
+        async with self._transport.deadline(ref, f"fetching blob {digest}"):
+            return await self._routed(ref, f"blob {digest}", _at)
 
     async def push_blob(self, ref: ImageRef, data: bytes, *, media_type: str) -> Descriptor:
         """Upload ``data`` to ``ref``'s repository unless it is there; return its descriptor.
@@ -287,7 +329,9 @@ class RegistryClient:
     async def list_referrers(
         self, ref: ImageRef, *, artifact_type: str | None = None
     ) -> list[Descriptor]:
-        """The referrers of the manifest ``ref.digest`` names, at most ``max_referrers``.
+        """The referrers of the manifest ``ref.digest`` names, at most ``max_referrers``,
+        read from ``evidence_home(ref)`` (through its mirrors; the first endpoint listing any
+        referrer wins).
 
         Uses ``GET /v2/<name>/referrers/<digest>`` (following ``Link: rel="next"`` for at most
         ``max_referrer_pages`` pages; past either cap the rest is ignored with a warning, as
@@ -296,8 +340,14 @@ class RegistryClient:
         warning). ``artifact_type`` is applied here when the registry did not report applying it.
         """
         subject = _pinned(ref, "listing referrers")
+        home = self.evidence_home(ref)
         async with self._transport.deadline(ref, f"listing referrers of {subject}"):
-            return await self._list_referrers(ref, subject=subject, artifact_type=artifact_type)
+            return await self._routed(
+                home,
+                f"referrers of {subject}",
+                lambda at: self._list_referrers(at, subject=subject, artifact_type=artifact_type),
+                empty=lambda found: not found,
+            )
 
     async def referrers_index(
         self, ref: ImageRef, *, artifact_type: str | None = None
@@ -320,6 +370,9 @@ class RegistryClient:
     ) -> Descriptor:
         """Push an artifact referring to ``subject``; return the referrer's descriptor.
 
+        It is pushed to ``evidence_home(subject)`` (the image's own repository unless a
+        signature repository is configured for it), always naming ``subject``'s digest.
+
         ``layers`` are ``(data, media_type, annotations)``. The empty config and the layers are
         uploaded first, then the manifest (``artifactType``, ``subject`` with the subject's
         media type, digest and size) by digest. Without an ``OCI-Subject`` answer the
@@ -329,12 +382,13 @@ class RegistryClient:
         async with self._transport.deadline(subject, f"pushing a referrer of {subject}"):
             target = self._known_manifest(subject)
             if target is None:
-                fetched, _ = await self._fetch_manifest(subject)
+                fetched = await self._manifest(subject, f"manifest {subject.reference}")
                 target = fetched.descriptor
-            await self._push_blob(subject, media.EMPTY_CONFIG_DATA, media_type=media.OCI_EMPTY)
+            home = self.evidence_home(subject)
+            await self._push_blob(home, media.EMPTY_CONFIG_DATA, media_type=media.OCI_EMPTY)
             layer_descriptors = []
             for data, layer_type, layer_annotations in layers:
-                uploaded = await self._push_blob(subject, data, media_type=layer_type)
+                uploaded = await self._push_blob(home, data, media_type=layer_type)
                 layer_descriptors.append(
                     replace(uploaded, annotations=dict(layer_annotations)).to_json()
                 )
@@ -349,7 +403,7 @@ class RegistryClient:
             if annotations:
                 manifest["annotations"] = dict(annotations)
             pushed, headers = await self._put_manifest(
-                subject, manifest, media_type=media.OCI_MANIFEST, tag=None
+                home, manifest, media_type=media.OCI_MANIFEST, tag=None
             )
             referrer = Descriptor(
                 media_type=media.OCI_MANIFEST,
@@ -359,8 +413,131 @@ class RegistryClient:
                 annotations=dict(annotations),
             )
             if headers.get("OCI-Subject") != target.digest:
-                await self._add_to_fallback_index(subject.with_digest(target.digest), referrer)
+                await self._add_to_fallback_index(home.with_digest(target.digest), referrer)
             return referrer
+
+    def evidence_home(self, ref: ImageRef) -> ImageRef:
+        """Where the signatures, attestations and scans of ``ref`` are read and written:
+        the signature repository ``settings.signature_repositories`` names for it, else
+        ``ref`` itself (tag and digest kept; see ``app.oci.signature_repos``)."""
+        return self._homes.home(ref)
+
+    # -- mirrors -----------------------------------------------------------------------------
+
+    async def _routed(
+        self,
+        ref: ImageRef,
+        what: str,
+        read: Callable[[ImageRef], Awaitable[T]],
+        *,
+        empty: Callable[[T], bool] | None = None,
+    ) -> T:
+        """``read`` at each location of ``ref``'s route until one serves (module doc).
+
+        ``empty`` tells an answer that serves nothing (an empty referrer listing): the next
+        endpoint is asked, and the empty answer is returned only when none had more.
+        """
+        route = self._mirrors.route(ref)
+        if len(route) == 1 and route[0].mirror is None:
+            result = await read(ref)
+            note_served(ref)
+            return result
+        if not route:
+            raise registry_error(
+                errors.NOT_ALLOWED,
+                ref=ref,
+                problem=f"{what}: the upstream is switched off and no mirror has the 'resolve' "
+                "capability; name the image by digest",
+            )
+        healthy, resting = self._by_health(route)
+        failures: list[RegistryError] = []
+        nothing: list[T] = []
+        ordered = [*healthy, *resting]
+        for index, location in enumerate(ordered):
+            if index == len(healthy) and (nothing or any(e.code not in _SILENT for e in failures)):
+                # An endpoint answered (it lacks the content): the resting ones, which did
+                # not answer moments ago, are not waited for.
+                break
+            try:
+                if index == len(ordered) - 1:
+                    result = await read(location.ref)
+                else:
+                    result = await self._within_share(
+                        location, what, read, endpoints_left=len(ordered) - index
+                    )
+            except RegistryError as e:
+                self._skipped(location, what, e)
+                failures.append(e)
+                continue
+            self._resting.pop(location.endpoint, None)
+            if empty is not None and empty(result):
+                nothing = nothing or [result]
+                continue
+            note_served(location.ref)
+            return result
+        if nothing:
+            return nothing[0]
+        raise _unserved(ref, what, failures)
+
+    async def _within_share(
+        self,
+        location: Location,
+        what: str,
+        read: Callable[[ImageRef], Awaitable[T]],
+        *,
+        endpoints_left: int,
+    ) -> T:
+        """``read`` at ``location`` within its share of the time left."""
+        left = budget.remaining()
+        if left is None:
+            left = self._settings.registry_total_timeout
+        share = min(self._settings.registry_request_timeout, left / endpoints_left)
+        try:
+            async with asyncio.timeout(share):
+                return await read(location.ref)
+        except TimeoutError as e:
+            raise registry_error(
+                errors.TIMEOUT,
+                ref=location.ref,
+                problem=f"{what}: no answer within {share:.2f} s (this endpoint's share of "
+                "the time left)",
+            ) from e
+
+    def _by_health(self, route: tuple[Location, ...]) -> tuple[list[Location], list[Location]]:
+        """``route`` split, in order, into endpoints not resting and those resting after
+        they did not answer (asked only when no other endpoint answered at all)."""
+        now = time.monotonic()
+        resting = {e for e, until in self._resting.items() if until > now}
+        return (
+            [location for location in route if location.endpoint not in resting],
+            [location for location in route if location.endpoint in resting],
+        )
+
+    def _skipped(self, location: Location, what: str, error: RegistryError) -> None:
+        if error.code in _SILENT and self._settings.registry_mirror_rest_seconds > 0:
+            self._resting[location.endpoint] = (
+                time.monotonic() + self._settings.registry_mirror_rest_seconds
+            )
+        extra = {"endpoint": location.endpoint, "what": what, "code": error.code}
+        if error.code == errors.DIGEST_MISMATCH:
+            log.error(
+                "registry endpoint skipped: it served other content than the digest names",
+                extra=extra,
+            )
+        elif error.code == errors.NOT_FOUND:  # "not here": the next endpoint is asked
+            log.debug("registry endpoint does not have it", extra=extra)
+        else:
+            log.warning("registry endpoint skipped", extra=extra)
+
+    async def _manifest(self, ref: ImageRef, what: str) -> Manifest:
+        """The manifest ``ref`` names through its route, carrying ``ref``'s own name."""
+
+        async def _at(at: ImageRef) -> Manifest:
+            manifest, _ = await self._fetch_manifest(at)
+            return manifest
+
+        manifest = await self._routed(ref, what, _at)
+        return replace(manifest, ref=ref.with_digest(manifest.digest))
 
     # -- manifests ---------------------------------------------------------------------------
 
@@ -992,6 +1169,20 @@ class RegistryClient:
 async def _iterate(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
+
+
+def _unserved(ref: ImageRef, what: str, failures: list[RegistryError]) -> RegistryError:
+    """The error when no endpoint served: content not matching its digest is said first,
+    then "not found" (missing evidence can only deny), else the last endpoint's error."""
+    codes = [e.code for e in failures]
+    if errors.DIGEST_MISMATCH in codes:
+        code = errors.DIGEST_MISMATCH
+    elif errors.NOT_FOUND in codes:
+        code = errors.NOT_FOUND
+    else:
+        code = codes[-1]
+    said = "; ".join(e.message for e in failures)
+    return registry_error(code, ref=ref, problem=f"{what}: no endpoint served it ({said})")
 
 
 def _pinned(ref: ImageRef, what: str) -> str:

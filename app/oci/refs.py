@@ -117,6 +117,36 @@ class ImageRef:
         return text
 
 
+def parse_location(text: str, *, what: str) -> tuple[str, str]:
+    """``host[:port][/path]`` (a mirror endpoint, a signature repository) as
+    ``(registry, path)``: the host normalised as in references (Docker Hub's aliases are
+    ``docker.io``), the path ``""`` when absent. Raises ``InputError`` naming ``what``.
+
+    The host is always the first component here, even without ``.`` or ``:``: a location
+    names where to connect, never a Docker Hub repository.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{what} is empty")
+    if "://" in text:
+        raise InputError(
+            f"{what} {text!r} must be host[:port][/path] without a scheme (HTTPS is used, plain "
+            "HTTP only for loopback and SEALGATE_INSECURE_REGISTRIES hosts)"
+        )
+    if any(c.isspace() for c in text) or "@" in text:
+        raise InputError(f"{what} {text!r} must be host[:port][/path]")
+    host, _, path = text.strip().rstrip("/").partition("/")
+    if not _DOMAIN.match(host):
+        raise InputError(f"{what} {text!r}: {host!r} is not a valid registry host[:port]")
+    for component in path.split("/") if path else ():
+        if not _PATH_COMPONENT.match(component):
+            raise InputError(
+                f"{what} {text!r}: path component {component!r} must be lowercase letters and "
+                "digits separated by '.', '_', '__' or '-'"
+            )
+    host = host.lower()
+    return (DOCKER_HUB if host in _DOCKER_HUB_ALIASES else host), path
+
+
 def _split_registry(text: str, name: str) -> tuple[str, str]:
     """Split ``name`` into registry and repository as Docker's ``splitDockerDomain`` does."""
     if not name:

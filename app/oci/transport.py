@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import httpcore
 import httpx
@@ -40,7 +41,7 @@ import httpx
 from app import __version__
 from app.config import Settings
 from app.errors import ConfigError, RegistryError
-from app.oci import errors
+from app.oci import budget, errors
 from app.oci.auth import Authenticator, CredentialStore
 from app.oci.egress import AddressRefused, Egress, unanswered
 from app.oci.errors import registry_error
@@ -100,9 +101,31 @@ class RegistryTransport:
     ) -> None:
         self._settings = settings
         self._egress = Egress(settings=settings)
-        verify = _tls_verification(settings)
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.registry_request_timeout),
+        self._http = self._client(_tls_verification(settings), transport)
+        # Mirror endpoints with their own CA get their own connection pool (app.oci.mirrors).
+        self._endpoint_http: dict[str, httpx.AsyncClient] = {}
+        aliases: dict[str, str] = {}
+        for entry in settings.registry_mirrors.values():
+            for endpoint in entry.mirrors:
+                if endpoint.ca is not None and endpoint.host not in self._endpoint_http:
+                    self._endpoint_http[endpoint.host] = self._client(
+                        _tls_verification(settings, extra_ca=endpoint.ca), transport
+                    )
+                if endpoint.credentials is not None:
+                    aliases[endpoint.host] = endpoint.credentials
+        self._auth = Authenticator(
+            http=self._http,
+            credentials=CredentialStore(settings=settings, aliases=aliases),
+            plain_http_allowed=self.plain_http_allowed,
+            http_for=self.http_for,
+        )
+        self._schemes: dict[str, str] = {}
+
+    def _client(
+        self, verify: ssl.SSLContext | bool, transport: httpx.AsyncBaseTransport | None
+    ) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self._settings.registry_request_timeout),
             verify=verify,
             follow_redirects=False,
             transport=transport
@@ -110,15 +133,15 @@ class RegistryTransport:
             headers={"User-Agent": f"sealgate/{__version__}"},
             trust_env=False,
         )
-        self._auth = Authenticator(
-            http=self._http,
-            credentials=CredentialStore(settings=settings),
-            plain_http_allowed=self.plain_http_allowed,
-        )
-        self._schemes: dict[str, str] = {}
+
+    def http_for(self, registry: str) -> httpx.AsyncClient:
+        """The connection pool for ``registry``: its own when it is a mirror with a CA."""
+        return self._endpoint_http.get(registry, self._http)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        for http in self._endpoint_http.values():
+            await http.aclose()
 
     def plain_http_allowed(self, host: str) -> bool:
         """Whether ``host`` (``name[:port]``) may be spoken to over plain HTTP."""
@@ -159,7 +182,7 @@ class RegistryTransport:
         if known is not None:
             return known
         try:
-            await self._http.get(f"https://{host}/v2/")
+            await self.http_for(ref.registry).get(f"https://{host}/v2/")
         except AddressRefused as e:
             raise unanswered(e, ref=ref) from e
         except httpx.ConnectError as e:
@@ -178,11 +201,13 @@ class RegistryTransport:
 
     @asynccontextmanager
     async def deadline(self, ref: ImageRef, what: str) -> AsyncIterator[None]:
-        """Bound a whole operation by ``registry_total_timeout`` (``registry.timeout``)."""
+        """Bound a whole operation by ``registry_total_timeout`` (``registry.timeout``); the
+        time left is published to ``app.oci.budget`` for sharing among mirrors."""
         total = self._settings.registry_total_timeout
         try:
-            async with asyncio.timeout(total):
-                yield
+            with budget.within(total):
+                async with asyncio.timeout(total):
+                    yield
         except TimeoutError as e:
             raise registry_error(
                 errors.TIMEOUT, ref=ref, problem=f"{what} did not finish within {total:g} s"
@@ -386,7 +411,8 @@ class RegistryTransport:
         foreign: bool,
     ) -> Reply:
         """One HTTP exchange; errors before the answer starts are httpx's, after it ours."""
-        async with self._http.stream(method, url, headers=headers, content=content) as response:
+        http = self.http_for(ref.registry)
+        async with http.stream(method, url, headers=headers, content=content) as response:
             success = 200 <= response.status_code < 300
             if success and method != "HEAD":
                 declared = response.headers.get("Content-Length", "")
@@ -464,16 +490,30 @@ class RegistryTransport:
         raise registry_error(errors.PROTOCOL, ref=ref, problem=f"{what}: unexpected {status}{said}")
 
 
-def _tls_verification(settings: Settings) -> ssl.SSLContext | bool:
-    if settings.registry_ca_bundle is None:
+def _tls_verification(settings: Settings, *, extra_ca: Path | None = None) -> ssl.SSLContext | bool:
+    """What HTTPS trusts: ``registry_ca_bundle`` (else the system's roots), plus a mirror
+    endpoint's own ``extra_ca`` on top of the system's and the bundle, as containerd's
+    ``ca`` does."""
+    if settings.registry_ca_bundle is None and extra_ca is None:
         return True
     try:
-        return ssl.create_default_context(cafile=str(settings.registry_ca_bundle))
+        if extra_ca is None:
+            return ssl.create_default_context(cafile=str(settings.registry_ca_bundle))
+        context = ssl.create_default_context()
+        if settings.registry_ca_bundle is not None:
+            context.load_verify_locations(cafile=str(settings.registry_ca_bundle))
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(
             f"SEALGATE_REGISTRY_CA_BUNDLE {settings.registry_ca_bundle} is not a usable "
             f"PEM bundle: {e}"
         ) from e
+    try:
+        context.load_verify_locations(cafile=str(extra_ca))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(
+            f"SEALGATE_REGISTRY_MIRRORS: ca {extra_ca} is not a usable PEM bundle: {e}"
+        ) from e
+    return context
 
 
 def _api_host(ref: ImageRef) -> str:

@@ -64,10 +64,21 @@ class ImageFacts(_Frozen):
         default=False, description="True when the reference itself names the digest."
     )
     platform: str | None = Field(default=None, description="e.g. 'linux/amd64', when known.")
+    served_by: list[str] | None = Field(
+        default=None,
+        description="The repositories (host/path) the evidence was read from, in first-use "
+        "order, when any is not the image's own: a mirror endpoint, a signature repository. "
+        "Absent when everything came from the image's own repository.",
+    )
 
     @classmethod
     def from_reference(
-        cls, reference: str, *, digest: str | None = None, platform: str | None = None
+        cls,
+        reference: str,
+        *,
+        digest: str | None = None,
+        platform: str | None = None,
+        served_by: list[str] | None = None,
     ) -> ImageFacts:
         """The facts of a reference as written (Docker Hub defaults applied); ``digest`` is
         the resolved one when the reference names none. InputError for a bad reference."""
@@ -80,6 +91,7 @@ class ImageFacts(_Frozen):
             digest=ref.digest or digest,
             pinned=ref.digest is not None,
             platform=platform,
+            served_by=served_by or None,
         )
 
     @property

@@ -15,7 +15,9 @@
 4. optionally sign it as an in-toto vulnerability attestation (``attest`` hook, e.g.
    ``app.scans.attestation.key_scan_attester``) — first, so that a key problem stops
    ingestion before anything is pushed;
-5. attach the raw report to the image as an OCI referrer (see ``SCAN_ARTIFACT_TYPE``);
+5. attach the raw report to the image as an OCI referrer (see ``SCAN_ARTIFACT_TYPE``), in
+   the image's repository or the signature repository configured for it
+   (``RegistryClient.evidence_home``), naming the image's digest as its subject;
 6. store a ``ScanRecord`` with the normalised findings and the raw report.
 
 A registry or signing failure in steps 2-5 stores nothing (fail closed). If a later step
@@ -369,14 +371,15 @@ async def scan_referrers(
     ]
     if referrers and subject is None:
         subject = await registry.get_manifest(pinned)
+    home = registry.evidence_home(pinned)  # where the reports are kept
     collected = []
     for descriptor in referrers:
         try:
-            artifact = await registry.get_manifest(pinned.with_digest(descriptor.digest))
+            artifact = await registry.get_manifest(home.with_digest(descriptor.digest))
             layers = artifact.layers
             if not layers:
                 raise ScanError("the referrer has no layer", code="scan.malformed")
-            raw = await registry.get_blob(pinned, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
+            raw = await registry.get_blob(home, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
             report = await asyncio.to_thread(parse_report, raw, max_findings=max_findings)
             if subject is not None:
                 await check_report_names_image(registry, manifest=subject, report=report)

@@ -1,4 +1,5 @@
-"""Publishing signatures to the registry next to the image they sign.
+"""Publishing signatures to the registry next to the image they sign, or to the signature
+repository configured for it (``RegistryClient.evidence_home``).
 
 Two layouts, both read by cosign, Kyverno, policy-controller and Harbor:
 
@@ -90,7 +91,7 @@ async def _existing_signature_layers(
     registry: RegistryClient, sig_ref: ImageRef
 ) -> list[Descriptor]:
     try:
-        manifest = await registry.get_manifest(sig_ref)
+        manifest = await registry.get_manifest(sig_ref, mirrors=False)
     except RegistryError as e:
         if e.code == "registry.not_found":
             return []
@@ -131,7 +132,7 @@ async def publish_legacy(
     if image.digest is None:
         raise InputError(f"{image} is not pinned to a digest; only digests are signed")
     tag = legacy_signature_tag(image.digest)
-    sig_ref = image.with_tag(tag)
+    sig_ref = registry.evidence_home(image).with_tag(tag)
     async with registry.hold_tag(sig_ref, tag):
         return await _append_signature_layer(
             registry,
@@ -156,7 +157,7 @@ async def _append_signature_layer(
     if is_duplicate is not None and any(
         layer.digest == payload_digest and is_duplicate(layer.annotations) for layer in layers
     ):
-        return await registry.resolve_digest(sig_ref)
+        return await registry.resolve_digest(sig_ref, mirrors=False)
     layer = await registry.push_blob(sig_ref, payload, media_type=COSIGN_SIMPLESIGNING)
     layers.append(
         Descriptor(

@@ -1,6 +1,8 @@
 """Evidence: the candidate signatures a registry holds for one image digest, never trusted.
 
-Two places are read, as cosign v3 and older cosign write them:
+Two places are read, as cosign v3 and older cosign write them, in the repository that keeps
+the image's evidence (``RegistryClient.evidence_home``: the image's own, or its signature
+repository):
 
 - OCI 1.1 referrers of the digest whose ``artifactType`` is a Sigstore bundle (cosign v3
   image signatures and attestations both use ``application/vnd.dev.sigstore.bundle.v0.3+json``);
@@ -117,6 +119,9 @@ async def evidence_from_referrers(
     ignored. Also reads the legacy ``.sig`` tag."""
     limits = limits or EvidenceLimits()
     assert image.digest is not None, "evidence needs a digest-pinned reference"
+    # Where the evidence is kept (a signature repository, or the image's own); the digest
+    # and the identity stay the image's.
+    home = client.evidence_home(image)
     gate = asyncio.Semaphore(limits.concurrency)
     problems: list[Rejection] = []
 
@@ -142,14 +147,14 @@ async def evidence_from_referrers(
 
     async def one_referrer(descriptor: Descriptor) -> list[Candidate]:
         try:
-            return [await _fetch_bundle(client, image, descriptor, limits)]
+            return [await _fetch_bundle(client, home, descriptor, limits)]
         except Error as e:
             problems.append(_dropped(REFERRER_SOURCE, descriptor.digest, e))
             return []
 
     results = await asyncio.gather(
         *(bounded(one_referrer(d)) for d in referrers),
-        _legacy_candidates(client, image, limits, problems, bounded),
+        _legacy_candidates(client, home, limits, problems, bounded),
     )
     candidates = [c for group in results for c in group][: limits.max_signatures]
     return Evidence(digest=image.digest, candidates=tuple(candidates), problems=tuple(problems))
