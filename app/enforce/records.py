@@ -5,7 +5,9 @@ once; a writer thread collects records for at most ``BATCH_SECONDS`` (or ``BATCH
 records) and writes each batch in one transaction. ``submit`` returns a future of the
 record's id, for callers that must say where it was stored (``POST /v1/decisions`` waits
 for it: what a caller is told is stored is stored). ``close`` flushes what is queued, on
-graceful shutdown.
+graceful shutdown. Each batch also appends one audit record per decision to the audit
+trail (``app.audit``), in the same transaction, with the decision's input stored once per
+distinct content and referenced by its hash.
 
 What a SIGKILL can lose is bounded: the records submitted since the last commit, that is
 at most one batch collected during ``BATCH_SECONDS`` plus the batch being written
@@ -23,6 +25,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit.canonical import canonical_json, content_hash
+from app.audit.chain import append_audit
+from app.audit.entry import AuditEntry, AuditKind
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.enforce.outcome import Outcome
@@ -39,6 +44,41 @@ MAX_QUEUED = 20_000
 class _Pending:
     outcome: Outcome
     future: Future[int] = field(default_factory=Future)
+
+
+# The audit kind of a decision at each entry point.
+_AUDIT_KINDS = {
+    "admission": AuditKind.admission_decision,
+    "push": AuditKind.push_verdict,
+    "sign": AuditKind.sign_decision,
+}
+
+
+def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
+    """The audit record of one decision: who asked, about what, what was decided by which
+    policy, how long it took, and the hash of the input it was made on."""
+    kubernetes = outcome.input.get("kubernetes")
+    namespace = kubernetes.get("namespace") if isinstance(kubernetes, dict) else None
+    name = None
+    if isinstance(kubernetes, dict):
+        name = kubernetes.get("name") or kubernetes.get("generate_name")
+        name = f"{kubernetes.get('kind')}/{name}" if name else kubernetes.get("kind")
+    return AuditEntry(
+        kind=_AUDIT_KINDS[outcome.entrypoint.value],
+        source=(outcome.source or f"request:{outcome.request_id or 'internal'}")[:256],
+        actor=(outcome.actor.name or outcome.actor.kind)[:256],
+        namespace=namespace,
+        object=name[:512] if isinstance(name, str) else None,
+        images=(outcome.image[:512],),
+        digests=(outcome.digest,) if outcome.digest else (),
+        decision="allowed" if outcome.allowed else "denied",
+        reasons=tuple(c[:512] for c in outcome.codes[:256]),
+        policy_version=outcome.policy_version,
+        policy_revision=outcome.policy_revision,
+        latency_ms=outcome.timings_ms.get("total"),
+        input_hash=input_hash,
+        details={"dry_run": outcome.dry_run, "failure": outcome.failure, "cache": outcome.cache},
+    )
 
 
 def decision_row(outcome: Outcome) -> Decision:
@@ -134,6 +174,14 @@ class DecisionRecorder:
                 session.add_all(rows)
                 session.flush()
                 ids = [row.id for row in rows]
+                # One audit record per decision, its input stored once per content; the
+                # chain's lock is taken last and held only until this commit.
+                inputs = [canonical_json(row.input) for row in rows]
+                entries = [
+                    audit_entry(p.outcome, input_hash=content_hash(body))
+                    for p, body in zip(batch, inputs, strict=True)
+                ]
+                append_audit(session, entries, inputs=inputs)
         except Exception as e:  # the writer must outlive a database hiccup
             self.failed += len(batch)
             log.error(

@@ -265,7 +265,7 @@ class TestEvaluateImage:
         candidate = build_engine(services.settings)
         with session_scope(services.sessions) as session:
             report = replay_decisions(session, engine=candidate, since=dt.timedelta(hours=1))
-        assert report.replayed == 2
+        assert report.replayed == 3  # the two decisions and the sign gate's
         assert (report.newly_denied, report.newly_allowed) == ([], [])
 
 
@@ -353,3 +353,28 @@ class TestDecideCli:
             document.pop("evaluated_at")
         assert shown == recorded.input
         assert decided.exit_code == 0
+
+
+@pytest.mark.usefixtures("trusted_key")
+class TestDecisionsAreAudited:
+    async def test_each_decision_is_one_audit_record_with_its_stored_input(
+        self, services: Services, unique_repo: Callable[[str], str]
+    ) -> None:
+        from app.audit.inputs import load_input
+        from app.audit.verification import verify_chain
+        from app.db.models import AuditRecord
+
+        image = await signed_image(services, unique_repo("app"))
+        outcome, _ = await decide_image(services, str(image), Entrypoint.push)
+
+        with session_scope(services.sessions) as session:
+            (record,) = session.scalars(
+                select(AuditRecord).where(AuditRecord.kind == "push.verdict")
+            )
+            assert record.decision == "allowed"
+            assert record.images == [str(image)]
+            assert record.policy_revision == outcome.policy_revision
+            stored = load_input(session, record.input_hash)
+            assert stored is not None and stored["image"]["digest"] == image.digest
+            report = verify_chain(session, key=None)
+        assert report.problem is None and report.checked >= 2  # the signing and the decision
