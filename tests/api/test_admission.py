@@ -30,9 +30,7 @@ from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
 from app.scans.ingest import ingest_scan
 from app.services import Services
-from app.signing.keys import generate_key, get_key
-from app.signing.signers import Algorithm
-from app.verify.trust import key_authority, save_authority
+from tests.enforce.conftest import trust_new_key
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
 
@@ -111,18 +109,7 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def trusted_key(services: Services, registry: RegistryProcess) -> str:
-    with session_scope(services.sessions) as session:
-        generate_key(
-            session,
-            settings=services.settings,
-            name="ci",
-            algorithm=Algorithm.ecdsa_p256,
-            scopes=["**"],
-        )
-        public = get_key(session, name="ci").public_key_pem
-        save_authority(
-            session, key_authority(name="ci", keys=[public], scopes=[f"{registry.host}/**"])
-        )
+    trust_new_key(services, scope=f"{registry.host}/**")
     return "ci"
 
 

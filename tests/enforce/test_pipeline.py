@@ -33,10 +33,9 @@ from app.policy.replay import replay_decisions
 from app.scans.attestation import VULN_PREDICATE_TYPE, key_scan_attester
 from app.scans.ingest import ingest_scan
 from app.services import Services
-from app.signing.keys import generate_key, get_key
-from app.signing.signers import Algorithm
-from app.verify.trust import key_authority, save_authority
+from app.signing.keys import get_key
 from tests.conftest import Cli
+from tests.enforce.conftest import trust_new_key
 from tests.fixtures.images import push_random_image, push_random_image_sync
 from tests.fixtures.registry import RegistryProcess
 
@@ -52,18 +51,7 @@ def codes(findings: list[Any]) -> set[str]:
 @pytest.fixture
 def trusted_key(services: Services, registry: RegistryProcess) -> str:
     """A stored key ``ci`` and an authority trusting it for every image of the registry."""
-    with session_scope(services.sessions) as session:
-        generate_key(
-            session,
-            settings=services.settings,
-            name="ci",
-            algorithm=Algorithm.ecdsa_p256,
-            scopes=["**"],
-        )
-        public = get_key(session, name="ci").public_key_pem
-        save_authority(
-            session, key_authority(name="ci", keys=[public], scopes=[f"{registry.host}/**"])
-        )
+    trust_new_key(services, scope=f"{registry.host}/**")
     return "ci"
 
 

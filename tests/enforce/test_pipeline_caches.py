@@ -30,9 +30,8 @@ from app.policy.versions import ActiveVersionPoller, publish_bundle
 from app.scans.detect import parse_report
 from app.scans.ingest import ingest_scan
 from app.services import Services
-from app.signing.keys import generate_key, get_key
-from app.signing.signers import Algorithm
-from app.verify.trust import key_authority, remove_authority, save_authority
+from app.verify.trust import remove_authority
+from tests.enforce.conftest import trust_new_key
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.standins import ProxyStandIn, StandInRequest, StandInResponse
@@ -49,10 +48,6 @@ class CountingProxyStandIn(ProxyStandIn):
         return self.forward(request)
 
 
-async def services_with(settings: Settings, **changes: Any) -> Services:
-    return Services.from_settings(settings.model_copy(update=changes))
-
-
 @pytest.fixture
 async def make_services(
     settings: Settings, clean_database: Any
@@ -67,19 +62,6 @@ async def make_services(
     yield _make
     for svc in made:
         await svc.aclose()
-
-
-def trust_key(services: Services, scope: str) -> None:
-    with session_scope(services.sessions) as session:
-        generate_key(
-            session,
-            settings=services.settings,
-            name="ci",
-            algorithm=Algorithm.ecdsa_p256,
-            scopes=[scope],
-        )
-        public = get_key(session, name="ci").public_key_pem
-        save_authority(session, key_authority(name="ci", keys=[public], scopes=[scope]))
 
 
 async def signed_image(services: Services, repo: str) -> ImageRef:
@@ -112,7 +94,7 @@ class TestCachesAnswer:
         unique_repo: Callable[[str], str],
     ) -> None:
         services = make_services(cache_decision_ttl=1.0)
-        trust_key(services, f"{registry.host}/**")
+        trust_new_key(services, scope=f"{registry.host}/**")
         image = await signed_image(services, unique_repo("app"))
 
         first = await decide_once(services, str(image))
@@ -133,7 +115,7 @@ class TestCachesAnswer:
     ) -> None:
         here = make_services()
         other_replica = make_services()
-        trust_key(here, f"{registry.host}/**")
+        trust_new_key(here, scope=f"{registry.host}/**")
         image = await signed_image(here, unique_repo("app"))
         assert (await decide_once(here, str(image))).allowed
         assert (await decide_once(other_replica, str(image))).allowed
@@ -181,7 +163,7 @@ class TestCachesAnswer:
     ) -> None:
         with CountingProxyStandIn(registry) as proxy:
             services = make_services(insecure_registries=[registry.host, proxy.host])
-            trust_key(services, f"{proxy.host}/**")
+            trust_new_key(services, scope=f"{proxy.host}/**")
             lone = await signed_image(services, f"{proxy.host}/single/app")
             crowd = await signed_image(services, f"{proxy.host}/crowd/app")
             proxy.requests.clear()
@@ -218,7 +200,7 @@ class TestSoundness:
             )
         )
         services = make_services(policy_data=data)
-        trust_key(services, f"{registry.host}/**")
+        trust_new_key(services, scope=f"{registry.host}/**")
         image = await signed_image(services, unique_repo("app"))
         await ingest_scan(services, image=image, report=asset(REPORT).read_bytes(), uploaded_by="t")
         soon_stale = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=MAX_SCAN_AGE - 2)
@@ -257,7 +239,7 @@ class TestSoundness:
         data = tmp_path / "data.json"
         data.write_text(json.dumps({"defaults": {"vulnerabilities": {"allowlist": allowlist}}}))
         services = make_services(policy_data=data)
-        trust_key(services, f"{registry.host}/**")
+        trust_new_key(services, scope=f"{registry.host}/**")
         image = await signed_image(services, unique_repo("app"))
         await ingest_scan(services, image=image, report=report, uploaded_by="t")
 
