@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from app.errors import ConfigError
+from app.failure_mode import FailureMode
 from app.oci.mirrors import MirrorMap, check_map, parse_mirror_env
 from app.oci.signature_repos import SignatureRepository, parse_signature_env
 
@@ -37,17 +38,6 @@ DEFAULT_DATABASE_URL = "sqlite:///./sealgate.db"
 class Environment(StrEnum):
     development = "development"
     production = "production"
-
-
-class FailureMode(StrEnum):
-    """What an admission review answers when its budget runs out before a decision.
-
-    ``closed`` denies (the default: an image that could not be checked does not run);
-    ``open`` allows with a warning. The generated webhooks' ``failurePolicy`` follows it.
-    """
-
-    closed = "closed"
-    open = "open"
 
 
 # The API server waits at most 30 s for a webhook, and the generated webhook's

@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from app.config import FailureMode, Settings, load_settings
+from app.config import Settings, load_settings
 from app.errors import ConfigError
+from app.failure_mode import FailureMode
 
 
 class TestSettings:

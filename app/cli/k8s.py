@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 from app.cli.output import cli_errors
-from app.config import FailureMode, get_settings
 from app.errors import InputError
+from app.failure_mode import FailureMode
 
 k8s_cli = typer.Typer(
     help="Kubernetes: manifests and the webhook's serving certificate.", no_args_is_help=True
@@ -63,7 +63,7 @@ def manifests(
 ) -> None:
     """Print the Namespace, Secrets, ConfigMap, migration Job, Deployment, budget, Service
     and webhook configurations as YAML."""
-    from app.config import decode_kek
+    from app.config import decode_kek, get_settings
     from app.k8s.manifests import (
         DEFAULT_IMAGE,
         KEK_SECRET,

@@ -26,11 +26,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from app.config import FailureMode
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import Actor, DecisionRequest, Outcome
 from app.enforce.pipeline import DecisionParts, decide
 from app.errors import InputError
+from app.failure_mode import FailureMode
 from app.k8s.images import (
     ContainerImage,
     containers_of,

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.config import FailureMode
 from app.enforce.deadline import Deadline
+from app.failure_mode import FailureMode
 from app.policy.decision import PolicyDecision
 from app.policy.input import Entrypoint, KubernetesContext
 

@@ -37,7 +37,7 @@ from typing import TypeVar
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import FailureMode, Settings
+from app.config import Settings
 from app.enforce.caches import CacheSettings, DecisionCaches
 from app.enforce.context import StoreContext
 from app.enforce.deadline import Deadline
@@ -45,6 +45,7 @@ from app.enforce.engine_slots import EngineSlots
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.records import DecisionRecorder
 from app.errors import Error, InputError
+from app.failure_mode import FailureMode
 from app.oci.client import RegistryClient
 from app.oci.mirrors import served_from
 from app.oci.refs import ImageRef

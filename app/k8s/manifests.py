@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import __version__
-from app.config import MAX_ADMISSION_BUDGET, FailureMode
+from app.config import MAX_ADMISSION_BUDGET
 from app.errors import InputError
+from app.failure_mode import FailureMode
 from app.k8s.names import dns_label
 
 APP_NAME = "sealgate"

@@ -20,6 +20,7 @@ HEAVY = (
     "rich",
     "opa_bindings",
     "yaml",
+    "pydantic_settings",  # app.config: only commands that read the settings load it
 )
 # Runs a command in a fresh interpreter and prints which heavy packages it loaded.
 PROBE = """

@@ -14,12 +14,12 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select, update
 
-from app.config import FailureMode
 from app.db.models import Decision, ScanRecord
 from app.db.session import session_scope
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.pipeline import decide_and_store
+from app.failure_mode import FailureMode
 from app.policy.input import Entrypoint
 from app.scans.ingest import ingest_scan
 from app.services import Services

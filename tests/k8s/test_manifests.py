@@ -11,8 +11,8 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
-from app.config import FailureMode
 from app.errors import InputError
+from app.failure_mode import FailureMode
 from app.k8s.manifests import (
     CONTAINER_PORT,
     MUTATE_PATH,
