@@ -77,15 +77,39 @@ class _Unanswered(Exception):
         self.retryable = retryable
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that stays empty: registry APIs set none that matter (Go's HTTP client,
+    which containerd and skopeo use, keeps none either), and reading ``Set-Cookie`` into a
+    jar costs httpx a ``urllib`` request built per answer, a twentieth of a copy's CPU."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class _CookielessClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` with ``_NoCookies`` as its jar."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        return None
+
+
 class _GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport on a connection pool whose network backend is ``Egress``'s."""
 
-    def __init__(self, *, verify: ssl.SSLContext | bool, backend: httpcore.AsyncNetworkBackend):
+    def __init__(self, *, verify: ssl.SSLContext, backend: httpcore.AsyncNetworkBackend):
         super().__init__(verify=verify, trust_env=False)
         # httpx offers no network_backend argument; the pool is httpcore's public API.
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=verify,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -101,15 +125,21 @@ class RegistryTransport:
     ) -> None:
         self._settings = settings
         self._egress = Egress(settings=settings)
-        self._http = self._client(_tls_verification(settings), transport)
-        # Mirror endpoints with their own CA get their own connection pool (app.oci.mirrors).
+        self._transport = transport
+        # What HTTPS trusts, built once: loading a CA bundle is not cheap.
+        self._verify = _ssl_context(_tls_verification(settings))
+        self._http = self._client(self._verify)
+        # One connection pool per registry: httpcore's pool looks at every connection it
+        # holds each time a request starts or ends, so one pool for every registry costs
+        # each request more the more registries are in use. Mirror endpoints with their own
+        # CA get a pool that trusts it (app.oci.mirrors).
         self._endpoint_http: dict[str, httpx.AsyncClient] = {}
         aliases: dict[str, str] = {}
         for entry in settings.registry_mirrors.values():
             for endpoint in entry.mirrors:
                 if endpoint.ca is not None and endpoint.host not in self._endpoint_http:
                     self._endpoint_http[endpoint.host] = self._client(
-                        _tls_verification(settings, extra_ca=endpoint.ca), transport
+                        _ssl_context(_tls_verification(settings, extra_ca=endpoint.ca))
                     )
                 if endpoint.credentials is not None:
                     aliases[endpoint.host] = endpoint.credentials
@@ -121,22 +151,23 @@ class RegistryTransport:
         )
         self._schemes: dict[str, str] = {}
 
-    def _client(
-        self, verify: ssl.SSLContext | bool, transport: httpx.AsyncBaseTransport | None
-    ) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+    def _client(self, verify: ssl.SSLContext) -> httpx.AsyncClient:
+        return _CookielessClient(
             timeout=httpx.Timeout(self._settings.registry_request_timeout),
             verify=verify,
             follow_redirects=False,
-            transport=transport
+            transport=self._transport
             or _GuardedTransport(verify=verify, backend=self._egress.network_backend()),
             headers={"User-Agent": f"sealgate/{__version__}"},
             trust_env=False,
         )
 
     def http_for(self, registry: str) -> httpx.AsyncClient:
-        """The connection pool for ``registry``: its own when it is a mirror with a CA."""
-        return self._endpoint_http.get(registry, self._http)
+        """The connection pool for ``registry`` (``host[:port]``), made on first use."""
+        http = self._endpoint_http.get(registry)
+        if http is None:
+            http = self._endpoint_http[registry] = self._client(self._verify)
+        return http
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -420,34 +451,36 @@ class RegistryTransport:
                     raise _too_large(ref, url, limit)
             cap = limit if success else ERROR_BODY_LIMIT
             body = bytearray()
-            if method != "HEAD":
-                try:
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > cap:
-                            if success:
-                                raise _too_large(ref, url, limit)
-                            break
-                except httpx.ReadTimeout as e:
-                    raise registry_error(
-                        errors.TIMEOUT,
-                        ref=ref,
-                        problem=f"{method} {url.path}: the answer stopped arriving for "
-                        f"{self._settings.registry_request_timeout:g} s",
-                    ) from e
-                except (httpx.RemoteProtocolError, httpx.ReadError) as e:
-                    raise registry_error(
-                        errors.TRUNCATED,
-                        ref=ref,
-                        problem=f"{method} {url.path}: the connection broke before the whole "
-                        "answer arrived",
-                    ) from e
-                except httpx.DecodingError as e:
-                    raise registry_error(
-                        errors.PROTOCOL,
-                        ref=ref,
-                        problem=f"{method} {url.path}: the answer's content encoding is broken",
-                    ) from e
+            # Read to the end even for HEAD (whose answer has no body): a response read to its
+            # end is what lets httpcore keep the connection for the next request; one closed
+            # half-read costs a new TCP connection, and the registry a closed one.
+            try:
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > cap:
+                        if success:
+                            raise _too_large(ref, url, limit)
+                        break
+            except httpx.ReadTimeout as e:
+                raise registry_error(
+                    errors.TIMEOUT,
+                    ref=ref,
+                    problem=f"{method} {url.path}: the answer stopped arriving for "
+                    f"{self._settings.registry_request_timeout:g} s",
+                ) from e
+            except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+                raise registry_error(
+                    errors.TRUNCATED,
+                    ref=ref,
+                    problem=f"{method} {url.path}: the connection broke before the whole "
+                    "answer arrived",
+                ) from e
+            except httpx.DecodingError as e:
+                raise registry_error(
+                    errors.PROTOCOL,
+                    ref=ref,
+                    problem=f"{method} {url.path}: the answer's content encoding is broken",
+                ) from e
             return Reply(
                 status=response.status_code,
                 headers=response.headers,
@@ -514,6 +547,13 @@ def _tls_verification(settings: Settings, *, extra_ca: Path | None = None) -> ss
             f"SEALGATE_REGISTRY_MIRRORS: ca {extra_ca} is not a usable PEM bundle: {e}"
         ) from e
     return context
+
+
+def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    """``verify`` as the context httpx would build from it (``True``: the system's roots)."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    return httpx.create_ssl_context(verify=verify, trust_env=False)
 
 
 def _api_host(ref: ImageRef) -> str:

@@ -1,13 +1,20 @@
-"""``RegistryTransport``: which registries may be spoken to over plain HTTP."""
+"""``RegistryTransport``: which registries may be spoken to over plain HTTP, and connections
+kept for the next request."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from app.config import load_settings
+from app.oci import egress, media
+from app.oci.descriptor import Descriptor
 from app.oci.refs import ImageRef
 from app.oci.transport import RegistryTransport
+from tests.fixtures.images import registry_client
+from tests.fixtures.registry import RegistryProcess
 
 # Names that start like ``localhost`` but are other hosts, which anyone may register.
 LOCALHOST_LOOKALIKES = [
@@ -58,3 +65,39 @@ class TestPlainHttpToLocalhostLookalikes:
             assert transport.plain_http_allowed("LocalHost")
         finally:
             await transport.aclose()
+
+
+class TestConnectionReuse:
+    """One connection serves request after request, whatever the method."""
+
+    async def test_head_answers_leave_the_connection_open_for_the_next_request(
+        self,
+        registry: RegistryProcess,
+        unique_repo: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Fails if ``_exchange`` in app/oci/transport.py stops reading HEAD answers to their
+        end: httpcore then closes the connection, and each HEAD costs a new one.
+
+        Connections are counted where ``EgressBackend`` opens them: it resolves the host
+        once for each new connection."""
+        opened = 0
+        real_resolve = egress.resolve
+
+        async def counting_resolve(host: str, port: int) -> list[egress.IPAddress]:
+            nonlocal opened
+            opened += 1
+            return await real_resolve(host, port)
+
+        monkeypatch.setattr(egress, "resolve", counting_resolve)
+        absent = Descriptor(media_type=media.OCI_LAYER_GZIP, digest="sha256:" + "0" * 64, size=1)
+        async with registry_client(registry) as client:
+            ref = ImageRef.parse(unique_repo("app"))
+            assert not await client.has_blob(ref, absent)  # opens the connection
+            first = opened
+            for _ in range(10):
+                assert not await client.has_blob(ref, absent)  # a HEAD answered 404 each
+                assert not await client.has_manifest(ref.with_digest(absent.digest))
+
+        assert first >= 1
+        assert opened == first
