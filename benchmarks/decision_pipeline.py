@@ -17,8 +17,8 @@ Measured, taking turns where two things are compared:
   (the tests' ``start_registry``) and SQLite: the time of each step
   (``Outcome.timings_ms``). Reported.
 - **requests**: registry requests of one uncached decision, counted by a proxy in front of
-  the registry (``ProxyStandIn`` in process; ``benchmarks/old_flow/count_requests.py`` in a
-  subprocess, with a stored scan and with a scan found only in the registry). With
+  the registry (``CountingProxyStandIn`` in process; ``benchmarks/old_flow/count_requests.py``
+  in a subprocess, with a stored scan and with a scan found only in the registry). With
   ``--old-tree DIR`` (the tree of the commit before the pipeline, e.g. ``mkdir /tmp/oldsg
   && git archive f2dacfa | tar -x -C /tmp/oldsg``) the same script counts that tree's
   ``evaluate_image``. Target: at least halved.
@@ -72,7 +72,7 @@ from app.verify.trust import key_authority, save_authority  # noqa: E402
 from benchmarks.policy_decision import benchmark_input  # noqa: E402
 from tests.fixtures.images import push_random_image  # noqa: E402
 from tests.fixtures.registry import start_registry, stop_registry  # noqa: E402
-from tests.fixtures.standins import ProxyStandIn, StandInRequest, StandInResponse  # noqa: E402
+from tests.fixtures.standins import CountingProxyStandIn  # noqa: E402
 
 KEK = base64.b64encode(b"sealgate-benchmark-kek-32-bytes!").decode()
 PRINCIPAL = Principal(name="bench", scopes=(Scope.parse("admin"),))
@@ -81,13 +81,6 @@ BEFORE = ROOT / "tests/policy/assets/library_before"
 FLOOR_DOCUMENT = "sealgate.bench.floor"
 FLOOR_MODULE = "package sealgate.bench\n\nimport rego.v1\n\nfloor := true\n"
 OLD_FLOW = Path(__file__).parent / "old_flow" / "count_requests.py"
-
-
-class CountingProxy(ProxyStandIn):
-    """The real registry behind a proxy that records every request (a stand-in)."""
-
-    def handle(self, request: StandInRequest) -> StandInResponse:
-        return self.forward(request)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -240,7 +233,7 @@ def empty_caches(parts: pipeline.DecisionParts) -> None:
 
 async def measure_pipeline(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     registry = start_registry(workdir / "registry")
-    proxy = CountingProxy(registry).start()
+    proxy = CountingProxyStandIn(registry).start()
     database_url = f"sqlite:///{workdir / 'sealgate.db'}"
     upgrade(database_url)
     settings = load_settings(

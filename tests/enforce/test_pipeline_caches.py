@@ -34,18 +34,11 @@ from app.verify.trust import remove_authority
 from tests.enforce.conftest import trust_new_key
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
-from tests.fixtures.standins import ProxyStandIn, StandInRequest, StandInResponse
+from tests.fixtures.standins import CountingProxyStandIn
 
 ADMIN = Principal(name="test", scopes=(Scope.parse("admin"),))
 REPORT = "trivy/dd_trivy_schema2_image_os_and_jar.json"
 MAX_SCAN_AGE = 604800  # the default library's scans.max_age_seconds
-
-
-class CountingProxyStandIn(ProxyStandIn):
-    """The real registry behind a proxy that counts what it is asked (a stand-in)."""
-
-    def handle(self, request: StandInRequest) -> StandInResponse:
-        return self.forward(request)
 
 
 @pytest.fixture
