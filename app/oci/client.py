@@ -337,7 +337,7 @@ class RegistryClient:
         ``max_referrer_pages`` pages; past either cap the rest is ignored with a warning, as
         an endless ``Link`` chain would otherwise keep us busy until the deadline); on 404 reads
         the ``<alg>-<hex>`` fallback tag (missing: no referrers; not a valid index: none, with a
-        warning). ``artifact_type`` is applied here when the registry did not report applying it.
+        warning), straight away on a registry ``has_referrers_api`` found without the API. ``artifact_type`` is applied here when the registry did not report applying it.
         """
         subject = _pinned(ref, "listing referrers")
         home = self.evidence_home(ref)
@@ -643,32 +643,53 @@ class RegistryClient:
         return await self._upload_chunks(ref, descriptor, _iterate(chunks))
 
     async def _upload_chunks(
-        self, ref: ImageRef, descriptor: Descriptor, chunks: AsyncIterator[bytes]
+        self,
+        ref: ImageRef,
+        descriptor: Descriptor,
+        chunks: AsyncIterator[bytes],
+        *,
+        opened: Reply | None = None,
     ) -> Descriptor:
-        """Upload the blob ``chunks`` make up: POST; one chunk goes in the PUT (monolithic),
-        more are PATCHed one by one then committed by an empty PUT. The bytes are hashed on
-        the way and must be ``descriptor``'s (``registry.digest_mismatch`` before the commit
-        otherwise); the registry's echoed digest is checked too."""
+        """Upload the blob ``chunks`` make up: POST (unless ``opened`` is the answer that
+        already opened the upload); one chunk goes in the PUT (monolithic), more are PATCHed
+        one by one then committed by an empty PUT. The bytes are hashed on the way and must be
+        ``descriptor``'s (``registry.digest_mismatch`` before the commit otherwise); the
+        registry's echoed digest is checked too."""
         digest = descriptor.digest
         hasher = hashlib.new(digest.partition(":")[0])
-        started = await self._transport.send(
-            "POST",
-            ref,
-            await self._transport.url(ref, "blobs/uploads/"),
-            limit=ERROR_BODY_LIMIT,
-            idempotent=False,
-            push=True,
-        )
+
+        async def open_upload() -> Reply:
+            if opened is not None:
+                return opened
+            return await self._transport.send(
+                "POST",
+                ref,
+                await self._transport.url(ref, "blobs/uploads/"),
+                limit=ERROR_BODY_LIMIT,
+                idempotent=False,
+                push=True,
+            )
+
+        # The upload is opened while the first chunk is read (from another registry, a
+        # file): the two waits overlap instead of adding up.
+        opening = asyncio.ensure_future(open_upload())
+        try:
+            chunk = await anext(chunks, None)
+            started = await opening
+        except BaseException:
+            _abandon(opening)
+            raise
         self._transport.check_status(started, ref, "starting a blob upload")
         location = _location(started, ref)
         pending: bytes | None = None
         offset = 0
-        async for chunk in chunks:
+        while chunk is not None:
             hasher.update(chunk)
             if pending is not None:
                 location = await self._patch_chunk(ref, location, pending, offset, digest)
                 offset += len(pending)
             pending = chunk
+            chunk = await anext(chunks, None)
         body = pending or b""
         if offset and body:  # chunked: the last chunk is PATCHed too, the PUT is empty
             location = await self._patch_chunk(ref, location, body, offset, digest)
@@ -745,6 +766,10 @@ class RegistryClient:
     async def _list_referrers(
         self, ref: ImageRef, *, subject: str, artifact_type: str | None
     ) -> list[Descriptor]:
+        if self._referrers_api.get(ref.registry) is False:
+            # ``has_referrers_api`` found that this registry has no API: asking it again for
+            # each subject would only earn another 404 before the fallback tag is read.
+            return await self._fallback_referrers(ref, subject=subject, artifact_type=artifact_type)
         cap = self._settings.max_referrers
         first = await self._transport.url(ref, f"referrers/{subject}")
         if artifact_type:
@@ -1019,17 +1044,9 @@ class RegistryClient:
         """
         digest = descriptor.digest
         async with self._transport.deadline(ref, f"mounting blob {digest}"):
-            url = (await self._transport.url(ref, "blobs/uploads/")).copy_merge_params(
-                {"mount": digest, "from": from_repository}
-            )
-            reply = await self._transport.send(
-                "POST", ref, url, limit=ERROR_BODY_LIMIT, idempotent=False, push=True
-            )
-            if reply.status == 201:
-                _check_echoed_digest(reply, ref, digest)
-                self._remember(f"{ref.registry}/{ref.repository}@{digest}", descriptor)
+            reply = await self._post_mount(ref, descriptor, from_repository=from_repository)
+            if reply is None:
                 return True
-            self._transport.check_status(reply, ref, f"mounting blob {digest}")
             if reply.headers.get("Location"):
                 cancel = await self._transport.send(
                     "DELETE",
@@ -1042,6 +1059,56 @@ class RegistryClient:
                 if cancel.status >= 400:
                     log.info("could not cancel the upload opened by a declined mount of %s", digest)
             return False
+
+    async def mount_or_push_blob(
+        self,
+        ref: ImageRef,
+        descriptor: Descriptor,
+        chunks: Callable[[], AsyncIterable[bytes]],
+        *,
+        from_repository: str,
+    ) -> bool:
+        """Mount the blob ``descriptor`` names from ``from_repository`` (same registry), else
+        upload it from ``chunks()``: True when it was mounted (nothing sent), False when its
+        bytes were uploaded (checked as ``push_blob_chunks`` checks them).
+
+        One request asks both: ``POST ...?mount=<digest>&from=<repository>`` answers 201 when
+        the registry mounted it, else 202 with an upload session, which carries the bytes.
+        ``from_repository`` may be ``ref``'s own repository: a blob already there is then
+        found in the same request that would upload it, instead of a HEAD first (a registry
+        that mounts nothing opens an upload every time: the bytes are sent again, which is
+        why ``app.transfer`` asks this way for small blobs only).
+        """
+        digest = descriptor.digest
+        async with self._transport.deadline(ref, f"uploading blob {digest}"):
+            key = f"{ref.registry}/{ref.repository}@{digest}"
+            async with self._blob_locks.hold(key):
+                if key in self._known:
+                    return True
+                opened = await self._post_mount(ref, descriptor, from_repository=from_repository)
+                if opened is None:
+                    return True
+                await self._upload_chunks(ref, descriptor, aiter(chunks()), opened=opened)
+                return False
+
+    async def _post_mount(
+        self, ref: ImageRef, descriptor: Descriptor, *, from_repository: str
+    ) -> Reply | None:
+        """``POST ...?mount=&from=``: None when the registry mounted the blob, else the 202
+        answer that opened an upload instead."""
+        digest = descriptor.digest
+        url = (await self._transport.url(ref, "blobs/uploads/")).copy_merge_params(
+            {"mount": digest, "from": from_repository}
+        )
+        reply = await self._transport.send(
+            "POST", ref, url, limit=ERROR_BODY_LIMIT, idempotent=False, push=True
+        )
+        if reply.status == 201:
+            _check_echoed_digest(reply, ref, digest)
+            self._remember(f"{ref.registry}/{ref.repository}@{digest}", descriptor)
+            return None
+        self._transport.check_status(reply, ref, f"mounting blob {digest}")
+        return reply
 
     async def read_blob_chunks(
         self, ref: ImageRef, descriptor: Descriptor, *, chunk_bytes: int | None = None
@@ -1062,6 +1129,11 @@ class RegistryClient:
                 problem=f"blob {descriptor.digest} of {size} bytes exceeds the "
                 f"{self._settings.max_blob_bytes}-byte limit",
             )
+        if descriptor.digest == media.EMPTY_CONFIG.digest and size == media.EMPTY_CONFIG.size:
+            # The empty config every artifact (a Sigstore bundle, a scan) shares: its digest
+            # names these two bytes, so there is nothing to ask the registry.
+            yield media.EMPTY_CONFIG_DATA
+            return
         step = chunk_bytes or self._settings.chunked_upload_threshold
         digest = descriptor.digest
         hasher = hashlib.new(digest.partition(":")[0])
@@ -1169,6 +1241,13 @@ class RegistryClient:
 async def _iterate(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task``, whose result nobody will read, without an "exception never
+    retrieved" warning if it failed first."""
+    task.cancel()
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def _unserved(ref: ImageRef, what: str, failures: list[RegistryError]) -> RegistryError:

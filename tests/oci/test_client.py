@@ -21,7 +21,12 @@ from tests.fixtures.images import (
     registry_client,
 )
 from tests.fixtures.registry import RegistryProcess
-from tests.fixtures.standins import HostileRegistryStandIn, StandInRequest, StandInResponse
+from tests.fixtures.standins import (
+    CountingProxyStandIn,
+    HostileRegistryStandIn,
+    StandInRequest,
+    StandInResponse,
+)
 
 ARTIFACT = "application/vnd.example.sealgate.test+json"
 
@@ -165,6 +170,26 @@ class TestFallbackReferrers:
                 )
                 stored = await client.get_manifest(by_tag.with_digest(referrer.digest))
             assert stored.subject == manifest.descriptor
+
+    async def test_a_registry_known_to_lack_the_api_is_asked_for_the_fallback_tag_only(
+        self, registry: RegistryProcess, unique_repo: Callable[[str], str]
+    ) -> None:
+        """Fails if ``_list_referrers`` asks ``/referrers/`` again once ``has_referrers_api``
+        has learnt that the registry answers it with 404."""
+        async with registry_client(registry) as pusher:
+            ref, _ = await push_random_image(pusher, unique_repo("app"))
+            referrer = await pusher.push_referrer(
+                ref, artifact_type=ARTIFACT, layers=[], annotations={}
+            )
+        with CountingProxyStandIn(registry) as proxy:
+            proxied = ImageRef.parse(f"{proxy.host}/{ref.repository}").with_digest(ref.digest or "")
+            async with registry_client(registry, insecure_registries=[proxy.host]) as client:
+                assert not await client.has_referrers_api(proxied)
+                listings = [await client.list_referrers(proxied) for _ in range(3)]
+
+        assert all([d.digest for d in listed] == [referrer.digest] for listed in listings)
+        asked = [path for _, path in proxy.requests if "/referrers/" in path]
+        assert len(asked) == 1  # the probe
 
     async def test_no_referrers_is_an_empty_list(
         self, oci_client: RegistryClient, unique_repo: Callable[[str], str]
