@@ -8,26 +8,35 @@ keep their bytes, so every digest, and every signature over one, is the same at 
 - **Blobs** are skipped when the destination has them (HEAD), mounted when source and
   destination are on the same registry and it agrees (``POST ...?mount=&from=``), and
   otherwise streamed in ranged reads of ``chunked_upload_threshold`` bytes, each checked
-  against its digest before it is committed. At most ``concurrency`` blobs move at once.
-- **Manifests** are pushed after all their blobs, in waves: children before the index that
-  lists them, each subject before its referrers, each wave at once. A manifest PUT is
-  idempotent and costs what asking whether it is there does, so manifests are simply pushed.
+  against its digest before it is committed (the upload is opened while the first bytes are
+  read). A small blob (``SMALL_BLOB_BYTES``) is asked for with the mount request itself,
+  which opens its upload when the registry has nothing to mount. At most ``concurrency``
+  blobs move at once, the image's first.
+- **Manifests** are pushed as soon as what they need is at the destination, not in rounds:
+  an image manifest once its blobs are, an index once the manifests it lists are. A
+  manifest PUT is idempotent and costs what asking whether it is there does, so manifests
+  are simply pushed.
 - **Resuming**: no blob is sent twice, so running the same copy again after an interruption
-  carries on where it stopped (the report counts the blobs that were already there).
+  carries on where it stopped (the report counts the blobs that were already there; a
+  registry that mounts nothing gets small blobs again).
 - **Referrers** are pushed byte for byte with ``RegistryClient.push_referrer_manifests``, all
   referrers of one subject together, which lists them in the destination's ``sha256-<hex>``
-  fallback index (one update per subject) when the registry has no referrers API.
-- The image's blobs start moving while its referrers are still being listed.
+  fallback index (one update per subject) when the registry has no referrers API. They go
+  once their blobs are there, before or after their subject (``Delivery._push_referrers``).
+- The attachments are listed while the image's manifests are read, and their blobs move as
+  soon as they are listed, alongside the image's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.oci.client import RegistryClient
+from app.errors import RegistryError
+from app.oci import errors
+from app.oci.client import SMALL_BLOB_BYTES, RegistryClient
 from app.oci.descriptor import Descriptor
 from app.oci.refs import ImageRef
 from app.transfer.graph import (
@@ -37,6 +46,7 @@ from app.transfer.graph import (
     Role,
     collect_attachments,
     collect_image,
+    first_subjects,
 )
 from app.transfer.naming import identity_remap
 from app.transfer.progress import NO_PROGRESS, BlobOutcome, TransferProgress
@@ -99,72 +109,239 @@ async def copy_image(
     (either registry unreadable or refusing, bytes that do not match their digest) and
     ``InputError`` (a platform selection that matches nothing).
     """
-    image = await collect_image(client, source, platforms=platforms)
-    report = TransferReport(
-        source=str(source),
-        destination=destination.name,
-        digest=image.source.digest or "",
-        platforms=image.platforms,
+    # By tag, one GET tells the digest and brings the manifest.
+    top = await client.get_manifest(source)
+    pinned = source.with_digest(top.digest)
+    report = TransferReport(source=str(source), destination=destination.name, digest=top.digest)
+    same_registry = pinned.registry == destination.registry
+    blobs = BlobSource(
+        chunks=lambda blob: client.read_blob_chunks(pinned, blob),
+        mount_from=pinned.repository
+        if same_registry and pinned.repository != destination.repository
+        else None,
+        slots=asyncio.Semaphore(max(1, concurrency)),
     )
 
-    async def blobs_of(graph: ImageGraph, done: set[str]) -> None:
-        blobs = [b for b in graph.blobs() if b.digest not in done]
-        done.update(b.digest for b in blobs)
-        progress.expect(blobs=len(blobs), total_bytes=sum(b.size for b in blobs))
-        await copy_blobs(
-            client,
-            blobs,
-            source=image.source,
-            destination=destination,
-            concurrency=concurrency,
-            progress=progress,
-            report=report,
+    async def carry(tasks: asyncio.TaskGroup) -> None:
+        delivery = Delivery(
+            client, tasks, destination=destination, blobs=blobs, progress=progress, report=report
         )
+        # The attachments of what the top manifest names are read while the image is, and
+        # carried once the image's own manifests are under way.
+        early = first_subjects(source, top, platforms=platforms) if referrers else ()
+        attachments = tasks.create_task(collect_attachments(client, early)) if early else None
+        image = await collect_image(client, source, platforms=platforms, top=top)
+        report.platforms = image.platforms
+        delivery.carry(image.items)
+        if attachments is not None:
+            delivery.carry(await attachments)
+            known = {s.digest for s in early}
+            late = [s for s in image.subjects if s.digest not in known]
+            if late:  # the manifests of an index nested in the index
+                delivery.carry(await collect_attachments(client, late))
 
-    # The image's blobs move while its referrers are being listed.
-    done: set[str] = set()
-    attached: list[ImageGraph] = []
-
-    async def attach() -> None:
-        attached.append(await collect_attachments(client, image))
-
-    await run_all([blobs_of(image, done), *([attach()] if referrers else [])])
-    graph = attached[0] if attached else image
-    if attached:
-        await blobs_of(graph, done)
-    await push_items(client, graph, destination=destination, progress=progress, report=report)
+    await in_task_group(carry)
     remap = identity_remap(source=source.name, destination=destination.name)
     report.remap_identity = f"{remap.prefix}={remap.signed_prefix}" if remap else None
     return report
 
 
-async def copy_blobs(
+@dataclass(frozen=True)
+class BlobSource:
+    """Where the blobs of a transfer come from, and how many may move at once."""
+
+    chunks: Callable[[Descriptor], AsyncIterator[bytes]]  # a blob's bytes, piece by piece
+    mount_from: str | None  # a repository of the destination's registry holding them
+    slots: asyncio.Semaphore  # one per blob in flight
+
+
+class Delivery:
+    """Puts the blobs and manifests of one transfer at its destination, each once and each
+    as soon as what it needs is there (the module doc says what each needs).
+
+    ``carry`` starts the work in ``tasks`` (an ``asyncio.TaskGroup``) and returns at once; the
+    group's end is the transfer's end, and its first failure cancels the rest. The image's
+    tag is ``tag``, else ``destination.tag``.
+    """
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        tasks: asyncio.TaskGroup,
+        *,
+        destination: ImageRef,
+        blobs: BlobSource | None,
+        progress: TransferProgress,
+        report: TransferReport,
+        tag: str | None = None,
+    ) -> None:
+        self._client = client
+        self._tasks = tasks
+        self._destination = destination
+        self._blob_source = blobs
+        self._progress = progress
+        self._report = report
+        self._tag = tag or destination.tag
+        self._carried: set[tuple[str, str, str | None]] = set()
+        # What each manifest and blob waits for: the task putting it at the destination.
+        self._blobs: dict[str, asyncio.Task[None]] = {}
+        self._manifests: dict[str, asyncio.Task[None]] = {}
+
+    def carry(self, items: Iterable[Item]) -> None:
+        """Start carrying those of ``items`` not carried yet (in graph order: the manifests an
+        item lists, and a referrer's subject, come before it), and their blobs unless the
+        delivery has no ``BlobSource`` (they are there already)."""
+        fresh = [i for i in items if _key(i) not in self._carried]
+        self._carried.update(_key(i) for i in fresh)
+        self._start_blobs(fresh)
+        referrers: dict[str, list[Item]] = {}
+        for item in fresh:
+            if item.role is Role.referrer and item.subject is not None:
+                referrers.setdefault(item.subject, []).append(item)
+                continue
+            task = self._tasks.create_task(self._push(item, self._needs([item])))
+            self._manifests.setdefault(item.digest, task)
+        # Referrers of one subject go together (one fallback-index update); a referrer of a
+        # referrer comes later in the graph, after the group of its subject.
+        for subject, group in referrers.items():
+            task = self._tasks.create_task(
+                self._push_referrers(
+                    subject, group, self._needs(group), subject_push=self._manifests.get(subject)
+                )
+            )
+            for item in group:
+                self._manifests.setdefault(item.digest, task)
+
+    def _start_blobs(self, items: Sequence[Item]) -> None:
+        source = self._blob_source
+        if source is None:
+            return
+        fresh: dict[str, Descriptor] = {}
+        for item in items:
+            for blob in item.blobs:
+                if blob.digest not in self._blobs:
+                    fresh.setdefault(blob.digest, blob)
+        self._progress.expect(blobs=len(fresh), total_bytes=sum(b.size for b in fresh.values()))
+        for digest, blob in fresh.items():
+            self._blobs[digest] = self._tasks.create_task(
+                deliver_blob(
+                    self._client,
+                    blob,
+                    destination=self._destination,
+                    source=source,
+                    progress=self._progress,
+                    report=self._report,
+                )
+            )
+
+    def _needs(
+        self, items: Sequence[Item], *, subject: str | None = None
+    ) -> list[asyncio.Task[None]]:
+        """The tasks that must end before ``items`` can be pushed."""
+        digests = [b.digest for i in items for b in i.blobs]
+        needs = [self._blobs[d] for d in digests if d in self._blobs]
+        listed = [d.digest for i in items if i.manifest.is_index for d in i.manifest.manifests]
+        needs += [self._manifests[d] for d in listed if d in self._manifests]
+        if subject is not None and subject in self._manifests:
+            needs.append(self._manifests[subject])
+        return needs
+
+    async def _push(self, item: Item, needs: Sequence[asyncio.Task[None]]) -> None:
+        for need in needs:
+            await need
+        tagged = item.role is Role.image and item.tag is not None
+        tag = (self._tag or item.tag) if tagged else item.tag
+        await push_item(
+            self._client,
+            item,
+            destination=self._destination,
+            tag=tag,
+            progress=self._progress,
+            report=self._report,
+        )
+        if tagged:
+            self._report.tag = tag
+
+    async def _push_referrers(
+        self,
+        subject: str,
+        items: Sequence[Item],
+        needs: Sequence[asyncio.Task[None]],
+        *,
+        subject_push: asyncio.Task[None] | None,
+    ) -> None:
+        """Push the referrers ``items`` of ``subject`` once their own ``needs`` are there.
+
+        Not after their subject: distribution-spec has registries accept a referrer whose
+        subject is not there yet, so they are pushed in either order (on a registry without
+        the referrers API nothing at all depends on the subject). A registry that refuses
+        one all the same (GitLab's did, with ``MANIFEST_BLOB_UNKNOWN``) gets them again once
+        ``subject_push`` is done.
+        """
+        for need in needs:
+            await need
+        for attempt in range(2):
+            try:
+                await push_referrers(
+                    self._client,
+                    subject,
+                    items,
+                    destination=self._destination,
+                    progress=self._progress,
+                    report=self._report,
+                )
+                return
+            except RegistryError as e:
+                refused = e.code in (errors.INVALID_MANIFEST, errors.NOT_FOUND)
+                if attempt or subject_push is None or not refused:
+                    raise
+                await subject_push
+
+
+def _key(item: Item) -> tuple[str, str, str | None]:
+    return (item.digest, item.role.value, item.tag)
+
+
+async def deliver_blob(
     client: RegistryClient,
-    blobs: Sequence[Descriptor],
+    blob: Descriptor,
     *,
-    source: ImageRef,
     destination: ImageRef,
-    concurrency: int,
+    source: BlobSource,
     progress: TransferProgress,
     report: TransferReport,
 ) -> None:
-    """Put every blob of ``blobs`` in ``destination``'s repository, ``concurrency`` at once:
-    skipped when there, mounted from ``source`` on the same registry, else streamed."""
-    mount_from = (
-        source.repository
-        if source.registry == destination.registry and source.repository != destination.repository
-        else None
-    )
-    await deliver_blobs(
-        client,
-        blobs,
-        destination=destination,
-        chunks=lambda blob: client.read_blob_chunks(source, blob),
-        mount_from=mount_from,
-        concurrency=concurrency,
-        progress=progress,
-        report=report,
-    )
+    """Put ``blob`` in ``destination``'s repository when it is not there: mounted from
+    ``source.mount_from`` (same registry) if the registry agrees, else uploaded from
+    ``source.chunks``; within one of ``source.slots``."""
+    async with source.slots:
+        if blob.size <= SMALL_BLOB_BYTES:
+            # Sending a small blob costs what asking for it does, so one request asks the
+            # registry to mount it (from the source repository, or from the destination
+            # itself: then "mounted" means it was there) and opens its upload if it cannot.
+            mounted = await client.mount_or_push_blob(
+                destination,
+                blob,
+                lambda: source.chunks(blob),
+                from_repository=source.mount_from or destination.repository,
+            )
+            if not mounted:
+                outcome = BlobOutcome.copied
+            elif source.mount_from is None:
+                outcome = BlobOutcome.present
+            else:
+                outcome = BlobOutcome.mounted
+        elif await client.has_blob(destination, blob):
+            outcome = BlobOutcome.present
+        elif source.mount_from is not None and await client.mount_blob(
+            destination, blob, from_repository=source.mount_from
+        ):
+            outcome = BlobOutcome.mounted
+        else:
+            await client.push_blob_chunks(destination, blob, source.chunks(blob))
+            outcome = BlobOutcome.copied
+    report.count_blob(blob, outcome)
+    progress.blob_done(blob, outcome)
 
 
 async def deliver_blobs(
@@ -178,37 +355,38 @@ async def deliver_blobs(
     progress: TransferProgress,
     report: TransferReport,
 ) -> None:
-    """Upload each blob of ``blobs`` that ``destination`` lacks from ``chunks(blob)`` (or
-    mount it from the repository ``mount_from`` of the same registry), ``concurrency`` at
-    once; the first failure cancels the rest and is raised."""
-    slots = asyncio.Semaphore(max(1, concurrency))
+    """``deliver_blob`` for each of ``blobs``, ``concurrency`` at once; the first failure
+    cancels the rest and is raised."""
+    source = BlobSource(
+        chunks=chunks, mount_from=mount_from, slots=asyncio.Semaphore(max(1, concurrency))
+    )
+    await run_all(
+        deliver_blob(
+            client, blob, destination=destination, source=source, progress=progress, report=report
+        )
+        for blob in blobs
+    )
 
-    async def one(blob: Descriptor) -> None:
-        async with slots:
-            if await client.has_blob(destination, blob):
-                outcome = BlobOutcome.present
-            elif mount_from is not None and await client.mount_blob(
-                destination, blob, from_repository=mount_from
-            ):
-                outcome = BlobOutcome.mounted
-            else:
-                await client.push_blob_chunks(destination, blob, chunks(blob))
-                outcome = BlobOutcome.copied
-        report.count_blob(blob, outcome)
-        progress.blob_done(blob, outcome)
 
-    await run_all(one(blob) for blob in blobs)
+async def in_task_group(work: Callable[[asyncio.TaskGroup], Awaitable[None]]) -> None:
+    """Run ``work(group)`` and every task it starts in ``group``; on the first failure cancel
+    the rest and raise it."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            await work(group)
+    except BaseExceptionGroup as group_error:
+        # The first failure is the one to report, with its own code and message.
+        raise group_error.exceptions[0] from None
 
 
 async def run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Await every coroutine; on the first failure cancel the rest and raise it."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            for coroutine in coroutines:
-                group.create_task(coroutine)
-    except BaseExceptionGroup as group_error:
-        # The first failure is the one to report, with its own code and message.
-        raise group_error.exceptions[0] from None
+
+    async def start(group: asyncio.TaskGroup) -> None:
+        for coroutine in coroutines:
+            group.create_task(coroutine)
+
+    await in_task_group(start)
 
 
 async def push_items(
@@ -222,65 +400,23 @@ async def push_items(
 ) -> None:
     """Push the manifests of ``graph`` to ``destination``'s repository; blobs must be there.
 
-    The image's tag is ``tag``, else ``destination.tag``. Manifests go in waves: each wave
-    holds the manifests whose children and subject went in earlier waves, pushed at once;
-    the referrers of one subject go together (one fallback-index update).
+    The image's tag is ``tag``, else ``destination.tag``. Each manifest goes once those it
+    lists and its subject are pushed; the referrers of one subject go together (one
+    fallback-index update).
     """
-    wanted_tag = tag or destination.tag
-    for wave in _waves(graph.items):
-        referrers: dict[str, list[Item]] = {}
-        others: list[Item] = []
-        for item in wave:
-            if item.role is Role.referrer and item.subject is not None:
-                referrers.setdefault(item.subject, []).append(item)
-            else:
-                others.append(item)
-        await run_all(
-            [
-                *(
-                    push_item(
-                        client,
-                        item,
-                        destination=destination,
-                        tag=(wanted_tag or item.tag)
-                        if item.role is Role.image and item.tag
-                        else item.tag,
-                        progress=progress,
-                        report=report,
-                    )
-                    for item in others
-                ),
-                *(
-                    push_referrers(
-                        client,
-                        subject,
-                        items,
-                        destination=destination,
-                        progress=progress,
-                        report=report,
-                    )
-                    for subject, items in referrers.items()
-                ),
-            ]
-        )
-        if any(i.role is Role.image and i.tag for i in others):
-            report.tag = wanted_tag or next(i.tag for i in others if i.role is Role.image and i.tag)
 
+    async def push(group: asyncio.TaskGroup) -> None:
+        Delivery(
+            client,
+            group,
+            destination=destination,
+            blobs=None,
+            progress=progress,
+            report=report,
+            tag=tag,
+        ).carry(graph.items)
 
-def _waves(items: Sequence[Item]) -> list[list[Item]]:
-    """``items`` grouped so that each one comes after the manifests it lists or refers to."""
-    level: dict[str, int] = {}
-    waves: list[list[Item]] = []
-    for item in items:
-        needs = [d.digest for d in item.manifest.manifests] if item.manifest.is_index else []
-        if item.subject is not None and item.role is Role.referrer:
-            needs.append(item.subject)
-        depth = 1 + max((level[d] for d in needs if d in level), default=-1)
-        level.setdefault(item.digest, depth)
-        while len(waves) <= depth:
-            waves.append([])
-        waves[depth].append(item)
-    return waves
+    await in_task_group(push)
 
 
 async def push_item(

@@ -119,8 +119,8 @@ class ImageGraph:
     source: ImageRef  # pinned to the digest the caller's reference named
     items: tuple[Item, ...]
     platforms: tuple[str, ...] = field(default=())  # the platforms carried, for an index
-    # The manifests whose referrers and legacy tags are carried.
-    subjects: tuple[Manifest, ...] = field(default=())
+    # The manifests whose referrers and legacy tags are carried (pinned references).
+    subjects: tuple[ImageRef, ...] = field(default=())
 
     def blobs(self) -> list[Descriptor]:
         """Every blob of every item, each digest once."""
@@ -152,34 +152,37 @@ async def collect_graph(
     ``RegistryError`` when the registry cannot be read or serves bytes that do not match.
     """
     graph = await collect_image(client, ref, platforms=platforms)
-    return await collect_attachments(client, graph) if referrers else graph
+    if not referrers:
+        return graph
+    found = await collect_attachments(client, graph.subjects)
+    return replace(graph, items=tuple(_unique([*graph.items, *found])))
 
 
 async def collect_image(
-    client: RegistryClient, ref: ImageRef, *, platforms: Sequence[Platform] = ()
+    client: RegistryClient,
+    ref: ImageRef,
+    *,
+    platforms: Sequence[Platform] = (),
+    top: Manifest | None = None,
 ) -> ImageGraph:
-    """The image part of ``collect_graph``: the manifests and blobs, no attachments yet."""
+    """The image part of ``collect_graph``: the manifests and blobs, no attachments yet.
+
+    ``top`` is the manifest ``ref`` names, when the caller has read it already.
+    """
     collector = _Collector(client)
-    digest = ref.digest or await client.resolve_digest(ref)
-    pinned = ref.with_digest(digest)
-    top = await client.get_manifest(pinned)
+    # By tag, one GET answers both what the tag points at and the manifest (checked against
+    # the registry's Docker-Content-Digest): no HEAD first.
+    top = top or await client.get_manifest(ref)
+    pinned = ref.with_digest(top.digest)
     items: list[Item] = []
-    subjects: list[Manifest] = []
+    subjects: list[ImageRef] = []
     carried: tuple[str, ...] = ()
-    if top.is_index and platforms:
-        entries = top.manifests
-        chosen = [e for e in entries if any(p.matches(e.platform) for p in platforms)]
-        if not chosen:
-            offered = ", ".join(_platform_text(e) for e in entries) or "nothing"
-            raise InputError(
-                f"{ref} has no manifest for {', '.join(map(str, platforms))} (it offers: "
-                f"{offered})",
-                code="input.platform",
-            )
+    chosen = _chosen_entries(ref, top, platforms)
+    if chosen is not None:
         carried = tuple(_platform_text(e) for e in chosen)
-        if len(chosen) == len(entries):
+        if len(chosen) == len(top.manifests):
             items += await collector.tree(top, tag=ref.tag, role=Role.image)
-            subjects = [top, *[i.manifest for i in items if i.role is Role.manifest]]
+            subjects = [top.ref, *[i.manifest.ref for i in items if i.role is Role.manifest]]
         else:
             tag = ref.tag if len(chosen) == 1 else None
             parts = await asyncio.gather(
@@ -189,10 +192,10 @@ async def collect_image(
                 items += part
             # The index's own signatures are kept (listed under its digest) though the
             # index itself is not carried.
-            subjects = [i.manifest for i in items if i.role is Role.image] + [top]
+            subjects = [i.manifest.ref for i in items if i.role is Role.image] + [top.ref]
     else:
         items += await collector.tree(top, tag=ref.tag, role=Role.image)
-        subjects = [i.manifest for i in items]
+        subjects = [i.manifest.ref for i in items]
         if top.is_index:
             carried = tuple(_platform_text(e) for e in top.manifests)
     return ImageGraph(
@@ -200,10 +203,40 @@ async def collect_image(
     )
 
 
-async def collect_attachments(client: RegistryClient, graph: ImageGraph) -> ImageGraph:
-    """``graph`` with the referrers and legacy tags of its subjects added after its items."""
-    found = await _Collector(client).attachments(graph.subjects)
-    return replace(graph, items=tuple(_unique([*graph.items, *found])))
+def first_subjects(
+    ref: ImageRef, top: Manifest, *, platforms: Sequence[Platform] = ()
+) -> tuple[ImageRef, ...]:
+    """The subjects of ``collect_image``'s graph that ``top`` (the manifest ``ref`` names)
+    tells without reading further: itself and the manifests it lists (those ``platforms``
+    selects), so that their attachments can be read while the image is. An index nested in
+    an index adds subjects known only once it is read (``ImageGraph.subjects`` has all)."""
+    chosen = _chosen_entries(ref, top, platforms)
+    entries = top.manifests if chosen is None else chosen
+    return (top.ref, *(top.ref.with_digest(e.digest) for e in entries))
+
+
+def _chosen_entries(
+    ref: ImageRef, top: Manifest, platforms: Sequence[Platform]
+) -> list[Descriptor] | None:
+    """The entries of the index ``top`` that ``platforms`` selects; None when nothing is
+    selected (not an index, or no ``platforms``); ``InputError`` when none matches."""
+    if not (top.is_index and platforms):
+        return None
+    entries = top.manifests
+    chosen = [e for e in entries if any(p.matches(e.platform) for p in platforms)]
+    if not chosen:
+        offered = ", ".join(_platform_text(e) for e in entries) or "nothing"
+        raise InputError(
+            f"{ref} has no manifest for {', '.join(map(str, platforms))} (it offers: {offered})",
+            code="input.platform",
+        )
+    return chosen
+
+
+async def collect_attachments(client: RegistryClient, subjects: Sequence[ImageRef]) -> list[Item]:
+    """The referrers and legacy tags of ``subjects`` (pinned references), each subject
+    before its referrers."""
+    return _unique(await _Collector(client).attachments(subjects))
 
 
 class _Collector:
@@ -259,48 +292,53 @@ class _Collector:
         items.append(Item(manifest=manifest, role=role, tag=tag, subject=subject))
         return items
 
-    async def attachments(self, subjects: Sequence[Manifest]) -> list[Item]:
-        """The referrers (recursively) and legacy tags of every subject."""
-        found: list[Item] = []
-        layer = list(subjects)
-        for item_list in await asyncio.gather(*(self._legacy(s) for s in layer)):
-            found += item_list
-        for _depth in range(MAX_REFERRER_DEPTH):
-            listed = await asyncio.gather(*(self._referrers(s) for s in layer))
-            deeper: list[Manifest] = []
-            for subject, descriptors in zip(layer, listed, strict=True):
-                manifests = await asyncio.gather(
-                    *(self._manifest(subject.ref.with_digest(d.digest)) for d in descriptors)
-                )
-                for manifest in manifests:
-                    found += await self.tree(
-                        manifest, tag=None, role=Role.referrer, subject=subject.digest
-                    )
-                    deeper.append(manifest)
-            if not deeper:
-                break
-            layer = deeper
+    async def attachments(self, subjects: Sequence[ImageRef]) -> list[Item]:
+        """The legacy tags and the referrers (recursively) of every subject, all read at
+        once."""
+        legacy, referrers = await asyncio.gather(
+            asyncio.gather(*(self._legacy(s) for s in subjects)),
+            asyncio.gather(*(self._referrer_tree(s, depth=0) for s in subjects)),
+        )
+        return [item for part in [*legacy, *referrers] for item in part]
+
+    async def _referrer_tree(self, subject: ImageRef, *, depth: int) -> list[Item]:
+        """The referrers of ``subject``, each followed by its own referrers (down to
+        ``MAX_REFERRER_DEPTH``)."""
+        descriptors = await self._referrers(subject)
+        manifests = await asyncio.gather(
+            *(self._manifest(subject.with_digest(d.digest)) for d in descriptors)
+        )
+        trees = await asyncio.gather(
+            *(self.tree(m, tag=None, role=Role.referrer, subject=subject.digest) for m in manifests)
+        )
+        found = [item for tree in trees for item in tree]
+        if depth + 1 < MAX_REFERRER_DEPTH:
+            deeper = await asyncio.gather(
+                *(self._referrer_tree(m.ref, depth=depth + 1) for m in manifests)
+            )
+            found += [item for part in deeper for item in part]
         return found
 
-    async def _referrers(self, subject: Manifest) -> list[Descriptor]:
+    async def _referrers(self, subject: ImageRef) -> list[Descriptor]:
         async with self._slots:
-            supported = await self._client.has_referrers_api(subject.ref)
+            supported = await self._client.has_referrers_api(subject)
         if not supported:
-            tags = await self._tag_set(subject.ref)
-            if tags is not None and fallback_tag(subject.digest) not in tags:
+            tags = await self._tag_set(subject)
+            if tags is not None and fallback_tag(_digest(subject)) not in tags:
                 return []  # no API and no fallback index: no referrers
         async with self._slots:
-            return await self._client.list_referrers(subject.ref)
+            return await self._client.list_referrers(subject)
 
-    async def _legacy(self, subject: Manifest) -> list[Item]:
-        base = fallback_tag(subject.digest)
+    async def _legacy(self, subject: ImageRef) -> list[Item]:
+        digest = _digest(subject)
+        base = fallback_tag(digest)
         tags = [base + suffix for suffix in LEGACY_SUFFIXES]
-        listed = await self._tag_set(subject.ref)
+        listed = await self._tag_set(subject)
         if listed is not None:
             tags = [t for t in tags if t in listed]
-        fetched = await asyncio.gather(*(self._optional(subject.ref.with_tag(t)) for t in tags))
+        fetched = await asyncio.gather(*(self._optional(subject.with_tag(t)) for t in tags))
         return [
-            Item(manifest=m, role=Role.legacy, tag=t, subject=subject.digest)
+            Item(manifest=m, role=Role.legacy, tag=t, subject=digest)
             for t, m in zip(tags, fetched, strict=True)
             if m is not None
         ]
@@ -312,6 +350,12 @@ class _Collector:
             if e.code == errors.NOT_FOUND:
                 return None
             raise
+
+
+def _digest(subject: ImageRef) -> str:
+    if subject.digest is None:  # pragma: no cover - subjects are pinned by construction
+        raise ValueError(f"subject {subject} is not pinned to a digest")
+    return subject.digest
 
 
 def _platform_text(entry: Descriptor) -> str:

@@ -9,6 +9,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 
 import pytest
@@ -263,6 +264,64 @@ class BlobCorruptingStandIn(ProxyStandIn):
             body[50] ^= 0xFF
             answer.body = bytes(body)
         return answer
+
+
+class SubjectFirstStandIn(ProxyStandIn):
+    """The real registry behind a proxy that refuses a manifest whose ``subject`` is not in
+    the registry yet (``400 MANIFEST_BLOB_UNKNOWN``, as GitLab's registry did against
+    distribution-spec), and holds every other manifest push back a moment so that referrers
+    arrive first (a stand-in for such a registry)."""
+
+    def __init__(self, upstream: RegistryProcess) -> None:
+        super().__init__(upstream)
+        self.refused: list[str] = []
+
+    def handle(self, request: StandInRequest) -> StandInResponse:
+        if request.method == "PUT" and "/manifests/" in request.path:
+            subject = json.loads(request.body).get("subject")
+            if subject is None:
+                time.sleep(0.3)
+            else:
+                name = request.path.split("/v2/", 1)[1].rsplit("/manifests/", 1)[0]
+                there = self._http.head(
+                    f"{self.upstream.url}/v2/{name}/manifests/{subject['digest']}",
+                    headers={"Accept": subject["mediaType"]},
+                )
+                if there.status_code == 404:
+                    self.refused.append(request.path)
+                    return StandInResponse.json(
+                        {"errors": [{"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown"}]},
+                        status=400,
+                    )
+        return self.forward(request)
+
+
+class TestReferrersOrder:
+    async def test_a_registry_refusing_referrers_before_their_subject_gets_them_again_after(
+        self,
+        site_registry: RegistryProcess,
+        transfer_client: RegistryClient,
+        unique_repo: Callable[[str], str],
+    ) -> None:
+        """Fails if ``Delivery._push_referrers`` (app/transfer/copy.py) gives up on the
+        refusal instead of pushing the referrers again once their subject is there."""
+        attached = await push_attached_image(transfer_client, unique_repo("app"))
+        assert attached.index.digest is not None
+        with SubjectFirstStandIn(site_registry) as proxy:
+            destination = ImageRef.parse(f"{proxy.host}/copies/{attached.index.repository}")
+            async with registry_client(site_registry, insecure_registries=[proxy.host]) as client:
+                report = await copy_image(
+                    client,
+                    source=attached.index.with_tag("multi"),
+                    destination=destination.with_tag("multi"),
+                )
+                listed = await client.list_referrers(destination.with_digest(attached.index.digest))
+                scans = await client.list_referrers(destination.with_digest(attached.children[0]))
+
+        assert proxy.refused  # referrers went first, as distribution-spec allows
+        assert [d.digest for d in listed] == [attached.bundle.digest]
+        assert [d.digest for d in scans] == [attached.scan.digest]
+        assert report.referrers == 2
 
 
 class TestRefusals:
