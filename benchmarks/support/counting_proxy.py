@@ -83,16 +83,32 @@ def make_server(upstream: str) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
+        def _body(self) -> bytes | None:
+            """The request body, by ``Content-Length`` or chunked (skopeo's PATCH)."""
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                while self.rfile.readline().strip():  # trailers
+                    pass
+                return b"".join(chunks)
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else None
+
         def _forward(self) -> None:
             if self.path == "/_counts":
                 return self._reply(200, counts.snapshot())
             if self.path == "/_reset":
                 counts.reset()
                 return self._reply(200, b"{}")
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
+            body = self._body()
             counts.add(self.command, self.path)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            # A header sent on several lines (skopeo's Accept) is joined, not collapsed to one.
+            headers: dict[str, str] = {}
+            for key, value in self.headers.items():
+                if key.lower() not in HOP_BY_HOP:
+                    headers[key] = f"{headers[key]}, {value}" if key in headers else value
             try:
                 conn = upstream_connection()
                 conn.request(self.command, self.path, body=body, headers=headers)
