@@ -25,10 +25,15 @@ import hashlib
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, Engine, func, select
+from anyio import to_thread
+
+if TYPE_CHECKING:
+    # SQLAlchemy is imported where PostgreSQL is used (PostgresIndexLock.hold), not by every
+    # importer of the registry client: ``sealgate copy`` and friends never touch a database,
+    # and importing it was a third of their start-up.
+    from sqlalchemy import Connection, Engine
 
 
 class IndexLock(Protocol):
@@ -67,6 +72,8 @@ class PostgresIndexLock:
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
+        from sqlalchemy import func, select
+
         async with self._local.hold(key):
             lock_id = _advisory_key(key)
 
@@ -83,7 +90,7 @@ class PostgresIndexLock:
             # The wait runs in a thread that cannot be interrupted: if this task is cancelled
             # (a registry deadline) while it waits, the thread still gets the lock later. So
             # the acquisition is shielded and, when nobody is left to use it, closed at once.
-            acquiring = asyncio.ensure_future(run_in_threadpool(_acquire))
+            acquiring = asyncio.ensure_future(to_thread.run_sync(_acquire))
             try:
                 conn = await asyncio.shield(acquiring)
             except asyncio.CancelledError:
@@ -93,7 +100,7 @@ class PostgresIndexLock:
                 yield
             finally:
                 # Ending the transaction releases the lock, whatever happened meanwhile.
-                await run_in_threadpool(conn.close)
+                await to_thread.run_sync(conn.close)
 
 
 _abandoned: set[asyncio.Task[None]] = set()
@@ -107,7 +114,7 @@ def _release_when_acquired(acquiring: asyncio.Future[Connection]) -> None:
             conn = await acquiring
         except Exception:
             return  # the acquisition failed and closed its own connection
-        await run_in_threadpool(conn.close)
+        await to_thread.run_sync(conn.close)
 
     task = asyncio.ensure_future(_release())
     _abandoned.add(task)  # the loop keeps only weak references to tasks

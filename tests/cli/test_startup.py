@@ -65,3 +65,14 @@ def test_policy_test_loads_no_database_registry_or_sigstore() -> None:
     assert " passed, 0 failed" in printed
     assert "opa_bindings" in loaded  # the embedded engine ran the tests
     assert not {"sigstore", "sqlalchemy", "fastapi", "httpx"} & set(loaded), loaded
+
+
+def test_copy_loads_no_database_or_web_framework() -> None:
+    """Fails if the registry client imports SQLAlchemy or FastAPI at module level again
+    (``app.oci.locks`` did, for the PostgreSQL lock: a third of ``sealgate copy``'s start-up,
+    though the command never touches a database)."""
+    loaded, _ = loaded_by(
+        "copy", "--no-progress", "127.0.0.1:9/none/app:v1", "127.0.0.1:9/copies/app:v1"
+    )
+    assert "httpx" in loaded  # the command got as far as the registry
+    assert not {"sqlalchemy", "fastapi", "sigstore"} & set(loaded), loaded
