@@ -124,9 +124,14 @@ class Egress:
     def __init__(self, *, settings: Settings) -> None:
         self._patterns = [HostPattern.parse(p) for p in settings.registry_allowlist]
         self.allow_link_local = settings.registry_allow_link_local
+        # Registries already admitted: the answer depends on the name and the settings only,
+        # and is asked for every request.
+        self._admitted: set[str] = set()
 
     def admit(self, ref: ImageRef) -> None:
         """Raise ``registry.not_allowed`` unless ``ref``'s registry may be contacted."""
+        if ref.registry in self._admitted:
+            return
         if self._patterns and not any(p.matches(ref.registry) for p in self._patterns):
             raise registry_error(
                 errors.NOT_ALLOWED,
@@ -142,6 +147,7 @@ class Egress:
                 problem=f"the registry is not allowed: it is {_FORBIDDEN_WHY} "
                 f"({_LINK_LOCAL_HINT}); nothing was sent to it",
             )
+        self._admitted.add(ref.registry)
 
     def network_backend(self) -> httpcore.AsyncNetworkBackend:
         """The backend that checks each address before connecting to it."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import ipaddress
 import json
 import random
@@ -320,7 +321,7 @@ class RegistryTransport:
         Each hop's target is checked before it is contacted; ``Authorization`` goes only to
         the registry's own origin.
         """
-        home = _origin(httpx.URL(f"{url.scheme}://{_api_host(ref)}/"))
+        home = _home_origin(url.scheme, _api_host(ref))
         request = f"{method} {url.path}"
         current = url
         for hops in range(MAX_REDIRECTS + 1):
@@ -559,6 +560,12 @@ def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
 def _api_host(ref: ImageRef) -> str:
     """The host requests for ``ref`` go to (Docker Hub's API host for ``docker.io``)."""
     return _DOCKER_HUB_API if ref.registry == DOCKER_HUB else ref.registry
+
+
+@functools.lru_cache(maxsize=256)
+def _home_origin(scheme: str, host: str) -> tuple[str, str, int]:
+    """The origin of a registry's API host (parsed once per host: a URL parse is not cheap)."""
+    return _origin(httpx.URL(f"{scheme}://{host}/"))
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:
