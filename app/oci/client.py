@@ -129,6 +129,8 @@ class RegistryClient:
         self._known: OrderedDict[str, Descriptor] = OrderedDict()
         # Registries known to serve the referrers API (True) or not (False).
         self._referrers_api: dict[str, bool] = {}
+        # Registries that acknowledged referrer pushes with OCI-Subject (no fallback index).
+        self._subject_registries: set[str] = set()
         # How long to wait before re-reading a fallback index we wrote, to see whether a
         # writer outside Sealgate's lock dropped our entry (see app.oci.locks).
         self.fallback_settle_seconds = settings.referrers_fallback_settle_seconds
@@ -337,7 +339,8 @@ class RegistryClient:
         ``max_referrer_pages`` pages; past either cap the rest is ignored with a warning, as
         an endless ``Link`` chain would otherwise keep us busy until the deadline); on 404 reads
         the ``<alg>-<hex>`` fallback tag (missing: no referrers; not a valid index: none, with a
-        warning), straight away on a registry ``has_referrers_api`` found without the API. ``artifact_type`` is applied here when the registry did not report applying it.
+        warning), straight away on a registry ``has_referrers_api`` found without the API.
+        ``artifact_type`` is applied here when the registry did not report applying it.
         """
         subject = _pinned(ref, "listing referrers")
         home = self.evidence_home(ref)
@@ -640,7 +643,8 @@ class RegistryClient:
         """POST then PUT (PATCHes in between above the chunk threshold); checks the echo."""
         threshold = self._settings.chunked_upload_threshold
         chunks = [data[i : i + threshold] for i in range(0, len(data), threshold)] or [b""]
-        return await self._upload_chunks(ref, descriptor, _iterate(chunks))
+        await self._upload_chunks(ref, descriptor, _iterate(chunks))
+        return descriptor
 
     async def _upload_chunks(
         self,
@@ -648,20 +652,21 @@ class RegistryClient:
         descriptor: Descriptor,
         chunks: AsyncIterator[bytes],
         *,
-        opened: Reply | None = None,
-    ) -> Descriptor:
-        """Upload the blob ``chunks`` make up: POST (unless ``opened`` is the answer that
-        already opened the upload); one chunk goes in the PUT (monolithic), more are PATCHed
-        one by one then committed by an empty PUT. The bytes are hashed on the way and must be
-        ``descriptor``'s (``registry.digest_mismatch`` before the commit otherwise); the
-        registry's echoed digest is checked too."""
+        mount_from: str | None = None,
+    ) -> bool:
+        """Upload the blob ``chunks`` make up: POST (with ``mount_from``, a mount request: True
+        when the registry mounts the blob and nothing is sent); one chunk goes in the PUT
+        (monolithic), more are PATCHed one by one then committed by an empty PUT. The bytes
+        are hashed on the way and must be ``descriptor``'s (``registry.digest_mismatch``
+        before the commit otherwise); the registry's echoed digest is checked too. False when
+        the bytes were uploaded."""
         digest = descriptor.digest
         hasher = hashlib.new(digest.partition(":")[0])
 
-        async def open_upload() -> Reply:
-            if opened is not None:
-                return opened
-            return await self._transport.send(
+        async def open_upload() -> Reply | None:
+            if mount_from is not None:
+                return await self._post_mount(ref, descriptor, from_repository=mount_from)
+            reply = await self._transport.send(
                 "POST",
                 ref,
                 await self._transport.url(ref, "blobs/uploads/"),
@@ -669,6 +674,8 @@ class RegistryClient:
                 idempotent=False,
                 push=True,
             )
+            self._transport.check_status(reply, ref, "starting a blob upload")
+            return reply
 
         # The upload is opened while the first chunk is read (from another registry, a
         # file): the two waits overlap instead of adding up.
@@ -679,7 +686,9 @@ class RegistryClient:
         except BaseException:
             _abandon(opening)
             raise
-        self._transport.check_status(started, ref, "starting a blob upload")
+        if started is None:  # mounted: the bytes read are not needed
+            await _close(chunks)
+            return True
         location = _location(started, ref)
         pending: bytes | None = None
         offset = 0
@@ -717,7 +726,7 @@ class RegistryClient:
         self._transport.check_status(finished, ref, f"completing the upload of blob {digest}")
         _check_echoed_digest(finished, ref, digest)
         self._remember(f"{ref.registry}/{ref.repository}@{digest}", descriptor)
-        return descriptor
+        return False
 
     async def _patch_chunk(
         self, ref: ImageRef, location: httpx.URL, chunk: bytes, start: int, digest: str
@@ -881,52 +890,68 @@ class RegistryClient:
         Sealgate's own writers, in this process and (on PostgreSQL) in every replica, take
         turns under ``index_lock``, so only writers outside Sealgate can race us.
         """
-        ref = subject
         digest = _pinned(subject, "a referrers fallback index")
+        async with self.hold_tag(subject, fallback_tag(digest)):
+            await self._update_fallback_index(subject, [referrer, *more])
+
+    async def _update_fallback_index(
+        self,
+        ref: ImageRef,
+        referrers: Sequence[Descriptor],
+        *,
+        first_read: Awaitable[tuple[list[Descriptor], list[dict[str, Any]], str | None]]
+        | None = None,
+    ) -> None:
+        """``_add_to_fallback_index`` once its lock is held; ``first_read`` is the fallback
+        index read under that lock already (or still being read)."""
+        digest = _pinned(ref, "a referrers fallback index")
         tag = fallback_tag(digest)
-        async with self.hold_tag(ref, tag):
-            for attempt in range(self.fallback_attempts + 1):
+        referrer = referrers[0]
+        for attempt in range(self.fallback_attempts + 1):
+            if attempt == 0 and first_read is not None:
+                entries, raw_entries, etag = await first_read
+            else:
                 entries, raw_entries, etag = await self._read_fallback_index(ref, subject=digest)
-                listed = {d.digest for d in entries}
-                wanted = {d.digest: d for d in (referrer, *more)}
-                missing = [d for key, d in wanted.items() if key not in listed]
-                if not missing:
-                    return
-                if attempt > 0:
-                    log.info(
-                        "referrers tag %s of %s lost %s to a concurrent writer; adding it again",
-                        tag,
-                        ref.name,
-                        ", ".join(d.digest for d in missing),
-                    )
-                if attempt == self.fallback_attempts:
-                    break
-                index = {
-                    "schemaVersion": 2,
-                    "mediaType": media.OCI_INDEX,
-                    "manifests": [*raw_entries, *(d.to_json() for d in missing)],
-                }
-                raw = json.dumps(index, separators=(",", ":")).encode()
-                reply = await self._transport.send(
-                    "PUT",
-                    ref,
-                    await self._transport.url(ref, f"manifests/{tag}"),
-                    headers={
-                        "Content-Type": media.OCI_INDEX,
-                        **({"If-Match": etag} if etag else {}),
-                    },
-                    content=raw,
-                    limit=ERROR_BODY_LIMIT,
-                    idempotent=False,
-                    push=True,
+            listed = {d.digest for d in entries}
+            wanted = {d.digest: d for d in referrers}
+            missing = [d for key, d in wanted.items() if key not in listed]
+            if not missing:
+                return
+            if attempt > 0:
+                log.info(
+                    "referrers tag %s of %s lost %s to a concurrent writer; adding it again",
+                    tag,
+                    ref.name,
+                    ", ".join(d.digest for d in missing),
                 )
-                if reply.status != 412:
-                    self._transport.check_status(reply, ref, f"updating referrers tag {tag}")
-                    if self.fallback_settle_seconds <= 0:
-                        # Only writers outside Sealgate's lock could drop our entry, and
-                        # none are expected: the write stands without a confirming read.
-                        return
-                await asyncio.sleep(self.fallback_settle_seconds * random.uniform(1.0, 1.5))
+            if attempt == self.fallback_attempts:
+                break
+            index = {
+                "schemaVersion": 2,
+                "mediaType": media.OCI_INDEX,
+                "manifests": [*raw_entries, *(d.to_json() for d in missing)],
+            }
+            raw = json.dumps(index, separators=(",", ":")).encode()
+            reply = await self._transport.send(
+                "PUT",
+                ref,
+                await self._transport.url(ref, f"manifests/{tag}"),
+                headers={
+                    "Content-Type": media.OCI_INDEX,
+                    **({"If-Match": etag} if etag else {}),
+                },
+                content=raw,
+                limit=ERROR_BODY_LIMIT,
+                idempotent=False,
+                push=True,
+            )
+            if reply.status != 412:
+                self._transport.check_status(reply, ref, f"updating referrers tag {tag}")
+                if self.fallback_settle_seconds <= 0:
+                    # Only writers outside Sealgate's lock could drop our entry, and
+                    # none are expected: the write stands without a confirming read.
+                    return
+            await asyncio.sleep(self.fallback_settle_seconds * random.uniform(1.0, 1.5))
         raise registry_error(
             errors.CONFLICT,
             ref=ref,
@@ -1073,11 +1098,12 @@ class RegistryClient:
         bytes were uploaded (checked as ``push_blob_chunks`` checks them).
 
         One request asks both: ``POST ...?mount=<digest>&from=<repository>`` answers 201 when
-        the registry mounted it, else 202 with an upload session, which carries the bytes.
-        ``from_repository`` may be ``ref``'s own repository: a blob already there is then
-        found in the same request that would upload it, instead of a HEAD first (a registry
-        that mounts nothing opens an upload every time: the bytes are sent again, which is
-        why ``app.transfer`` asks this way for small blobs only).
+        the registry mounted it, else 202 with an upload session, which carries the bytes
+        (read from ``chunks()`` while the registry is asked). ``from_repository`` may be
+        ``ref``'s own repository: a blob already there is then found in the same request that
+        would upload it, instead of a HEAD first (a registry that mounts nothing opens an
+        upload every time: the bytes are sent again, which is why ``app.transfer`` asks this
+        way for small blobs only).
         """
         digest = descriptor.digest
         async with self._transport.deadline(ref, f"uploading blob {digest}"):
@@ -1085,11 +1111,9 @@ class RegistryClient:
             async with self._blob_locks.hold(key):
                 if key in self._known:
                     return True
-                opened = await self._post_mount(ref, descriptor, from_repository=from_repository)
-                if opened is None:
-                    return True
-                await self._upload_chunks(ref, descriptor, aiter(chunks()), opened=opened)
-                return False
+                return await self._upload_chunks(
+                    ref, descriptor, aiter(chunks()), mount_from=from_repository
+                )
 
     async def _post_mount(
         self, ref: ImageRef, descriptor: Descriptor, *, from_repository: str
@@ -1197,7 +1221,8 @@ class RegistryClient:
             async with self._blob_locks.hold(key):
                 if key in self._known:
                     return descriptor
-                return await self._upload_chunks(ref, descriptor, aiter(chunks))
+                await self._upload_chunks(ref, descriptor, aiter(chunks))
+                return descriptor
 
     async def push_referrer_manifests(
         self, subject: ImageRef, manifests: Sequence[Manifest]
@@ -1207,40 +1232,73 @@ class RegistryClient:
 
         The manifests go by digest, all at once; those a registry without the referrers API
         did not acknowledge (no ``OCI-Subject`` answer) are added to the ``<alg>-<hex>``
-        fallback index in one read-modify-write, as ``push_referrer`` does for one. Each
-        listed descriptor carries the manifest's ``artifactType`` (else its config media
-        type, as distribution-spec says) and annotations.
+        fallback index in one read-modify-write, as ``push_referrer`` does for one, whose
+        read goes while the manifests are pushed unless the registry has acknowledged
+        referrers before. Each listed descriptor carries the manifest's ``artifactType``
+        (else its config media type, as distribution-spec says) and annotations.
         """
         digest = _pinned(subject, "a referrer's subject")
         async with self._transport.deadline(subject, f"pushing referrers of {subject}"):
-            answers = await asyncio.gather(
-                *(
-                    self._put_manifest(subject, m.raw, media_type=m.media_type, tag=None)
-                    for m in manifests
-                )
+            if subject.registry in self._subject_registries:
+                # The registry answers OCI-Subject: nothing to read before the pushes.
+                pushed, unacknowledged = await self._put_referrers(subject, manifests)
+                if unacknowledged:
+                    await self._add_to_fallback_index(subject, *unacknowledged)
+                return pushed
+            async with self.hold_tag(subject, fallback_tag(digest)):
+                # The fallback index is read while the manifests are stored (under the lock
+                # its update needs): a registry without the API needs it as soon as they are.
+                reading = asyncio.ensure_future(self._read_fallback_index(subject, subject=digest))
+                try:
+                    pushed, unacknowledged = await self._put_referrers(subject, manifests)
+                except BaseException:
+                    _abandon(reading)
+                    raise
+                if unacknowledged:
+                    await self._update_fallback_index(subject, unacknowledged, first_read=reading)
+                else:
+                    _abandon(reading)
+                    self._subject_registries.add(subject.registry)
+                return pushed
+
+    async def _put_referrers(
+        self, subject: ImageRef, manifests: Sequence[Manifest]
+    ) -> tuple[list[Descriptor], list[Descriptor]]:
+        """Push the referrer ``manifests`` by digest, all at once: the descriptors listing
+        them, and those of them the registry did not acknowledge with ``OCI-Subject``."""
+        answers = await asyncio.gather(
+            *(
+                self._put_manifest(subject, m.raw, media_type=m.media_type, tag=None)
+                for m in manifests
             )
-            pushed: list[Descriptor] = []
-            unacknowledged: list[Descriptor] = []
-            for manifest, (stored, headers) in zip(manifests, answers, strict=True):
-                config = manifest.config
-                referrer = Descriptor(
-                    media_type=manifest.media_type,
-                    digest=stored.digest,
-                    size=stored.size,
-                    artifact_type=manifest.artifact_type or (config.media_type if config else None),
-                    annotations=manifest.annotations,
-                )
-                pushed.append(referrer)
-                if headers.get("OCI-Subject") != digest:
-                    unacknowledged.append(referrer)
-            if unacknowledged:
-                await self._add_to_fallback_index(subject, *unacknowledged)
-            return pushed
+        )
+        pushed: list[Descriptor] = []
+        unacknowledged: list[Descriptor] = []
+        for manifest, (stored, headers) in zip(manifests, answers, strict=True):
+            config = manifest.config
+            referrer = Descriptor(
+                media_type=manifest.media_type,
+                digest=stored.digest,
+                size=stored.size,
+                artifact_type=manifest.artifact_type or (config.media_type if config else None),
+                annotations=manifest.annotations,
+            )
+            pushed.append(referrer)
+            if headers.get("OCI-Subject") != subject.digest:
+                unacknowledged.append(referrer)
+        return pushed, unacknowledged
 
 
 async def _iterate(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
+
+
+async def _close(chunks: AsyncIterator[bytes]) -> None:
+    """End ``chunks`` early (an async generator then runs its clean-up)."""
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def _abandon(task: asyncio.Future[Any]) -> None:

@@ -47,6 +47,7 @@ from app.transfer.graph import (
     collect_attachments,
     collect_image,
     first_subjects,
+    repository_tags,
 )
 from app.transfer.naming import identity_remap
 from app.transfer.progress import NO_PROGRESS, BlobOutcome, TransferProgress
@@ -109,27 +110,33 @@ async def copy_image(
     (either registry unreadable or refusing, bytes that do not match their digest) and
     ``InputError`` (a platform selection that matches nothing).
     """
-    # By tag, one GET tells the digest and brings the manifest.
-    top = await client.get_manifest(source)
-    pinned = source.with_digest(top.digest)
-    report = TransferReport(source=str(source), destination=destination.name, digest=top.digest)
-    same_registry = pinned.registry == destination.registry
-    blobs = BlobSource(
-        chunks=lambda blob: client.read_blob_chunks(pinned, blob),
-        mount_from=pinned.repository
-        if same_registry and pinned.repository != destination.repository
-        else None,
-        slots=asyncio.Semaphore(max(1, concurrency)),
-    )
+    report = TransferReport(source=str(source), destination=destination.name, digest="")
+    slots = asyncio.Semaphore(max(1, concurrency))
 
     async def carry(tasks: asyncio.TaskGroup) -> None:
+        # The tags (for the fallback and legacy tags) are listed while the top manifest is
+        # read; by tag, one GET tells the digest and brings the manifest.
+        tags = tasks.create_task(repository_tags(client, source)) if referrers else None
+        top = await client.get_manifest(source)
+        pinned = source.with_digest(top.digest)
+        report.digest = top.digest
+        same_registry = pinned.registry == destination.registry
+        blobs = BlobSource(
+            chunks=lambda blob: client.read_blob_chunks(pinned, blob),
+            mount_from=pinned.repository
+            if same_registry and pinned.repository != destination.repository
+            else None,
+            slots=slots,
+        )
         delivery = Delivery(
             client, tasks, destination=destination, blobs=blobs, progress=progress, report=report
         )
         # The attachments of what the top manifest names are read while the image is, and
         # carried once the image's own manifests are under way.
         early = first_subjects(source, top, platforms=platforms) if referrers else ()
-        attachments = tasks.create_task(collect_attachments(client, early)) if early else None
+        attachments = (
+            tasks.create_task(collect_attachments(client, early, tags=tags)) if early else None
+        )
         image = await collect_image(client, source, platforms=platforms, top=top)
         report.platforms = image.platforms
         delivery.carry(image.items)

@@ -25,7 +25,7 @@ over the original would apply to it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -233,30 +233,51 @@ def _chosen_entries(
     return chosen
 
 
-async def collect_attachments(client: RegistryClient, subjects: Sequence[ImageRef]) -> list[Item]:
-    """The referrers and legacy tags of ``subjects`` (pinned references), each subject
-    before its referrers."""
-    return _unique(await _Collector(client).attachments(subjects))
+async def collect_attachments(
+    client: RegistryClient,
+    subjects: Sequence[ImageRef],
+    *,
+    tags: Awaitable[set[str] | None] | None = None,
+) -> list[Item]:
+    """The referrers and legacy tags of ``subjects`` (pinned references, of one repository),
+    each subject before its referrers. ``tags`` is ``repository_tags`` of that repository
+    when the caller has started it already."""
+    listings = {subjects[0].name: tags} if subjects and tags is not None else {}
+    return _unique(await _Collector(client, listings=listings).attachments(subjects))
+
+
+async def repository_tags(client: RegistryClient, ref: ImageRef) -> set[str] | None:
+    """The tags of ``ref``'s repository; None when the registry will not list them (each tag
+    is then asked for)."""
+    try:
+        return set(await client.list_tags(ref))
+    except RegistryError:
+        return None
 
 
 class _Collector:
     """Reads manifests with bounded concurrency."""
 
-    def __init__(self, client: RegistryClient) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        *,
+        listings: dict[str, Awaitable[set[str] | None]] | None = None,
+    ) -> None:
         self._client = client
         self._slots = asyncio.Semaphore(COLLECT_CONCURRENCY)
         # Tags of each repository, when the registry lists them: a referrers fallback tag or
-        # a legacy tag that is not listed is not asked for.
+        # a legacy tag that is not listed is not asked for. ``listings``: those already
+        # being listed, by repository name.
         self._tags: dict[str, set[str] | None] = {}
+        self._listings = dict(listings or {})
         self._tags_lock = asyncio.Lock()
 
     async def _tag_set(self, ref: ImageRef) -> set[str] | None:
         async with self._tags_lock:  # one listing per repository
             if ref.name not in self._tags:
-                try:
-                    self._tags[ref.name] = set(await self._client.list_tags(ref))
-                except RegistryError:  # listing refused or unsupported: ask tag by tag
-                    self._tags[ref.name] = None
+                listing = self._listings.pop(ref.name, None)
+                self._tags[ref.name] = await (listing or repository_tags(self._client, ref))
             return self._tags[ref.name]
 
     async def _manifest(self, ref: ImageRef) -> Manifest:
