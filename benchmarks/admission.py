@@ -72,6 +72,7 @@ from app.services import Services  # noqa: E402
 from app.signing.keys import generate_key, get_key  # noqa: E402
 from app.signing.signers import Algorithm  # noqa: E402
 from app.verify.trust import key_authority, save_authority  # noqa: E402
+from benchmarks.support.counting_proxy import CountingProxy  # noqa: E402
 from tests.fixtures.images import push_random_image  # noqa: E402
 from tests.fixtures.registry import free_port, start_registry, stop_process, stop_registry  # noqa: E402
 from tests.fixtures.tls import TlsFiles, make_tls_files  # noqa: E402
@@ -83,35 +84,6 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
 CLIENT_CORE, SERVER_CORE = 0, 1
 BURST = 30
 SEALGATE = str(Path(sys.executable).with_name("sealgate"))
-
-
-# ---------------------------------------------------------------- the counting proxy
-
-
-class CountingProxy:
-    """``benchmarks/support/counting_proxy.py`` in its own process (so that counting costs
-    the benchmark's client no time), and its counts."""
-
-    def __init__(self, upstream: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.support.counting_proxy", upstream],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        port = int(self.process.stdout.readline())
-        self.host = f"127.0.0.1:{port}"
-
-    def counts(self) -> tuple[dict[str, int], list[tuple[str, str]]]:
-        answer = httpx.get(f"http://{self.host}/_counts", timeout=10).json()
-        return answer["counts"], [tuple(r) for r in answer["requests"]]
-
-    def reset(self) -> None:
-        httpx.post(f"http://{self.host}/_reset", timeout=10).raise_for_status()
-
-    def close(self) -> None:
-        stop_process(self.process)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- setup

@@ -9,7 +9,14 @@ bundle referrer on the index and on each platform manifest (as ``sealgate sign
 round then copies every image, one image after the other, to fresh repositories of the
 destination with:
 
-- **skopeo**: ``skopeo copy --all`` per image (Debian's skopeo; it copies no referrers);
+- **skopeo**: ``skopeo copy --all`` per image (Debian's skopeo; it copies no referrers),
+  each process with an empty blob-info cache of its own, so that it copies every blob as
+  the other contenders do;
+- **skopeo_shared_cache**: the same with skopeo's default, machine-wide blob-info cache
+  (``/var/lib/containers/cache`` as root): from the second round on it knows that the
+  destination registry holds these blobs in the previous round's repositories and mounts
+  them from there instead of copying them (6 of the 8 blobs of an image), which no other
+  contender does; reported for comparison with earlier figures;
 - **images alone**: ``app.transfer.copy.copy_image(referrers=False)`` in one process;
 - **with referrers**: ``copy_image`` with everything attached (referrers listed through
   the fallback index, pushed with the fallback index rebuilt, legacy tags);
@@ -17,9 +24,14 @@ destination with:
   process each like skopeo (so process start-up is counted on both sides).
 
 Contenders take turns in a rotating order over ``--rounds`` rounds; the median round of
-each is reported. The registries run pinned to CPU 0 and every client (this process and
-the skopeo and sealgate processes it starts) to CPU 1, so the two sides share the machine
-the same way; the load average before and after is part of the result. Prints one JSON line.
+each is reported, with the CPU time per image of the client (this process, or the
+processes a contender starts) and of the two registries (``/proc``), which a busy machine
+moves much less than wall time. The registries run pinned to CPU 0 and every client (this
+process and the skopeo and sealgate processes it starts) to CPU 1, so the two sides share
+the machine the same way; the load average before and after is part of the result. After
+the rounds, one image is copied once more by each contender through counting proxies
+(``benchmarks/support/counting_proxy.py``) in front of both registries: the registry
+requests of one copy (``/v2/`` pings not counted). Prints one JSON line.
 
     .venv/bin/python benchmarks/copy_images.py [--images 20] [--layers 3] [--rounds 5] [--cli]
 """
@@ -50,6 +62,7 @@ from app.oci.client import RegistryClient  # noqa: E402
 from app.oci.refs import ImageRef  # noqa: E402
 from app.scans.ingest import SCAN_ARTIFACT_TYPE  # noqa: E402
 from app.transfer.copy import copy_image  # noqa: E402
+from benchmarks.support.counting_proxy import CountingProxy  # noqa: E402
 from tests.fixtures.images import image_config  # noqa: E402
 from tests.fixtures.registry import RegistryProcess, start_registry, stop_registry  # noqa: E402
 from tests.verify.cosign_wire import push_legacy  # noqa: E402
@@ -115,56 +128,92 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def skopeo_round(
-    source: RegistryProcess, destination: RegistryProcess, images: int, tag: str
-) -> None:
+def process_cpu(process: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user + system) ``process`` has used so far, from ``/proc``."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds used by the processes this one started and waited for."""
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def skopeo_copy(source: str, destination: str, *, caches: Path | None) -> None:
+    """``skopeo copy --all`` of ``source`` to ``destination`` (``host/repo:tag``).
+
+    With ``caches``, the process keeps its blob-info cache in a new, empty directory there
+    (removed afterwards) instead of the machine-wide one: containers/image puts it under
+    ``$XDG_DATA_HOME`` for a rootless user, which ``_CONTAINERS_ROOTLESS_UID`` tells it it is.
+    """
     binary = shutil.which("skopeo")
     if binary is None:
         raise SystemExit("skopeo is not installed (sudo apt-get install skopeo)")
-    for i in range(images):
-        subprocess.run(
-            [
-                binary,
-                "copy",
-                "--all",
-                "--quiet",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                f"docker://{source.host}/bench/img{i}:v1",
-                f"docker://{destination.host}/{tag}/img{i}:v1",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    env = dict(os.environ)
+    cache = Path(tempfile.mkdtemp(dir=caches)) if caches is not None else None
+    if cache is not None:
+        env.update(_CONTAINERS_ROOTLESS_UID=str(os.getuid() or 65534), XDG_DATA_HOME=str(cache))
+    try:
+        _skopeo(binary, source, destination, env)
+    finally:
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
 
 
-def cli_round(source: RegistryProcess, destination: RegistryProcess, images: int, tag: str) -> None:
-    env = {
-        **os.environ,
-        "SEALGATE_REGISTRY_TOTAL_TIMEOUT": "120",
-    }
+def _skopeo(binary: str, source: str, destination: str, env: dict[str, str]) -> None:
+    subprocess.run(
+        [
+            binary,
+            "copy",
+            "--all",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"docker://{source}",
+            f"docker://{destination}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def skopeo_round(
+    source: str, destination: str, images: int, tag: str, *, caches: Path | None
+) -> None:
     for i in range(images):
-        subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "sealgate"),
-                "copy",
-                "--no-referrers",
-                "--no-progress",
-                f"{source.host}/bench/img{i}:v1",
-                f"{destination.host}/{tag}/img{i}:v1",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-            env=env,
-        )
+        skopeo_copy(f"{source}/bench/img{i}:v1", f"{destination}/{tag}/img{i}:v1", caches=caches)
+
+
+def cli_copy(source: str, destination: str) -> None:
+    env = {**os.environ, "SEALGATE_REGISTRY_TOTAL_TIMEOUT": "120"}
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "sealgate"),
+            "copy",
+            "--no-referrers",
+            "--no-progress",
+            source,
+            destination,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def cli_round(source: str, destination: str, images: int, tag: str) -> None:
+    for i in range(images):
+        cli_copy(f"{source}/bench/img{i}:v1", f"{destination}/{tag}/img{i}:v1")
 
 
 async def sealgate_round(
     client: RegistryClient,
-    source: RegistryProcess,
-    destination: RegistryProcess,
+    source: str,
+    destination: str,
     images: int,
     tag: str,
     *,
@@ -173,10 +222,68 @@ async def sealgate_round(
     for i in range(images):
         await copy_image(
             client,
-            source=ImageRef.parse(f"{source.host}/bench/img{i}:v1"),
-            destination=ImageRef.parse(f"{destination.host}/{tag}/img{i}:v1"),
+            source=ImageRef.parse(f"{source}/bench/img{i}:v1"),
+            destination=ImageRef.parse(f"{destination}/{tag}/img{i}:v1"),
             referrers=referrers,
         )
+
+
+async def count_requests(
+    client: RegistryClient,
+    source: RegistryProcess,
+    destination: RegistryProcess,
+    *,
+    cli: bool,
+    caches: Path,
+) -> dict[str, dict[str, int]]:
+    """The registry requests one copy of ``img0`` makes, per contender, counted by proxies
+    in front of both registries. Sealgate's client copies through them twice first (it
+    learns each new host's scheme and referrers API once), then once more, counted."""
+    source_proxy, destination_proxy = CountingProxy(source.host), CountingProxy(destination.host)
+    counted: dict[str, dict[str, int]] = {}
+    copies: dict[str, Callable[[str], Awaitable[None]]] = {
+        "skopeo": lambda tag: asyncio.to_thread(
+            skopeo_copy,
+            f"{source_proxy.host}/bench/img0:v1",
+            f"{destination_proxy.host}/{tag}/img0:v1",
+            caches=caches,
+        ),
+    }
+    for name, referrers in (("images_alone", False), ("with_referrers", True)):
+
+        async def copy(tag: str, referrers: bool = referrers) -> None:
+            await copy_image(
+                client,
+                source=ImageRef.parse(f"{source_proxy.host}/bench/img0:v1"),
+                destination=ImageRef.parse(f"{destination_proxy.host}/{tag}/img0:v1"),
+                referrers=referrers,
+            )
+
+        copies[name] = copy
+    if cli:
+        copies["cli_images_alone"] = lambda tag: asyncio.to_thread(
+            cli_copy,
+            f"{source_proxy.host}/bench/img0:v1",
+            f"{destination_proxy.host}/{tag}/img0:v1",
+        )
+    try:
+        await copies["images_alone"]("count-warm-a")
+        await copies["with_referrers"]("count-warm-r")
+        for name, copy in copies.items():
+            source_proxy.reset()
+            destination_proxy.reset()
+            await copy(f"count-{name.replace('_', '-')}")
+            _, read = source_proxy.counts()
+            _, written = destination_proxy.counts()
+            counted[name] = {
+                "source": len(read),
+                "destination": len(written),
+                "total": len(read) + len(written),
+            }
+    finally:
+        source_proxy.close()
+        destination_proxy.close()
+    return counted
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
@@ -187,6 +294,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     destination = start_registry(workdir / "destination")
     if pinning:
         os.sched_setaffinity(0, CLIENT_CPUS)
+    caches = workdir / "skopeo-caches"
+    caches.mkdir()
     settings = load_settings(
         insecure_registries=[source.host, destination.host],
         registry_total_timeout=120.0,
@@ -208,41 +317,58 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
 
         await asyncio.gather(*(_push(i) for i in range(args.images)))
         total_bytes = args.images * len(PLATFORMS) * args.layers * args.layer_bytes
+        src, dst = source.host, destination.host
 
         contenders: dict[str, Callable[[str], Awaitable[None]]] = {
             "skopeo": lambda tag: asyncio.to_thread(
-                skopeo_round, source, destination, args.images, tag
+                skopeo_round, src, dst, args.images, tag, caches=caches
+            ),
+            "skopeo_shared_cache": lambda tag: asyncio.to_thread(
+                skopeo_round, src, dst, args.images, tag, caches=None
             ),
             "images_alone": lambda tag: sealgate_round(
-                client, source, destination, args.images, tag, referrers=False
+                client, src, dst, args.images, tag, referrers=False
             ),
             "with_referrers": lambda tag: sealgate_round(
-                client, source, destination, args.images, tag, referrers=True
+                client, src, dst, args.images, tag, referrers=True
             ),
         }
         if args.cli:
             contenders["cli_images_alone"] = lambda tag: asyncio.to_thread(
-                cli_round, source, destination, args.images, tag
+                cli_round, src, dst, args.images, tag
             )
         names = list(contenders)
         seconds: dict[str, list[float]] = {name: [] for name in names}
+        client_cpu: dict[str, list[float]] = {name: [] for name in names}
+        registry_cpu: dict[str, list[float]] = {name: [] for name in names}
         for round_number in range(args.rounds):
             order = names[round_number % len(names) :] + names[: round_number % len(names)]
             for name in order:
                 tag = f"r{round_number}-{name.replace('_', '-')}"
+                registries = process_cpu(source.process) + process_cpu(destination.process)
+                cpu = time.process_time() + children_cpu()
                 started = time.perf_counter()
                 await contenders[name](tag)
                 seconds[name].append(time.perf_counter() - started)
+                client_cpu[name].append(time.process_time() + children_cpu() - cpu)
+                registry_cpu[name].append(
+                    process_cpu(source.process) + process_cpu(destination.process) - registries
+                )
         # What the copies carried, checked once on the last round's destinations.
         last = f"r{args.rounds - 1}-with-referrers"
         check = ImageRef.parse(f"{destination.host}/{last}/img0:v1")
         digest = await client.resolve_digest(check)
         carried = await client.list_referrers(check.with_digest(digest))
+        requests = await count_requests(client, source, destination, cli=args.cli, caches=caches)
     finally:
         await client.aclose()
         stop_registry(source)
         stop_registry(destination)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
+
+    def per_image_ms(values: list[float]) -> float:
+        return round(1000 * statistics.median(values) / args.images, 1)
+
     return {
         "benchmark": "copy_images",
         "images": args.images,
@@ -253,7 +379,18 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         "rounds": args.rounds,
         "median_seconds": {k: round(v, 3) for k, v in medians.items()},
         "all_seconds": {k: [round(x, 3) for x in v] for k, v in seconds.items()},
+        "cpu_ms_per_image": {
+            name: {
+                "client": per_image_ms(client_cpu[name]),
+                "registries": per_image_ms(registry_cpu[name]),
+            }
+            for name in names
+        },
+        "requests_per_copy": requests,
         "images_alone_vs_skopeo": round(medians["skopeo"] / medians["images_alone"], 2),
+        "images_alone_vs_skopeo_shared_cache": round(
+            medians["skopeo_shared_cache"] / medians["images_alone"], 2
+        ),
         "cli_images_alone_vs_skopeo": round(medians["skopeo"] / medians["cli_images_alone"], 2)
         if "cli_images_alone" in medians
         else None,

@@ -2,9 +2,11 @@
 
 ``benchmarks.admission`` names the burst's images through this proxy's address, so it
 sees every registry request made for them, and counts them by repository (the part of
-``/v2/<repository>/(manifests|blobs|tags|referrers)/...`` before the marker). Two paths
-of its own, never forwarded: ``GET /_counts`` answers ``{"counts": {repository: n},
-"requests": [[method, path], ...]}`` and ``POST /_reset`` empties them.
+``/v2/<repository>/(manifests|blobs|tags|referrers)/...`` before the marker);
+``benchmarks.copy_images`` counts the requests of one copy the same way. Two paths of its
+own, never forwarded: ``GET /_counts`` answers ``{"counts": {repository: n}, "requests":
+[[method, path], ...]}`` and ``POST /_reset`` empties them. ``CountingProxy`` starts it
+from a benchmark and reads its counts.
 
     python -m benchmarks.support.counting_proxy UPSTREAM_HOST:PORT   # prints its port
 """
@@ -13,12 +15,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import sys
 import threading
+import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[2]
 MARKERS = ("manifests", "blobs", "tags", "referrers")
 HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding")
 
@@ -136,6 +142,40 @@ def make_server(upstream: str) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     return server
+
+
+class CountingProxy:
+    """This proxy in its own process (so that counting costs the benchmark's client no
+    time) in front of ``upstream`` (``host:port``), and its counts."""
+
+    def __init__(self, upstream: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.support.counting_proxy", upstream],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        port = int(self.process.stdout.readline())
+        self.host = f"127.0.0.1:{port}"
+
+    def counts(self) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        with urllib.request.urlopen(f"http://{self.host}/_counts", timeout=10) as answer:
+            counted = json.load(answer)
+        return counted["counts"], [(method, path) for method, path in counted["requests"]]
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"http://{self.host}/_reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def main() -> None:
