@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     # The decision pipeline: the deadline of a decision asked through the API or CLI,
     # policy engine worker threads, and the shared caches (a TTL of 0 turns one off).
     decision_deadline: float = Field(default=10.0, gt=0, le=120)
+    # Decision records are written in batches of at most this many, collected for at most
+    # this long: together they bound what a SIGKILL can lose (app.enforce.records).
+    decision_batch_size: int = Field(default=256, ge=1, le=10_000)
+    decision_flush_seconds: float = Field(default=0.05, gt=0, le=5)
     policy_workers: int = Field(default=2, ge=1, le=32)
     cache_tag_ttl: float = Field(default=30.0, ge=0)
     cache_evidence_ttl: float = Field(default=300.0, ge=0)

@@ -127,7 +127,11 @@ def build_parts(
         engine=engine,
         caches=caches,
         slots=EngineSlots(settings.policy_workers),
-        recorder=DecisionRecorder(sessions),
+        recorder=DecisionRecorder(
+            sessions,
+            batch_seconds=settings.decision_flush_seconds,
+            batch_size=settings.decision_batch_size,
+        ),
         max_scan_findings=settings.max_scan_findings,
     )
 
@@ -161,11 +165,12 @@ class _Trace:
 
 async def decide(request: DecisionRequest, parts: DecisionParts) -> Outcome:
     """Decide ``request`` (see the module doc) and queue its record; answers without
-    waiting for the record. Raises InputError for an invalid image reference only; every
-    other failure is a recorded outcome."""
+    waiting for the record's commit (only, when the database is slow, for room among the
+    uncommitted: see ``app.enforce.records``). Raises InputError for an invalid image
+    reference only; every other failure is a recorded outcome."""
     outcome = await _decide(request, parts)
     if parts.recorder is not None:
-        parts.recorder.submit(outcome)
+        await parts.recorder.submit(outcome, wait=request.deadline.remaining())
     return outcome
 
 
@@ -177,7 +182,7 @@ async def decide_and_store(
     outcome = await _decide(request, parts)
     if parts.recorder is None:
         return outcome, None
-    future = parts.recorder.submit(outcome)
+    future = await parts.recorder.submit(outcome, wait=timeout)
     return outcome, await asyncio.wait_for(asyncio.wrap_future(future), timeout)
 
 
