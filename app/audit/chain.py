@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.audit.canonical import SHA256_PREFIX, canonical_json, content_hash
 from app.audit.entry import AuditEntry
-from app.audit.inputs import store_inputs
+from app.audit.inputs import InputBody, store_inputs
 from app.db.base import Base, utcnow
 from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject
 from app.errors import InputError
@@ -130,15 +130,19 @@ def subject_terms(images: Sequence[str], digests: Sequence[str]) -> list[tuple[s
 
 
 def append_audit(
-    session: Session, entries: Sequence[AuditEntry], *, inputs: Sequence[bytes] = ()
+    session: Session,
+    entries: Sequence[AuditEntry],
+    *,
+    inputs: Sequence[bytes | InputBody] = (),
 ) -> list[int]:
     """Append ``entries`` in order to the chain in the caller's transaction; return their
     sequence numbers. An entry without a time gets the current time.
 
     The records commit or roll back with the caller's transaction. An ``input_hash`` must
     name an input stored in this transaction or earlier: pass the canonical bodies of the
-    entries' inputs as ``inputs`` and they are stored (once per content) under the chain
-    lock, which no retention purge can interleave with (``app.audit.inputs``).
+    entries' inputs as ``inputs`` (bytes, or ``InputBody`` with findings) and they are
+    stored (once per content) under the chain lock, which no retention purge can
+    interleave with (``app.audit.inputs``).
     """
     if not entries:
         return []

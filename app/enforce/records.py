@@ -6,8 +6,9 @@ once; a writer thread collects records for at most ``SEALGATE_DECISION_FLUSH_SEC
 ``submit`` returns a future of the record's id, for callers that must say where it was
 stored (``POST /v1/decisions`` waits for it: what a caller is told is stored is stored).
 ``close`` flushes what is queued, on graceful shutdown. Each batch also appends one audit
-record per decision to the audit trail (``app.audit``), in the same transaction, with the
-decision's input stored once per distinct content and referenced by its hash.
+record per decision to the audit trail (``app.audit``), in the same transaction; the
+decision's input is stored once per distinct content in the trail's input table, and the
+decision row and its audit record both name it by its hash.
 
 What a SIGKILL can lose is bounded by construction: at most one batch's worth of records
 is ever submitted and not yet committed. ``submit`` takes one of ``batch_size`` slots and
@@ -33,9 +34,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit.canonical import canonical_json, content_hash
+from app.audit.canonical import canonical_json
 from app.audit.chain import append_audit
 from app.audit.entry import AuditEntry, AuditKind
+from app.audit.inputs import FINDINGS_KEY, InputBody
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.enforce.outcome import Outcome
@@ -148,8 +150,22 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
     )
 
 
-def decision_row(outcome: Outcome) -> Decision:
-    """The stored form of an outcome: the decision, the input (findings by hash), who
+def input_body(outcome: Outcome) -> InputBody:
+    """What is stored of an outcome's input: the input with its findings named by their
+    hash (as the pipeline encoded it), and the findings, stored once per scan."""
+    scan = outcome.input.get("scan")
+    named = scan.get("vulnerabilities") if isinstance(scan, dict) else None
+    if outcome.encoded_findings is not None and isinstance(named, dict):
+        return InputBody(
+            document=canonical_json(outcome.input),
+            findings=outcome.encoded_findings,
+            findings_name=named[FINDINGS_KEY],
+        )
+    return InputBody(canonical_json(outcome.full_input()))
+
+
+def decision_row(outcome: Outcome, *, input_hash: str) -> Decision:
+    """The stored form of an outcome: the decision, the name of its stored input, who
     asked and what decided."""
     return Decision(
         entrypoint=outcome.entrypoint.value,
@@ -157,7 +173,7 @@ def decision_row(outcome: Outcome) -> Decision:
         digest=outcome.digest,
         allowed=outcome.allowed,
         result=outcome.decision.model_dump(mode="json"),
-        input=outcome.full_input(),
+        input_hash=input_hash,
         policy_version=outcome.policy_version,
         policy_revision=outcome.policy_revision,
         failure=outcome.failure,
@@ -277,17 +293,24 @@ class DecisionRecorder:
                 pending.future.set_result(outcome)
 
     def _commit(self, batch: list[_Pending]) -> list[int]:
-        """Write ``batch`` in one transaction; return the records' ids."""
+        """Write ``batch`` in one transaction; return the records' ids.
+
+        One audit record per decision, and each input stored once per content, under the
+        chain's lock (held until this commit): a retention purge cannot delete an old
+        input between its store and the decisions that name it, inserted last.
+        """
+        inputs = [input_body(p.outcome) for p in batch]
+        names = [body.name for body in inputs]
         with session_scope(self._sessions) as session:
-            rows = [decision_row(p.outcome) for p in batch]
-            session.add_all(rows)
-            session.flush()
-            # One audit record per decision, its input stored once per content; the
-            # chain's lock is taken last and held only until this commit.
-            inputs = [canonical_json(row.input) for row in rows]
             entries = [
-                audit_entry(p.outcome, input_hash=content_hash(body))
-                for p, body in zip(batch, inputs, strict=True)
+                audit_entry(p.outcome, input_hash=name)
+                for p, name in zip(batch, names, strict=True)
             ]
             append_audit(session, entries, inputs=inputs)
+            rows = [
+                decision_row(p.outcome, input_hash=name)
+                for p, name in zip(batch, names, strict=True)
+            ]
+            session.add_all(rows)
+            session.flush()
             return [row.id for row in rows]

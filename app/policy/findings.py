@@ -2,10 +2,11 @@
 
 A decision over hundreds of findings spent most of its time turning the same findings
 into JSON again. ``ScanSnapshot`` holds what a scan says independent of when it is
-looked at: the findings as policy sees them, already encoded as a JSON array (orjson),
-their hash and severity counts. ``at(evaluated_at)`` gives the ``ScanFacts`` for one
-decision without the findings (their bytes are spliced into the encoded input, see
-``encode_input``), so neither the findings nor their hash are computed again per decision.
+looked at: the findings as policy sees them, already encoded as a JSON array (canonical
+JSON, the bytes the audit trail stores them as), their hash and severity counts.
+``at(evaluated_at)`` gives the ``ScanFacts`` for one decision without the findings (their
+bytes are spliced into the encoded input, see ``encode_input``), so neither the findings
+nor their hash are computed again per decision.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from app.audit.canonical import canonical_json, content_hash
+from app.audit.inputs import FINDINGS_KEY
 from app.policy.input import PolicyInput, PolicyVulnerability, ScanFacts, ScanSource, scan_facts
 
 # Stands in for the findings while the rest of the input is encoded; see ``encode_input``.
@@ -49,7 +52,9 @@ class ScanSnapshot:
         vulnerabilities: Sequence[PolicyVulnerability],
         scan_id: int | None = None,
     ) -> ScanSnapshot:
-        encoded = orjson.dumps(
+        # Canonical JSON, named by its hash: the bytes and the name the audit trail stores
+        # the findings under, once for every decision on this scan (``app.audit.inputs``).
+        encoded = canonical_json(
             [v.model_dump(mode="json", exclude_none=True) for v in vulnerabilities]
         )
         return cls(
@@ -59,7 +64,7 @@ class ScanSnapshot:
             source=source,
             vulnerabilities=tuple(vulnerabilities),
             encoded_findings=encoded,
-            findings_hash="sha256:" + hashlib.sha256(encoded).hexdigest(),
+            findings_hash=content_hash(encoded),
             scan_id=scan_id,
         )
 
@@ -114,7 +119,7 @@ def encode_input(policy_input: PolicyInput, scan: ScanSnapshot | None) -> Encode
         at = raw.rfind(_FINDINGS_SLOT_JSON)
         encoded = raw[:at] + scan.encoded_findings + raw[at + len(_FINDINGS_SLOT_JSON) :]
         findings_hash = scan.findings_hash
-        document["scan"] = {**section, "vulnerabilities": {"$findings": findings_hash}}
+        document["scan"] = {**section, "vulnerabilities": {FINDINGS_KEY: findings_hash}}
     else:
         encoded = orjson.dumps(document)
     timeless = {k: v for k, v in document.items() if k != "evaluated_at"}

@@ -30,7 +30,7 @@ from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
 from app.scans.ingest import ingest_scan
 from app.services import Services
-from tests.enforce.conftest import trust_new_key
+from tests.enforce.conftest import recorded_input, trust_new_key
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
 
@@ -248,7 +248,9 @@ class TestDecisions:
         assert row.dry_run is True
         assert row.source == body["request"]["uid"]
         assert row.actor == "alice" and row.actor_kind == "kubernetes"
-        assert row.input["kubernetes"]["containers"] == [{"name": "c0", "type": "container"}]
+        assert recorded_input(services, row)["kubernetes"]["containers"] == [
+            {"name": "c0", "type": "container"}
+        ]
 
     async def test_mutation_pins_tags_and_the_pod_then_decides_from_cache(
         self, services: Services, client: TestClient, unique_repo: Callable[[str], str]

@@ -35,7 +35,7 @@ from app.scans.ingest import ingest_scan
 from app.services import Services
 from app.signing.keys import get_key
 from tests.conftest import Cli
-from tests.enforce.conftest import trust_new_key
+from tests.enforce.conftest import recorded_input, trust_new_key
 from tests.fixtures.images import push_random_image, push_random_image_sync
 from tests.fixtures.registry import RegistryProcess
 
@@ -98,7 +98,7 @@ class TestEvaluateImage:
         (recorded,) = decisions(services)
         assert recorded.id == decision_id
         assert recorded.allowed is True
-        assert recorded.input == evaluation.full_input()
+        assert recorded_input(services, recorded) == evaluation.full_input()
 
     async def test_unsigned_image_is_denied(
         self, services: Services, unique_repo: Callable[[str], str]
@@ -337,9 +337,10 @@ class TestDecideCli:
         assert printed.exit_code == 0, printed.output
         (recorded,) = decisions(services)
         shown = json.loads(printed.stdout)
-        for document in (shown, recorded.input):
+        stored = recorded_input(services, recorded)
+        for document in (shown, stored):
             document.pop("evaluated_at")
-        assert shown == recorded.input
+        assert shown == stored
         assert decided.exit_code == 0
 
 
@@ -366,3 +367,36 @@ class TestDecisionsAreAudited:
             assert stored is not None and stored["image"]["digest"] == image.digest
             report = verify_chain(session, key=None)
         assert report.problem is None and report.checked >= 2  # the signing and the decision
+
+    async def test_the_findings_of_a_scan_are_stored_once_for_every_decision_on_it(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
+    ) -> None:
+        from app.audit.inputs import load_input
+        from app.db.models import AuditRecord, StoredInput
+
+        image = await signed_image(services, unique_repo("app"))
+        await ingest_scan(
+            services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
+        )
+        outcomes = [(await decide_image(services, str(image), Entrypoint.push))[0] for _ in "ab"]
+
+        first, second = decisions(services)
+        with session_scope(services.sessions) as session:
+            # Each decision's input is one stored input, shared with its audit record...
+            named = set(
+                session.scalars(
+                    select(AuditRecord.input_hash).where(AuditRecord.kind == "push.verdict")
+                )
+            )
+            assert named == {first.input_hash, second.input_hash}
+            assert first.input_hash != second.input_hash  # decided at another time
+            # ...and both name the one stored copy of the scan's findings.
+            documents = [session.get(StoredInput, r.input_hash) for r in (first, second)]
+            findings = {d.findings_hash for d in documents if d is not None}
+            assert len(findings) == 1 and None not in findings
+            placeholder = b'"vulnerabilities":{"$findings":"' + next(iter(findings)).encode()
+            assert all(d is not None and placeholder in d.body for d in documents)
+            # Read back, each is whole: exactly the input the engine decided on.
+            for row, outcome in zip((first, second), outcomes, strict=True):
+                assert load_input(session, row.input_hash) == outcome.full_input()
+            assert len(outcomes[0].full_input()["scan"]["vulnerabilities"]) > 0
