@@ -110,8 +110,10 @@ class Settings(BaseSettings):
     # A report with more findings is refused (413 scan.too_large), not stored.
     max_scan_findings: int = Field(default=10_000, ge=1)
 
-    # Audit trail: records older than this many days are purged (behind a signed checkpoint).
+    # Audit trail: records older than this many days are purged (behind a signed checkpoint),
+    # by the worker at its start and then every interval (0: only `sealgate audit purge`).
     audit_retention_days: int = Field(default=180, ge=1, le=36_500)
+    audit_retention_interval_seconds: float = Field(default=3600.0, ge=0)
 
     # Registry webhooks (POST /hooks/distribution, /hooks/harbor): the shared secret the
     # Authorization header must carry (one per source where set, else the common one), and

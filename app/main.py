@@ -291,6 +291,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         metrics.watch_caches(caches.all)
         # Process the push gate's inbox here too, unless SEALGATE_WORKER_ENABLED=false.
         worker = start_worker(app.state.services) if settings.worker_enabled else None
+        if worker is not None:
+            metrics.watch_retention(lambda: worker[0].retention)
         try:
             yield
         finally:
