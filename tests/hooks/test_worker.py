@@ -393,7 +393,9 @@ class TestAuditRetention:
     async def test_a_running_worker_purges_what_is_past_retention_and_the_chain_verifies(
         self, hook_services: Services, sealgate: Cli
     ) -> None:
-        hook_services.settings = with_settings(hook_services.settings, audit_retention_days=30)
+        hook_services.settings = with_settings(
+            hook_services.settings, audit_retention_days=30, audit_retention_interval_seconds=3600
+        )
         _append_decisions(hook_services, 45, 40, 31, 20, 1)
         worker = Worker(services=hook_services)
 
@@ -441,7 +443,7 @@ class TestAuditRetention:
         self, hook_services: Services, make_client: Callable[..., TestClient]
     ) -> None:
         _append_decisions(hook_services, 400, 1)
-        client = make_client(worker_enabled=True)
+        client = make_client(worker_enabled=True, audit_retention_interval_seconds=3600)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             metrics = client.get("/metrics").text
