@@ -33,6 +33,7 @@ class AuditKind(StrEnum):
     key_create = "key.create"
     key_import = "key.import"
     key_disable = "key.disable"
+    key_scopes = "key.scopes"
     authority_add = "authority.add"
     authority_remove = "authority.remove"
     authority_change = "authority.change"

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -266,14 +267,27 @@ def import_key(
     return info
 
 
-def _audit(session: Session, kind: AuditKind, info: KeyInfo, actor: str) -> None:
-    """Record a key change in the audit trail (public facts only), in the same transaction."""
+def _audit(
+    session: Session,
+    kind: AuditKind,
+    info: KeyInfo,
+    actor: str,
+    *,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record a key change in the audit trail (public facts only, with ``details`` of the
+    change), in the same transaction."""
     record_change(
         session,
         kind=kind,
         actor=actor,
         object=f"key/{info.name}",
-        details={"algorithm": info.algorithm, "key_id": info.key_id, "status": info.status},
+        details={
+            "algorithm": info.algorithm,
+            "key_id": info.key_id,
+            "status": info.status,
+            **(details or {}),
+        },
     )
 
 
@@ -296,16 +310,30 @@ def get_key(session: Session, *, name: str) -> KeyInfo:
     return KeyInfo.from_row(_row(session, name))
 
 
-def set_key_scopes(session: Session, *, name: str, scopes: Sequence[str] | None) -> KeyInfo:
-    """Replace the image scopes of key ``name`` (at least one; ``**`` for every image).
+def set_key_scopes(
+    session: Session, *, name: str, scopes: Sequence[str] | None, actor: str = CLI_ACTOR
+) -> KeyInfo:
+    """Replace the image scopes of key ``name`` (at least one; ``**`` for every image), and
+    audit the change with the scopes before and after (setting the same ones is no change
+    and records nothing).
 
     How a key stored before keys had scopes is narrowed without new key material.
     Raises ``NotFoundError`` for an unknown key and ``InputError`` for no or a bad scope.
     """
     checked = _key_scopes(scopes)
     row = _row(session, name)
-    row.scopes = checked
-    log.info("signing key scopes set", extra={"key_name": name, "scopes": checked})
+    previous = row.scopes
+    if previous != checked:
+        row.scopes = checked
+        log.info("signing key scopes set", extra={"key_name": name, "scopes": checked})
+        _audit(
+            session,
+            AuditKind.key_scopes,
+            KeyInfo.from_row(row),
+            actor,
+            # None: a key stored before keys had scopes, which signed everywhere.
+            details={"scopes": checked, "previous_scopes": previous},
+        )
     return KeyInfo.from_row(row)
 
 
