@@ -27,7 +27,7 @@ from app.db.models import ScanRecord, SignatureRecord
 from app.db.session import session_scope
 from app.enforce.caches import DecisionCaches
 from app.errors import EvidenceError
-from app.policy.findings import ScanSnapshot
+from app.policy.findings import ScanSnapshot, ScanSummary
 from app.policy.input import PolicyVulnerability, ScanSource
 from app.scans.model import Vulnerability
 from app.verify.trust import TrustAuthority, list_authorities
@@ -185,6 +185,12 @@ def load_stored_scan(session: Session, *, name: str, digest: str) -> ScanSnapsho
             for item in row.vulnerabilities
         ]
         source = ScanSource(row.source)
+        # A registry's summary (the push gate's, from Harbor's webhook): counts, no findings.
+        summary = (
+            ScanSummary.from_stored(row.summary)
+            if row.summary.get("summary_only") is True
+            else None
+        )
     except (ValidationError, ValueError, TypeError) as e:
         raise EvidenceError(
             f"the stored scan {row.id} of {name}@{digest} cannot be read: "
@@ -201,6 +207,7 @@ def load_stored_scan(session: Session, *, name: str, digest: str) -> ScanSnapsho
         source=source,
         vulnerabilities=findings,
         scan_id=row.id,
+        summary=summary,
     )
 
 

@@ -17,10 +17,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from app.audit.chain import append_audit
+from app.audit.inputs import load_input
 from app.audit.retention import RETENTION_LOCK
 from app.db.base import utcnow
 from app.db.migrate import upgrade
-from app.db.models import AuditRecord, ImageVerdict, InboxEvent, InboxStatus, ScanRecord
+from app.db.models import AuditRecord, Decision, ImageVerdict, InboxEvent, InboxStatus, ScanRecord
 from app.db.session import make_engine, make_session_factory, session_scope
 from app.errors import LostClaim, RegistryError
 from app.hooks.events import EventAction, EventSource, RegistryEvent, ScanOverview
@@ -275,11 +276,6 @@ def harbor_event(
 
 
 class TestHarborScans:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="known defect after merging the pipeline: ScanSnapshot rebuilds counts from "
-        "findings, so a Harbor summary's counts (no findings) reach the policy as zero",
-    )
     async def test_a_summary_is_stored_as_registry_webhook_and_redecides(
         self, hook_services: Services, unique_repo: Callable[[str], str]
     ) -> None:
@@ -292,6 +288,24 @@ class TestHarborScans:
         assert verdict.trigger == "scan_completed" and verdict.allowed is False
         messages = [r["message"] for r in verdict.reasons if r["code"] == "vulnerability.severity"]
         assert messages and "2 critical vulnerabilities (registry scan summary)" in messages[0]
+
+    async def test_a_summary_reaches_the_policy_with_its_counts_and_fixable(
+        self, hook_services: Services, unique_repo: Callable[[str], str]
+    ) -> None:
+        image, _ = await push_random_image(hook_services.registry, unique_repo("harbor"))
+        store(hook_services, harbor_event(image, event_id="s1", counts={"high": 3}, fixable=1))
+        await Worker(services=hook_services).run_once()
+        (verdict,) = rows(hook_services, ImageVerdict)
+        fixable = [r["message"] for r in verdict.reasons if r["code"] == "vulnerability.fixable"]
+        assert fixable and "the registry's summary says 1 findings have a fix" in fixable[0]
+        (decision,) = rows(hook_services, Decision)
+        with session_scope(hook_services.sessions) as session:
+            decided_on = load_input(session, decision.input_hash)
+        assert decided_on is not None
+        scan = decided_on["scan"]
+        assert scan["summary_only"] is True and scan["source"] == "registry_webhook"
+        assert scan["counts"]["high"] == 3 and scan["fixable"] == 1
+        assert scan["vulnerabilities"] == []
 
     async def test_the_full_report_is_read_from_harbor_when_configured(
         self, hook_services: Services, unique_repo: Callable[[str], str]
