@@ -45,6 +45,7 @@ from app.enforce.context import ContextRefresher
 from app.enforce.startup import warn_about_open_trust
 from app.errors import Error
 from app.hooks.worker import start_worker, stop_worker
+from app.limits import MAX_BODY_BYTES
 from app.observability import Metrics, configure_logging, request_id_var
 from app.policy.versions import start_version_poller
 from app.services import Services
@@ -52,7 +53,6 @@ from app.signing.keys import check_keys_at_startup
 
 log = logging.getLogger("sealgate.http")
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
 DOCS_ASSETS_URL = "/docs/assets"
 
 

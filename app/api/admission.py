@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import ServicesDep
 from app.enforce.admission import AdmissionAnswer, AdmissionSettings, admit
-from app.k8s.review import MAX_REVIEW_BYTES, AdmissionReview
+from app.k8s.review import AdmissionReview
+from app.limits import MAX_REVIEW_BYTES
 from app.observability import Metrics, request_id_var
 
 router = APIRouter(prefix="/admission", tags=["admission"])

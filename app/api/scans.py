@@ -13,10 +13,10 @@ from fastapi import APIRouter, Query, Request
 
 from app.api.auth import PrincipalDep
 from app.api.deps import ServicesDep
+from app.limits import MAX_REPORT_BYTES
 from app.oci.refs import ImageRef
 from app.scans.attestation import configured_attester
 from app.scans.detect import AUTO, SUPPORTED_FORMATS
-from app.scans.document import MAX_REPORT_BYTES
 from app.scans.ingest import CollectedScan, StoredScan, collect_scans, ingest_scan
 
 router = APIRouter(prefix="/v1/scans", tags=["scans"])

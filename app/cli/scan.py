@@ -29,7 +29,7 @@ ReportArgument = Annotated[Path, typer.Argument(help="The report file as the sca
 
 def read_report(path: Path) -> bytes:
     """The report's bytes; refuses files over the size limit before reading them."""
-    from app.scans.document import MAX_REPORT_BYTES
+    from app.limits import MAX_REPORT_BYTES
 
     try:
         size = path.stat().st_size

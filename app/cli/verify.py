@@ -18,13 +18,12 @@ import typer
 from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
 from app.errors import InputError
+from app.limits import MAX_PEM_BYTES
 
 if TYPE_CHECKING:
     from app.enforce.verify import VerificationReport
     from app.verify.keyless import KeylessIdentity
     from app.verify.trust import TrustedRootRef
-
-MAX_KEY_FILE_BYTES = 64 * 1024
 
 
 # cosign's identity flags, shared with ``sealgate authority add``.
@@ -54,10 +53,10 @@ TrustedRootOption = Annotated[
 def read_key_file(path: Path) -> str:
     """The PEM text of ``path`` (``-`` reads stdin); ``InputError`` when unreadable."""
     if str(path) == "-":
-        return typer.get_text_stream("stdin").read(MAX_KEY_FILE_BYTES)
+        return typer.get_text_stream("stdin").read(MAX_PEM_BYTES)
     try:
-        if path.stat().st_size > MAX_KEY_FILE_BYTES:
-            raise InputError(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
+        if path.stat().st_size > MAX_PEM_BYTES:
+            raise InputError(f"key file {path} is larger than {MAX_PEM_BYTES} bytes")
         return path.read_text()
     except OSError as e:
         raise InputError(f"cannot read key file {path}: {e.strerror or e}") from e

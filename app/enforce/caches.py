@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from app.limits import MAX_DECISION_CACHE_BYTES
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -183,7 +185,7 @@ class CacheSettings:
     failure_ttl: float = 5.0
     decision_ttl: float = 60.0
     max_entries: int = 10_000
-    decision_max_bytes: int = 64 * 1024 * 1024
+    decision_max_bytes: int = MAX_DECISION_CACHE_BYTES
 
 
 @dataclass

@@ -46,6 +46,7 @@ from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.records import DecisionRecorder
 from app.errors import Error, InputError
 from app.failure_mode import FailureMode
+from app.limits import MAX_SCAN_FINDINGS
 from app.oci.client import RegistryClient
 from app.oci.mirrors import served_from
 from app.oci.refs import ImageRef
@@ -62,7 +63,6 @@ from app.policy.input import (
     build_input,
 )
 from app.scans.attestation import VULN_PREDICATE_TYPE, report_from_vuln_predicate
-from app.scans.document import MAX_SCAN_FINDINGS
 from app.scans.ingest import scan_referrers
 from app.scans.model import ScanReport
 from app.verify.evidence import evidence_from_referrers

@@ -21,10 +21,10 @@ from typing import Any
 
 from app.errors import InputError
 from app.json_text import LONE_SURROGATE, find_unencodable
+from app.limits import MAX_REVIEW_BYTES
 
 # The API server refuses request bodies over 3 MiB (and etcd objects over 1.5 MiB), so a
 # larger review did not come from it. The HTTP edge should stop reading at this size too.
-MAX_REVIEW_BYTES = 3 * 1024 * 1024
 
 REVIEW_KIND = "AdmissionReview"
 _CODE = "input.admission_review"

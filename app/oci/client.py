@@ -69,6 +69,7 @@ import httpx
 
 from app.config import Settings
 from app.errors import InputError, RegistryError
+from app.limits import MAX_ERROR_BODY_BYTES
 from app.oci import budget, errors, media
 from app.oci.descriptor import Descriptor
 from app.oci.digests import compute_digest, fallback_tag, matches_digest, parse_digest
@@ -79,7 +80,6 @@ from app.oci.mirrors import Location, Mirrors, note_served
 from app.oci.refs import ImageRef
 from app.oci.signature_repos import SignatureRepositories
 from app.oci.transport import (
-    ERROR_BODY_LIMIT,
     RegistryTransport,
     Reply,
     registry_message,
@@ -586,7 +586,7 @@ class RegistryClient:
             await self._transport.url(ref, f"manifests/{target}"),
             headers={"Content-Type": media_type},
             content=raw,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=tag is None,
             push=True,
         )
@@ -655,7 +655,7 @@ class RegistryClient:
             "POST",
             ref,
             await self._transport.url(ref, "blobs/uploads/"),
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=False,
             push=True,
         )
@@ -689,7 +689,7 @@ class RegistryClient:
             location.copy_merge_params({"digest": digest}),
             headers={"Content-Type": "application/octet-stream"},
             content=body,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=False,
             push=True,
         )
@@ -710,7 +710,7 @@ class RegistryClient:
                 "Content-Range": f"{start}-{start + len(chunk) - 1}",
             },
             content=chunk,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=False,
             push=True,
         )
@@ -891,7 +891,7 @@ class RegistryClient:
                         **({"If-Match": etag} if etag else {}),
                     },
                     content=raw,
-                    limit=ERROR_BODY_LIMIT,
+                    limit=MAX_ERROR_BODY_BYTES,
                     idempotent=False,
                     push=True,
                 )
@@ -1023,7 +1023,7 @@ class RegistryClient:
                 {"mount": digest, "from": from_repository}
             )
             reply = await self._transport.send(
-                "POST", ref, url, limit=ERROR_BODY_LIMIT, idempotent=False, push=True
+                "POST", ref, url, limit=MAX_ERROR_BODY_BYTES, idempotent=False, push=True
             )
             if reply.status == 201:
                 _check_echoed_digest(reply, ref, digest)
@@ -1035,7 +1035,7 @@ class RegistryClient:
                     "DELETE",
                     ref,
                     _location(reply, ref),
-                    limit=ERROR_BODY_LIMIT,
+                    limit=MAX_ERROR_BODY_BYTES,
                     idempotent=False,
                     push=True,
                 )

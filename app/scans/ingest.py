@@ -48,12 +48,13 @@ from app.db.base import utcnow
 from app.db.models import ScanRecord
 from app.db.session import session_scope
 from app.errors import Error, ScanError
+from app.limits import MAX_INDEX_PLATFORMS, MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, MAX_SCAN_REFERRERS
 from app.oci.client import Manifest, RegistryClient
 from app.oci.descriptor import Descriptor
 from app.oci.refs import ImageRef
 from app.policy.input import ScanSource
 from app.scans.detect import AUTO, parse_report
-from app.scans.document import MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, parse_timestamp
+from app.scans.document import parse_timestamp
 from app.scans.model import ReportFormat, ScanReport, Vulnerability
 from app.scans.subject import check_names
 from app.services import Services
@@ -76,10 +77,6 @@ SCAN_REFERRER_TYPES = (SCAN_ARTIFACT_TYPE, CYCLONEDX_MEDIA_TYPE, SARIF_MEDIA_TYP
 FORMAT_ANNOTATION = "dev.sealgate.scan.format"
 SCANNER_ANNOTATION = "dev.sealgate.scan.scanner"
 CREATED_ANNOTATION = "org.opencontainers.image.created"
-# Platforms of an index whose config digests are read to check a report's image id.
-MAX_INDEX_PLATFORMS = 32
-# Scan referrers read per image: a hostile registry cannot make us parse more.
-MAX_SCAN_REFERRERS = 8
 
 # The hook that signs a scan as an in-toto vulnerability attestation: it receives the
 # pinned image, the parsed report and the raw bytes and returns the digest of the

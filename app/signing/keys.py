@@ -41,6 +41,7 @@ from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
 from app.db.session import session_scope
 from app.errors import ConfigError, ConflictError, InputError, NotFoundError, SigningError
+from app.limits import MAX_PEM_BYTES
 from app.services import Services
 from app.signing.signers import (
     Algorithm,
@@ -57,7 +58,6 @@ log = logging.getLogger("sealgate.keys")
 _BLOB_VERSION = b"\x01"
 _NONCE_BYTES = 12
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-MAX_PEM_BYTES = 64 * 1024
 
 
 class KeyInfo(BaseModel):

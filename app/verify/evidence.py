@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from app.errors import Error, EvidenceError, RegistryError
+from app.limits import MAX_BUNDLE_BYTES, MAX_SIGNATURES
 from app.oci import media
 from app.oci.client import RegistryClient
 from app.oci.descriptor import Descriptor
@@ -47,8 +48,8 @@ LEGACY_SOURCE = "legacy-sig"
 class EvidenceLimits:
     """How much evidence is read for one image (defaults suit every signer we know)."""
 
-    max_signatures: int = 32
-    max_bundle_bytes: int = 1024 * 1024
+    max_signatures: int = MAX_SIGNATURES
+    max_bundle_bytes: int = MAX_BUNDLE_BYTES
     concurrency: int = 8
 
 

@@ -46,13 +46,11 @@ from sigstore_models.common.v1 import HashAlgorithm
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from app.errors import InputError, VerificationError
+from app.limits import MAX_BUNDLE_BYTES, MAX_TRUSTED_ROOT_BYTES
 from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE
 from app.verify.binding import SignedClaims, bind_simple_signing, bind_statement
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
 from app.verify.patterns import compile_identity_pattern
-
-MAX_BUNDLE_BYTES = 4 * 1024 * 1024
-MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024
 
 # Fulcio certificate extensions (fulcio docs/oid-info.md).
 OIDC_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string

@@ -46,6 +46,7 @@ from app.audit.entry import CLI_ACTOR, AuditKind
 from app.auth.scopes import glob_matches, required_globs, validate_glob
 from app.db.models import Authority, AuthorityKind
 from app.errors import ConflictError, InputError, NotFoundError, VerificationError
+from app.limits import MAX_KEYS_PER_AUTHORITY, MAX_TRUSTED_ROOT_BYTES
 from app.signing.signers import algorithm_of, key_id, public_key_hint, public_key_pem
 from app.verify.identity import ANY_IDENTITY, MATCH_REPOSITORY, IdentityMode, SignedIdentityRule
 from app.verify.keyless import KeylessIdentity
@@ -57,8 +58,6 @@ BUILTIN_ROOTS = {
     STAGING: "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev",
 }
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
-MAX_TRUSTED_ROOT_BYTES = 1024 * 1024
-MAX_KEYS_PER_AUTHORITY = 32
 SUPPORTED_KEYS = "ECDSA P-256, ECDSA P-384, Ed25519 or RSA (2048, 3072, 4096 bits)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

@@ -12,12 +12,12 @@ import yaml
 
 from app.errors import InputError
 from app.k8s.review import (
-    MAX_REVIEW_BYTES,
     AdmissionReview,
     AdmissionVersion,
     GroupVersionKind,
     Operation,
 )
+from app.limits import MAX_REVIEW_BYTES
 
 # sample → (uid, version asked, kind, operation, namespace, name, generateName, dryRun)
 SAMPLES: dict[str, tuple[str, AdmissionVersion | None, str, Operation, Any, Any, Any, bool]] = {
