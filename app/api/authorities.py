@@ -23,7 +23,7 @@ from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
 from app.verify.identity import MODES, IdentityRemap, SignedIdentityRule
-from app.verify.keyless import KeylessIdentity
+from app.verify.keyless_identity import KeylessIdentity
 from app.verify.trust import (
     TrustedRootRef,
     get_authority,

@@ -22,7 +22,7 @@ from app.limits import MAX_PEM_BYTES
 
 if TYPE_CHECKING:
     from app.enforce.verify import VerificationReport
-    from app.verify.keyless import KeylessIdentity
+    from app.verify.keyless_identity import KeylessIdentity
     from app.verify.trust import TrustedRootRef
 
 

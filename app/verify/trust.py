@@ -49,7 +49,7 @@ from app.errors import ConflictError, InputError, NotFoundError, VerificationErr
 from app.limits import MAX_KEYS_PER_AUTHORITY, MAX_TRUSTED_ROOT_BYTES
 from app.signing.signers import algorithm_of, key_id, public_key_hint, public_key_pem
 from app.verify.identity import ANY_IDENTITY, MATCH_REPOSITORY, IdentityMode, SignedIdentityRule
-from app.verify.keyless import KeylessIdentity
+from app.verify.keyless_identity import KeylessIdentity
 
 PUBLIC_GOOD = "public-good"
 STAGING = "staging"

@@ -20,13 +20,12 @@ from pydantic import ValidationError
 from app.errors import InputError, VerificationError
 from app.signing.keyless import sign_statement_keyless
 from app.signing.payloads import cosign_statement
-from app.verify.keyless import (
+from app.verify.keyless import verify_keyless_artifact, verify_keyless_bundle
+from app.verify.keyless_identity import (
     OIDC_ISSUER_V1,
     SIGSTORE_OTHERNAME,
     KeylessIdentity,
     certificate_identity,
-    verify_keyless_artifact,
-    verify_keyless_bundle,
 )
 from app.verify.model import SignatureFormat, SignatureKind
 from tests.fixtures.sigstore import DEFAULT_ISSUER, SigstoreInstance
