@@ -23,7 +23,7 @@ from app.limits import MAX_PEM_BYTES
 if TYPE_CHECKING:
     from app.enforce.verify import VerificationReport
     from app.verify.keyless_identity import KeylessIdentity
-    from app.verify.trust import TrustedRootRef
+    from app.verify.trusted_root import TrustedRootRef
 
 
 # cosign's identity flags, shared with ``sealgate authority add``.
@@ -74,7 +74,7 @@ def identity_from_flags(
     """The keyless identity the cosign-style flags name, or None when none is given."""
     if all(v is None for v in (identity, identity_regexp, issuer, issuer_regexp)):
         return None
-    from app.verify.trust import parse_identity
+    from app.verify.keyless_identity import parse_identity
 
     return parse_identity(
         subject=identity, subject_regexp=identity_regexp, issuer=issuer, issuer_regexp=issuer_regexp
@@ -118,7 +118,7 @@ def verify(
     trusted_root: TrustedRootOption = None,
 ) -> None:
     """Verify IMAGE's signatures; print the verified ones as JSON, or exit 1 with reasons."""
-    from app.verify.trust import TrustedRootRef
+    from app.verify.trusted_root import TrustedRootRef
 
     identity = identity_from_flags(
         identity=certificate_identity,

@@ -32,14 +32,13 @@ from app.verify.keyless_identity import KeylessIdentity
 from app.verify.model import Rejection, VerifiedSignature
 from app.verify.signatures import is_image_signature, verify_candidates
 from app.verify.trust import (
-    PUBLIC_GOOD,
     TrustAuthority,
-    TrustedRootRef,
     get_authority,
     key_authority,
     keyless_authority,
     matching_authorities,
 )
+from app.verify.trusted_root import PUBLIC_GOOD, TrustedRootRef
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE, dsse_pae
 from app.verify.binding import SignedClaims, bind_statement
 from app.verify.keyless import verify_keyless_bundle
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
-from app.verify.trust import TrustAuthority, TrustedKey, verify_with_any_key
+from app.verify.trust import TrustAuthority
+from app.verify.trusted_keys import TrustedKey, verify_with_any_key
 
 BUNDLE_MEDIA_TYPES = frozenset(
     {

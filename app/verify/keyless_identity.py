@@ -11,7 +11,7 @@ for cosign ``.sig`` layers) apply the same rule.
 from __future__ import annotations
 
 from cryptography import x509
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from app.errors import InputError, VerificationError
 from app.verify.patterns import compile_identity_pattern
@@ -144,3 +144,33 @@ def certificate_identity(certificate: x509.Certificate) -> tuple[list[str], str 
                 continue
             break
     return subjects, issuer
+
+
+def parse_identity(
+    *,
+    subject: str | None = None,
+    subject_regexp: str | None = None,
+    issuer: str | None = None,
+    issuer_regexp: str | None = None,
+) -> KeylessIdentity:
+    """A keyless identity from cosign-style fields; ``InputError`` naming what is wrong.
+
+    Exactly one of ``subject``/``subject_regexp`` and one of ``issuer``/``issuer_regexp``;
+    regular expressions are RE2 syntax, as cosign's ``--certificate-identity-regexp``, but
+    must match the whole value where cosign searches (see ``app.verify.patterns``). A pattern
+    RE2 refuses or one that is too long raises ``InputError`` (``input.invalid_pattern``).
+    """
+    for value, what in ((subject, "certificate identity"), (issuer, "certificate OIDC issuer")):
+        if value is not None and not value.strip():
+            raise InputError(f"keyless identity is not valid: the {what} is empty")
+    try:
+        return KeylessIdentity(
+            subject=subject, subject_regex=subject_regexp, issuer=issuer, issuer_regex=issuer_regexp
+        )
+    except ValidationError as e:
+        message = str(e.errors()[0].get("msg", e)).removeprefix("Value error, ")
+        raise InputError(
+            f"keyless identity is not valid: {message} (give --certificate-identity or "
+            "--certificate-identity-regexp, and --certificate-oidc-issuer or "
+            "--certificate-oidc-issuer-regexp)"
+        ) from e

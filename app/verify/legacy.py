@@ -18,7 +18,8 @@ from app.errors import EvidenceError, VerificationError
 from app.verify.binding import bind_simple_signing
 from app.verify.keyless_legacy import verify_legacy_keyless
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
-from app.verify.trust import TrustAuthority, verify_with_any_key
+from app.verify.trust import TrustAuthority
+from app.verify.trusted_keys import verify_with_any_key
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"

@@ -1,23 +1,29 @@
-"""Sigstore trusted roots: the one parser of a trusted root's JSON, and what it trusts.
+"""Sigstore trusted roots: which one an authority uses, and the one parser of its JSON.
 
 A trusted root (protobuf-specs ``TrustedRoot``) names the Fulcio certificate authorities,
 the Rekor transparency logs and the certificate-transparency logs of a Sigstore instance,
-each with its validity period. ``parse_trusted_root`` reads it once, with
-sigstore-python's model, into a ``ParsedTrustedRoot`` that serves both keyless verifiers:
-sigstore-python's ``Verifier`` takes its ``sigstore`` model (``app.verify.keyless``), and
-the legacy cosign verifier (``app.verify.keyless_legacy``) reads its ``authorities``,
-``tlogs`` and ``ctlogs``, which sigstore-python does not expose with their validity.
+each with its validity period. A keyless authority names its root with a
+``TrustedRootRef``: ``public-good`` or ``staging`` (the roots shipped in the
+sigstore-python wheel), or a custom trusted root JSON stored with the authority.
 
-Trusted roots are parsed in memory, never written to a file: a caller of POST /v1/verify
-may send a new one with every request. The cache is small and keyed by content digest.
+``parse_trusted_root`` reads a root once, with sigstore-python's model, into a
+``ParsedTrustedRoot`` that serves both keyless verifiers: sigstore-python's ``Verifier``
+takes its ``sigstore`` model (``app.verify.keyless``), and the legacy cosign verifier
+(``app.verify.keyless_legacy``) reads its ``authorities``, ``tlogs`` and ``ctlogs``, which
+sigstore-python does not expose with their validity. Trusted roots are parsed in memory,
+never written to a file: a caller of POST /v1/verify may send a new one with every request.
+The cache is small and keyed by content digest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -27,8 +33,108 @@ from sigstore.models import TrustedRoot
 from sigstore_models.common import v1 as common_v1
 from sigstore_models.trustroot import v1 as trustroot_v1
 
-from app.errors import VerificationError
+from app.errors import InputError, VerificationError
 from app.limits import MAX_TRUSTED_ROOT_BYTES
+
+PUBLIC_GOOD = "public-good"
+STAGING = "staging"
+BUILTIN_ROOTS = {
+    PUBLIC_GOOD: "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev",
+    STAGING: "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev",
+}
+TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
+
+
+@dataclass(frozen=True)
+class TrustedRootRef:
+    """Which trusted root a keyless authority uses: a built-in name or custom JSON text."""
+
+    name: str  # "public-good", "staging" or "custom"
+    content: str = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.content.encode()).hexdigest()
+
+    @property
+    def stored(self) -> str:
+        """What goes in the ``authorities.trusted_root`` column."""
+        return self.name if self.name in BUILTIN_ROOTS else self.content
+
+    def describe(self) -> str:
+        return self.name if self.name in BUILTIN_ROOTS else f"custom {self.digest}"
+
+    @classmethod
+    def builtin(cls, name: str) -> TrustedRootRef:
+        return cls(name=name, content=_builtin_root_path(name).read_text())
+
+    @classmethod
+    def from_text(cls, text: str) -> TrustedRootRef:
+        """A custom trusted root from its JSON text; raise ``InputError`` if it is not one."""
+        if len(text.encode()) > MAX_TRUSTED_ROOT_BYTES:
+            raise InputError(f"trusted root is larger than {MAX_TRUSTED_ROOT_BYTES} bytes")
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise InputError(f"trusted root is not valid JSON: {e}") from e
+        if not isinstance(doc, dict) or doc.get("mediaType") != TRUSTED_ROOT_MEDIA_TYPE:
+            raise InputError(
+                f"trusted root must be a JSON object with mediaType {TRUSTED_ROOT_MEDIA_TYPE!r}"
+            )
+        try:
+            parse_trusted_root(text)
+        except VerificationError as e:
+            raise InputError(e.message) from e
+        return cls(name="custom", content=text)
+
+    @classmethod
+    def from_stored(cls, value: str) -> TrustedRootRef:
+        """The root an ``authorities.trusted_root`` value names (checked when it was stored)."""
+        return _stored_root(value)
+
+    @classmethod
+    def resolve(cls, value: str, *, allow_path: bool = True) -> TrustedRootRef:
+        """``public-good``/``staging``, a path to a trusted root file, or its JSON text.
+
+        ``allow_path=False`` (the HTTP API) refuses file paths: a caller must not make the
+        service read its own files.
+        """
+        if value in BUILTIN_ROOTS:
+            return cls.builtin(value)
+        if value.lstrip().startswith("{"):
+            return cls.from_text(value)
+        if not allow_path:
+            raise InputError(
+                "trusted root must be 'public-good', 'staging' or the trusted root JSON itself "
+                "(a file path is not accepted here)"
+            )
+        path = Path(value)
+        try:
+            if path.stat().st_size > MAX_TRUSTED_ROOT_BYTES:
+                raise InputError(f"trusted root {value} is larger than {MAX_TRUSTED_ROOT_BYTES}")
+            return cls.from_text(path.read_text())
+        except OSError as e:
+            raise InputError(
+                f"trusted root {value!r} is neither 'public-good', 'staging' nor a readable "
+                f"file: {e.strerror or e}"
+            ) from e
+
+
+def _builtin_root_path(name: str) -> Path:
+    folder = resources.files("sigstore._store").joinpath(BUILTIN_ROOTS[name])
+    return Path(str(folder.joinpath("trusted_root.json")))
+
+
+@lru_cache(maxsize=64)
+def _stored_root(value: str) -> TrustedRootRef:
+    # Authorities are read from their rows on every listing: a built-in root's file is read
+    # once.
+    if value in BUILTIN_ROOTS:
+        return TrustedRootRef.builtin(value)
+    return TrustedRootRef(name="custom", content=value)
+
+
+# -- parsing -------------------------------------------------------------------------------
 
 # How many parsed trusted roots (and sigstore-python verifiers built on them) are kept.
 ROOT_CACHE_SIZE = 8

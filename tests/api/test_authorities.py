@@ -138,7 +138,7 @@ class TestRefusals:
     def test_unsupported_key_type_is_400(self, client: TestClient, admin: dict[str, str]) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        from tests.verify.test_trust import pem_of
+        from tests.verify.test_trusted_keys import pem_of
 
         pem = pem_of(ec.generate_private_key(ec.SECP521R1()).public_key())
         answer = client.post("/v1/authorities", headers=admin, json={"name": "x", "keys": [pem]})

@@ -17,7 +17,7 @@ from app.errors import ForbiddenError, SigningError
 from app.oci import media
 from app.services import Services
 from app.verify.keyless_identity import KeylessIdentity
-from app.verify.trust import TrustedRootRef
+from app.verify.trusted_root import TrustedRootRef
 from tests.fixtures.images import push_random_image
 from tests.fixtures.sigstore import DEFAULT_ISSUER, SigstoreInstance
 

@@ -24,7 +24,7 @@ from app.signing.keys import KeyInfo, generate_key
 from app.signing.payloads import parse_statement
 from app.signing.signers import Algorithm
 from app.verify.bundle import parse_bundle, verify_key_bundle
-from app.verify.trust import TrustedKey
+from app.verify.trusted_keys import TrustedKey
 from tests.fixtures.images import push_random_image
 
 Asset = Callable[[str], Path]
