@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -32,6 +31,7 @@ from cryptography.x509.verification import (
 from pydantic import ValidationError
 
 from app.errors import VerificationError
+from app.signing.signers import verify_signature
 from app.verify.binding import bind_simple_signing, check_expected_digest
 from app.verify.keyless_identity import KeylessIdentity
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
@@ -192,10 +192,10 @@ def verify_legacy_keyless(
     # (5)
     key = certificate.public_key()
     try:
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise InvalidSignature("Fulcio certificates carry ECDSA keys")
-        key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature as e:
+        if not isinstance(key, ec.EllipticCurvePublicKey):  # Fulcio certifies ECDSA keys
+            raise VerificationError(f"a {type(key).__name__} key", code="verify.unsupported_key")
+        verify_signature(key, signature=signature, data=payload, hash_algorithms=(hashes.SHA256(),))
+    except VerificationError as e:
         raise _legacy_failure("the signature does not verify over the payload") from e
     # (6) the payload is trusted only now.
     claims = bind_simple_signing(payload, expected_digest=expected_digest)

@@ -26,16 +26,17 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import VerificationError
-from app.verify.trusted_root import ParsedTrustedRoot
+from app.signing.signers import verify_signature
+from app.verify.trusted_root import ParsedTrustedRoot, TransparencyLog
 
 
 class _SetPayload(BaseModel):
@@ -90,16 +91,17 @@ def _failure(message: str) -> VerificationError:
     return VerificationError(message, code="verify.keyless_failed")
 
 
-def _verify_with_key(key: Any, *, signature: bytes, data: bytes) -> None:
-    """Verify ``signature`` over ``data`` with a transparency-log key (SHA-256)."""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-    elif isinstance(key, ed25519.Ed25519PublicKey):
-        key.verify(signature, data)
-    elif isinstance(key, rsa.RSAPublicKey):
-        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        raise InvalidSignature(f"unsupported log key type {type(key).__name__}")
+def _signed_by_any(logs: Iterable[TransparencyLog], *, signature: bytes, data: bytes) -> bool:
+    """Whether one of ``logs`` made ``signature`` over ``data`` (logs sign with SHA-256)."""
+    for log in logs:
+        try:
+            verify_signature(
+                log.key, signature=signature, data=data, hash_algorithms=(hashes.SHA256(),)
+            )
+        except VerificationError:
+            continue
+        return True
+    return False
 
 
 def verify_set(root: ParsedTrustedRoot, *, entry: RekorBundleAnnotation) -> None:
@@ -113,13 +115,8 @@ def verify_set(root: ParsedTrustedRoot, *, entry: RekorBundleAnnotation) -> None
         )
     signature = decode_base64(entry.signed_entry_timestamp, "SignedEntryTimestamp")
     signed = entry.canonical_set_payload()
-    for log in logs:
-        try:
-            _verify_with_key(log.key, signature=signature, data=signed)
-            return
-        except InvalidSignature:
-            continue
-    raise _failure("the signed entry timestamp (SET) does not verify with the log key")
+    if not _signed_by_any(logs, signature=signature, data=signed):
+        raise _failure("the signed entry timestamp (SET) does not verify with the log key")
 
 
 def verify_sct(
@@ -157,12 +154,8 @@ def verify_sct(
                 sct.extension_bytes,
             )
         )
-        for log in logs:
-            try:
-                _verify_with_key(log.key, signature=sct.signature, data=signed)
-                return
-            except InvalidSignature:
-                continue
+        if _signed_by_any(logs, signature=sct.signature, data=signed):
+            return
     raise _failure("no embedded SCT verifies with a CT log of the trusted root")
 
 

@@ -15,12 +15,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from app.errors import InputError, VerificationError
-from app.signing.signers import algorithm_of, key_id, public_key_hint, public_key_pem
+from app.signing.signers import (
+    algorithm_of,
+    key_id,
+    public_key_hint,
+    public_key_pem,
+    verify_signature,
+)
 
 SUPPORTED_KEYS = "ECDSA P-256, ECDSA P-384, Ed25519 or RSA (2048, 3072, 4096 bits)"
 
@@ -53,46 +59,25 @@ class TrustedKey:
         return (hashes.SHA256(),)
 
     def verify(self, *, signature: bytes, data: bytes) -> None:
-        """Return if ``signature`` is this key's signature over ``data``; else raise."""
-        key = self.public_key
-        for algorithm in self._hashes():
-            try:
-                if isinstance(key, ec.EllipticCurvePublicKey):
-                    key.verify(signature, data, ec.ECDSA(algorithm))
-                elif isinstance(key, rsa.RSAPublicKey):
-                    key.verify(signature, data, padding.PKCS1v15(), algorithm)
-                else:
-                    key.verify(signature, data)
-                return
-            except (InvalidSignature, ValueError):
-                continue
-        raise VerificationError(
-            f"signature does not verify with key {self.key_id[:16]}", code="verify.bad_signature"
+        """Return if ``signature`` is this key's signature over ``data``; else raise
+        ``VerificationError`` (``verify.bad_signature``)."""
+        verify_signature(
+            self.public_key, signature=signature, data=data, hash_algorithms=self._hashes()
         )
 
     def verify_digest(self, *, signature: bytes, digest: bytes) -> None:
         """Verify a signature over a SHA-256 digest already computed (message signatures).
 
-        Ed25519 signs the message itself, never a digest, so it cannot verify this way.
+        Ed25519 signs the message itself, never a digest, so it cannot verify this way
+        (``verify.unsupported_key``).
         """
-        key = self.public_key
-        prehashed = utils.Prehashed(hashes.SHA256())
-        try:
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, digest, ec.ECDSA(prehashed))
-            elif isinstance(key, rsa.RSAPublicKey):
-                key.verify(signature, digest, padding.PKCS1v15(), prehashed)
-            else:
-                raise VerificationError(
-                    "an Ed25519 key cannot verify a signature over a digest "
-                    "(message-signature bundles need ECDSA or RSA keys)",
-                    code="verify.unsupported_key",
-                )
-        except (InvalidSignature, ValueError) as e:
-            raise VerificationError(
-                f"signature does not verify with key {self.key_id[:16]}",
-                code="verify.bad_signature",
-            ) from e
+        verify_signature(
+            self.public_key,
+            signature=signature,
+            data=digest,
+            hash_algorithms=(hashes.SHA256(),),
+            prehashed=True,
+        )
 
 
 def verify_with_any_key(
