@@ -28,8 +28,8 @@ from app.db.session import session_scope
 from app.enforce.caches import DecisionCaches
 from app.errors import EvidenceError
 from app.policy.findings import ScanSnapshot
-from app.policy.input import PolicyVulnerability, ScanSource
-from app.scans.model import Vulnerability
+from app.policy.input import PolicyVulnerability
+from app.scans.model import ScanSource, Vulnerability
 from app.verify.trust import TrustAuthority, list_authorities
 
 log = logging.getLogger(__name__)

@@ -58,13 +58,12 @@ from app.policy.input import (
     ImageFacts,
     PolicyInput,
     PolicyVulnerability,
-    ScanSource,
     SignatureFacts,
     build_input,
 )
 from app.scans.attestation import VULN_PREDICATE_TYPE, report_from_vuln_predicate
 from app.scans.ingest import scan_referrers
-from app.scans.model import ScanReport
+from app.scans.model import ScanReport, ScanSource
 from app.verify.evidence import evidence_from_referrers
 from app.verify.model import Rejection, VerifiedSignature
 from app.verify.signatures import is_image_signature, verify_candidates

@@ -27,13 +27,12 @@ from app.policy.input import (
     PolicyInput,
     PolicyVulnerability,
     ScanFacts,
-    ScanSource,
     SignatureFacts,
     build_input,
     scan_facts,
     summary_scan_facts,
 )
-from app.scans.model import Vulnerability
+from app.scans.model import ScanSource, Vulnerability
 from app.verify.trust import matching_authorities
 
 

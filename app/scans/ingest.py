@@ -52,10 +52,9 @@ from app.limits import MAX_INDEX_PLATFORMS, MAX_REPORT_BYTES, MAX_SCAN_FINDINGS,
 from app.oci.client import Manifest, RegistryClient
 from app.oci.descriptor import Descriptor
 from app.oci.refs import ImageRef
-from app.policy.input import ScanSource
 from app.scans.detect import AUTO, parse_report
 from app.scans.document import parse_timestamp
-from app.scans.model import ReportFormat, ScanReport, Vulnerability
+from app.scans.model import ReportFormat, ScanReport, ScanSource, Vulnerability
 from app.scans.subject import check_names
 from app.services import Services
 from app.timestamps import iso_utc

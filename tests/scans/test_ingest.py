@@ -14,13 +14,13 @@ from app.db.models import ScanRecord
 from app.db.session import session_scope
 from app.errors import RegistryError, ScanError
 from app.oci.refs import ImageRef
-from app.policy.input import ScanSource
 from app.scans.ingest import (
     CYCLONEDX_MEDIA_TYPE,
     SCAN_ARTIFACT_TYPE,
     collect_scans,
     ingest_scan,
 )
+from app.scans.model import ScanSource
 from app.services import Services
 from tests.fixtures.images import copy_image, push_multiplatform_index, push_random_image
 
