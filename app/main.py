@@ -41,15 +41,16 @@ from app.api import (
 from app.api import verdicts as verdicts_api
 from app.config import Settings, get_settings
 from app.db.migrate import check_schema
+from app.db.session import session_scope
 from app.enforce.context import ContextRefresher
 from app.enforce.startup import warn_about_open_trust
 from app.errors import Error
 from app.hooks.worker import start_worker, stop_worker
 from app.limits import MAX_BODY_BYTES
 from app.observability import Metrics, configure_logging, request_id_var
-from app.policy.versions import start_version_poller
+from app.policy.versions import ActiveVersionPoller
 from app.services import Services
-from app.signing.keys import check_keys_at_startup
+from app.signing.keys import check_kek_for_stored_keys
 
 log = logging.getLogger("sealgate.http")
 
@@ -276,12 +277,21 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # Refuse to serve an unmigrated database: say so now, not at the first request.
         check_schema(app.state.services.engine)
         # Refuse to serve with stored signing keys and no (or the wrong) key-encryption key.
-        check_keys_at_startup(app.state.services)
+        with session_scope(app.state.services.sessions) as session:
+            check_kek_for_stored_keys(session, settings=app.state.services.settings)
         # Serve, but name keys and authorities stored before scopes and identity rules.
         warn_about_open_trust(app.state.services)
         # Follow the active policy version (every replica polls the version table), and
         # the authorities and scans other replicas change.
-        app.state.policy_poller = start_version_poller(app.state.services)
+        app.state.policy_poller = ActiveVersionPoller(
+            engine_source=lambda: app.state.services.policy,
+            sessions=app.state.services.sessions,
+            data_override=app.state.services.settings.policy_data,
+            # A new version empties the decision cache.
+            on_load=lambda _version: app.state.services.caches.forget_policy(),
+            interval=app.state.services.settings.refresh_interval,
+        )
+        app.state.policy_poller.start()
         refresher = ContextRefresher(
             app.state.services.decisions.context,
             interval=app.state.services.settings.refresh_interval,

@@ -152,7 +152,12 @@ async def prepare_images(services: Services, host: str, prefix: str, count: int)
     signed vulnerability attestation; return their tag references."""
     raw = fresh_report()
     report = parse_report(raw)
-    attest = key_scan_attester(services, key_name="bench")
+    attest = key_scan_attester(
+        key_name="bench",
+        registry=services.registry,
+        sessions=services.sessions,
+        settings=services.settings,
+    )
     semaphore = asyncio.Semaphore(8)
 
     async def _one(i: int) -> str:

@@ -43,6 +43,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import utcnow
 from app.db.models import ScanRecord
@@ -56,7 +57,6 @@ from app.scans.detect import AUTO, parse_report
 from app.scans.document import parse_timestamp
 from app.scans.model import ReportFormat, ScanReport, ScanSource, Vulnerability
 from app.scans.subject import check_names
-from app.services import Services
 from app.timestamps import iso_utc
 
 log = logging.getLogger(__name__)
@@ -125,15 +125,22 @@ class CollectedScan(BaseModel):
 
 
 async def ingest_scan(
-    services: Services,
     *,
+    registry: RegistryClient,
+    sessions: sessionmaker[Session],
     image: str | ImageRef,
     report: bytes,
     format: str = AUTO,
     uploaded_by: str,
     attest: ScanAttester | None = None,
+    max_findings: int = MAX_SCAN_FINDINGS,
+    forget_scans: Callable[[list[tuple[str, str]]], None] | None = None,
 ) -> StoredScan:
     """Parse, check, attach and store a report for ``image`` (tag or digest).
+
+    ``registry`` resolves the image and takes the referrer, ``sessions`` stores the record;
+    a report with more than ``max_findings`` findings is refused. ``forget_scans`` is told
+    the (repository, digest) stored, so that cached decisions see the new scan at once.
 
     Raises ScanError (malformed, unknown format, too large in bytes or findings, wrong
     image), InputError for a bad image reference, RegistryError when the registry cannot
@@ -142,9 +149,8 @@ async def ingest_scan(
     """
     ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
     parsed = await asyncio.to_thread(  # (1)
-        parse_report, report, format, max_findings=services.settings.max_scan_findings
+        parse_report, report, format, max_findings=max_findings
     )
-    registry = services.registry
     digest = await registry.resolve_digest(ref)  # (2)
     pinned = ref.with_digest(digest)
     manifest = await registry.get_manifest(pinned)
@@ -174,7 +180,7 @@ async def ingest_scan(
     display = f"{ref.name}:{ref.tag}" if ref.tag else ref.name
 
     def _store() -> StoredScan:  # (6)
-        with session_scope(services.sessions) as session:
+        with session_scope(sessions) as session:
             row = ScanRecord(
                 name=ref.name,
                 image=display,
@@ -195,8 +201,9 @@ async def ingest_scan(
             return _stored(row, parsed)
 
     stored = await asyncio.to_thread(_store)
-    # Decisions on this replica see the new scan at once; others within the refresh interval.
-    services.decisions.context.forget_scans([(ref.name, digest)])
+    if forget_scans is not None:
+        # Decisions on this replica see the new scan at once; others within their refresh.
+        forget_scans([(ref.name, digest)])
     log.info(
         "scan ingested",
         extra={"image": display, "digest": digest, "scan_id": stored.id, "format": parsed.format},
@@ -298,20 +305,27 @@ def _report_of(row: ScanRecord) -> ScanReport:
     )
 
 
-async def collect_scans(services: Services, image: str | ImageRef) -> list[CollectedScan]:
-    """Every scan of ``image``'s digest, newest first: our authenticated uploads, then
-    scan reports found as referrers in the registry (unverified, at most
-    ``MAX_SCAN_REFERRERS``; ones we stored ourselves are not repeated; unreadable ones
-    and ones naming another image are skipped with a log line).
+async def collect_scans(
+    *,
+    registry: RegistryClient,
+    sessions: sessionmaker[Session],
+    image: str | ImageRef,
+    max_findings: int = MAX_SCAN_FINDINGS,
+) -> list[CollectedScan]:
+    """Every scan of ``image``'s digest, newest first: our authenticated uploads (read
+    through ``sessions``), then scan reports found as referrers in the registry (unverified,
+    at most ``MAX_SCAN_REFERRERS``, each of at most ``max_findings`` findings; ones we stored
+    ourselves are not repeated; unreadable ones and ones naming another image are skipped
+    with a log line).
 
     Raises RegistryError when the registry cannot resolve the image or list referrers.
     """
     ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
-    digest = await services.registry.resolve_digest(ref)
+    digest = await registry.resolve_digest(ref)
     pinned = ref.with_digest(digest)
 
     def _load() -> list[CollectedScan]:
-        with session_scope(services.sessions) as session:
+        with session_scope(sessions) as session:
             rows = session.scalars(
                 select(ScanRecord)
                 .where(ScanRecord.name == ref.name, ScanRecord.digest == digest)
@@ -332,14 +346,8 @@ async def collect_scans(services: Services, image: str | ImageRef) -> list[Colle
 
     uploaded = await asyncio.to_thread(_load)
     known = {s.referrer_digest for s in uploaded if s.referrer_digest}
-    listed = await services.registry.list_referrers(pinned)
-    found = await scan_referrers(
-        services.registry,
-        pinned,
-        listed,
-        skip=known,
-        max_findings=services.settings.max_scan_findings,
-    )
+    listed = await registry.list_referrers(pinned)
+    found = await scan_referrers(registry, pinned, listed, skip=known, max_findings=max_findings)
     found.sort(key=lambda s: s.scanned_at, reverse=True)
     return uploaded + found
 

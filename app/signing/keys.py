@@ -39,10 +39,8 @@ from app.auth.scopes import glob_matches, required_globs
 from app.config import KEK_SETUP, Settings
 from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
-from app.db.session import session_scope
 from app.errors import ConfigError, ConflictError, InputError, NotFoundError, SigningError
 from app.limits import MAX_PEM_BYTES
-from app.services import Services
 from app.signing.signers import (
     Algorithm,
     KeySigner,
@@ -389,9 +387,3 @@ def unscoped_keys(session: Session) -> list[str]:
     image a ``sign:`` token may name. Listed in a warning at start-up."""
     query = select(SigningKey.name).where(SigningKey.scopes.is_(None)).order_by(SigningKey.name)
     return list(session.scalars(query))
-
-
-def check_keys_at_startup(services: Services) -> None:
-    """The start-up form of ``check_kek_for_stored_keys``, on the service's own database."""
-    with session_scope(services.sessions) as session:
-        check_kek_for_stored_keys(session, settings=services.settings)

@@ -26,9 +26,9 @@ from app.auth.tokens import Principal
 from app.config import Settings
 from app.db.models import Decision
 from app.db.session import session_scope
+from app.enforce.scans import upload_scan
 from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
-from app.scans.ingest import ingest_scan
 from app.services import Services
 from tests.enforce.conftest import trust_new_key
 from tests.fixtures.images import push_random_image
@@ -200,7 +200,7 @@ class TestDecisions:
     ) -> None:
         image = await signed(services, unique_repo("web"))
         report = asset(CRITICAL_REPORT).read_bytes()
-        await ingest_scan(services, image=image, report=report, uploaded_by="t")
+        await upload_scan(services, image=image, report=report, uploaded_by="t")
         await services.close_registry()
 
         denied = post(client, review("Deployment", deployment(tagged(image))))["response"]

@@ -24,14 +24,14 @@ from app.db.session import session_scope
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.pipeline import decide_and_store
+from app.enforce.scans import upload_scan
 from app.enforce.sign import sign_image
 from app.enforce.verify import verify_image
 from app.oci.refs import ImageRef
 from app.policy.engines import EmbeddedOpaEngine, build_engine
 from app.policy.input import Entrypoint
 from app.policy.replay import replay_decisions
-from app.scans.attestation import VULN_PREDICATE_TYPE, key_scan_attester
-from app.scans.ingest import ingest_scan
+from app.scans.attestation import VULN_PREDICATE_TYPE
 from app.services import Services
 from app.signing.keys import get_key
 from tests.conftest import Cli
@@ -115,7 +115,7 @@ class TestEvaluateImage:
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
     ) -> None:
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(
+        await upload_scan(
             services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
         )
 
@@ -130,12 +130,12 @@ class TestEvaluateImage:
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
     ) -> None:
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(
+        await upload_scan(
             services,
             image=image,
             report=asset(CRITICAL_REPORT).read_bytes(),
             uploaded_by="t",
-            attest=key_scan_attester(services, key_name="ci"),
+            attest_key="ci",
         )
         # Forget the upload: what remains is the signed attestation in the registry.
         with session_scope(services.sessions) as session:
@@ -162,12 +162,12 @@ class TestEvaluateImage:
         await services.registry.push_manifest(
             copy, manifest.raw, media_type=manifest.media_type, tag="v1"
         )
-        await ingest_scan(
+        await upload_scan(
             services, image=prod, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="ci"
         )
         clean = json.loads(asset("trivy/dd_trivy_schema2_image_no_vuln.json").read_text())
         clean["CreatedAt"] = "2099-01-01T00:00:00Z"
-        stored = await ingest_scan(
+        stored = await upload_scan(
             services, image=copy, report=json.dumps(clean).encode(), uploaded_by="mallory"
         )
 
@@ -183,12 +183,12 @@ class TestEvaluateImage:
     ) -> None:
         # The key signs scans as attestations; that must not make the image "signed".
         image, _ = await push_random_image(services.registry, unique_repo("app"))
-        await ingest_scan(
+        await upload_scan(
             services,
             image=image,
             report=asset(CRITICAL_REPORT).read_bytes(),
             uploaded_by="t",
-            attest=key_scan_attester(services, key_name="ci"),
+            attest_key="ci",
         )
         with session_scope(services.sessions) as session:
             public = get_key(session, name="ci").public_key_pem
@@ -205,7 +205,7 @@ class TestEvaluateImage:
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
     ) -> None:
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(
+        await upload_scan(
             services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
         )
         with session_scope(services.sessions) as session:

@@ -22,13 +22,13 @@ from app.db.session import session_scope
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.pipeline import decide
+from app.enforce.scans import upload_scan
 from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
 from app.policy.bundle import PolicyBundle
 from app.policy.input import Entrypoint
 from app.policy.versions import ActiveVersionPoller, publish_bundle
 from app.scans.detect import parse_report
-from app.scans.ingest import ingest_scan
 from app.services import Services
 from app.verify.trust import remove_authority
 from tests.enforce.conftest import trust_new_key
@@ -202,7 +202,7 @@ class TestSoundness:
         services = make_services(policy_data=data)
         trust_new_key(services, scope=f"{registry.host}/**")
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(services, image=image, report=asset(REPORT).read_bytes(), uploaded_by="t")
+        await upload_scan(services, image=image, report=asset(REPORT).read_bytes(), uploaded_by="t")
         soon_stale = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=MAX_SCAN_AGE - 2)
         with session_scope(services.sessions) as session:
             session.execute(update(ScanRecord).values(scanned_at=soon_stale))
@@ -241,7 +241,7 @@ class TestSoundness:
         services = make_services(policy_data=data)
         trust_new_key(services, scope=f"{registry.host}/**")
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(services, image=image, report=report, uploaded_by="t")
+        await upload_scan(services, image=image, report=report, uploaded_by="t")
 
         allowed = await decide_once(services, str(image))
         cached = await decide_once(services, str(image))
