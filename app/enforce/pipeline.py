@@ -55,6 +55,7 @@ from app.policy.findings import EncodedInput, ScanSnapshot, encode_input
 from app.policy.input import (
     AttestationFacts,
     ImageFacts,
+    KubernetesContext,
     PolicyInput,
     PolicyVulnerability,
     ScanSource,
@@ -210,11 +211,20 @@ async def _decide(request: DecisionRequest, parts: DecisionParts) -> Outcome:
         )
         step = trace.mark("evidence", step)
         scan = stored_scan or evidence.registry_scan
-        encoded = _encode(ref, digest, authorities, evidence, scan, request, evaluated_at)
-        policy_input = encoded.document
-        step = trace.mark("input", step)
-        answer = await _answer(encoded, request, parts, trace)
-        trace.mark("policy", step)
+        remembered = _remembered(request, digest, authorities, evidence, scan, parts)
+        if remembered is not None:
+            # The same facts as a decision still valid: its answer and the input it was made
+            # on, without encoding the input again.
+            trace.cache = "decision"
+            answer, policy_input = remembered.answer, remembered.policy_input
+            trace.mark("policy", step)
+        else:
+            encoded = _encode(ref, digest, authorities, evidence, scan, request, evaluated_at)
+            policy_input = encoded.document
+            step = trace.mark("input", step)
+            answer = await _answer(encoded, request, parts, trace)
+            trace.mark("policy", step)
+            _remember(request, digest, authorities, evidence, scan, parts, answer, policy_input)
         outcome = _outcome(
             request, ref, digest, answer.decision, trace, policy_input, answer=answer
         )
@@ -294,6 +304,9 @@ async def _stored_scan(
     ref: ImageRef, digest: str, deadline: Deadline, parts: DecisionParts, trace: _Trace
 ) -> ScanSnapshot | None:
     """Step 2's scan: from memory, else one store read in a worker thread."""
+    remembered, snapshot = parts.context.remembered_scan(name=ref.name, digest=digest)
+    if remembered:
+        return snapshot
     trace.doing = "the store (reading the stored scan)"
     async with deadline.step("deadline.store", lambda: trace.doing):
         return await asyncio.to_thread(parts.context.stored_scan, name=ref.name, digest=digest)
@@ -540,6 +553,83 @@ async def _answer(
         size = 512 + 256 * findings  # an estimate of the entry's footprint
         parts.caches.decisions.put(key, _CachedAnswer(answer, valid_until), ttl=ttl, size=size)
     return answer
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """A decision and the facts it was made on, by identity: the evidence and scan
+    objects the caches hand out stay the same until something about them changes (a new
+    signature, scan or authority replaces them), so ``is`` proves the facts unchanged
+    without encoding the input to compare it."""
+
+    evidence: VerifiedEvidence
+    scan: ScanSnapshot | None
+    authorities: tuple[str, ...]
+    kubernetes: KubernetesContext | None
+    answer: EngineAnswer
+    policy_input: dict[str, object]
+    valid_until_ns: int | None
+
+
+def _remembered_key(request: DecisionRequest, digest: str, revision: str | None) -> str:
+    # Beside ``_answer``'s keys, which start with the entry point.
+    return f"facts:{request.entrypoint.value}:{revision}:{digest}:{request.image}"
+
+
+def _remembered(
+    request: DecisionRequest,
+    digest: str,
+    authorities: tuple[TrustAuthority, ...],
+    evidence: VerifiedEvidence,
+    scan: ScanSnapshot | None,
+    parts: DecisionParts,
+) -> _Remembered | None:
+    """The decision remembered for exactly these facts, while it is valid."""
+    key = _remembered_key(request, digest, parts.engine().revision)
+    # Not counted: a miss here is looked up again by content (``_answer``), which counts.
+    entry = parts.caches.decisions.get(key, counted=False)
+    if not isinstance(entry, _Remembered):
+        return None
+    if entry.valid_until_ns is not None and time.time_ns() >= entry.valid_until_ns:
+        return None
+    same = (
+        entry.evidence is evidence
+        and entry.scan is scan
+        and entry.authorities == tuple(a.name for a in authorities)
+        and entry.kubernetes == request.kubernetes
+    )
+    if not same:
+        return None
+    parts.caches.decisions.hit()
+    return entry
+
+
+def _remember(
+    request: DecisionRequest,
+    digest: str,
+    authorities: tuple[TrustAuthority, ...],
+    evidence: VerifiedEvidence,
+    scan: ScanSnapshot | None,
+    parts: DecisionParts,
+    answer: EngineAnswer,
+    policy_input: dict[str, object],
+) -> None:
+    if answer.revision is None or answer.revision != parts.engine().revision:
+        return  # decided by an engine already replaced
+    valid_until = _valid_until_ns(answer.decision)
+    ttl = None if valid_until is None else max(0.0, (valid_until - time.time_ns()) / 1e9)
+    entry = _Remembered(
+        evidence=evidence,
+        scan=scan,
+        authorities=tuple(a.name for a in authorities),
+        kubernetes=request.kubernetes,
+        answer=answer,
+        policy_input=policy_input,
+        valid_until_ns=valid_until,
+    )
+    size = 1024 + 256 * (len(answer.decision.deny) + len(answer.decision.warn))
+    key = _remembered_key(request, digest, answer.revision)
+    parts.caches.decisions.put(key, entry, ttl=ttl, size=size)
 
 
 def _valid_until_ns(decision: PolicyDecision) -> int | None:

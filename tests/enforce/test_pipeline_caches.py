@@ -25,7 +25,7 @@ from app.enforce.pipeline import decide
 from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
 from app.policy.bundle import PolicyBundle
-from app.policy.input import Entrypoint
+from app.policy.input import Entrypoint, KubernetesContext
 from app.policy.versions import ActiveVersionPoller, publish_bundle
 from app.scans.detect import parse_report
 from app.scans.ingest import ingest_scan
@@ -106,6 +106,43 @@ class TestCachesAnswer:
         assert (first.cache, second.cache, third.cache) == (None, "decision", "evidence")
         assert second.decision == first.decision
         assert services.caches.decisions.stats.hits == 1
+
+    async def test_a_remembered_decision_is_bound_to_its_facts(
+        self,
+        make_services: Callable[..., Services],
+        registry: RegistryProcess,
+        unique_repo: Callable[[str], str],
+    ) -> None:
+        """The warm path answers without encoding the input only for the same facts: another
+        Kubernetes context, or a new signature, is decided (or looked up) afresh."""
+        services = make_services()
+        trust_new_key(services, scope=f"{registry.host}/**")
+        image = await signed_image(services, unique_repo("app"))
+
+        def admission(namespace: str) -> DecisionRequest:
+            context = KubernetesContext(namespace=namespace, kind="Pod", operation="CREATE")
+            return DecisionRequest(
+                image=str(image),
+                entrypoint=Entrypoint.admission,
+                deadline=Deadline(10),
+                kubernetes=context,
+            )
+
+        first = await decide(admission("team-a"), services.decisions)
+        again = await decide(admission("team-a"), services.decisions)
+        other = await decide(admission("team-b"), services.decisions)
+
+        assert (first.cache, again.cache) == (None, "decision")
+        assert again.input is not first.input and again.input == first.input
+        assert other.input["kubernetes"]["namespace"] == "team-b"  # type: ignore[index]
+        assert first.input["kubernetes"]["namespace"] == "team-a"  # type: ignore[index]
+
+        # A second signature replaces the cached evidence: the remembered facts no longer hold.
+        await sign_image(services, image=str(image), principal=ADMIN, key_name="ci")
+        services.decisions.context.refresh()
+        after = await decide(admission("team-a"), services.decisions)
+        assert after.cache is None
+        assert len(after.input["signatures"]) == 2  # type: ignore[arg-type]
 
     async def test_an_authority_change_clears_what_it_vouched_for(
         self,
