@@ -211,7 +211,8 @@ async def _decide(request: DecisionRequest, parts: DecisionParts) -> Outcome:
         )
         step = trace.mark("evidence", step)
         scan = stored_scan or evidence.registry_scan
-        remembered = _remembered(request, digest, authorities, evidence, scan, parts)
+        memory = _Memory(request, digest, authorities, evidence, scan, parts)
+        remembered = memory.recall()
         if remembered is not None:
             # The same facts as a decision still valid: its answer and the input it was made
             # on, without encoding the input again.
@@ -224,7 +225,7 @@ async def _decide(request: DecisionRequest, parts: DecisionParts) -> Outcome:
             step = trace.mark("input", step)
             answer = await _answer(encoded, request, parts, trace)
             trace.mark("policy", step)
-            _remember(request, digest, authorities, evidence, scan, parts, answer, policy_input)
+            memory.keep(answer, policy_input)
         outcome = _outcome(
             request, ref, digest, answer.decision, trace, policy_input, answer=answer
         )
@@ -556,80 +557,82 @@ async def _answer(
 
 
 @dataclass(frozen=True)
-class _Remembered:
-    """A decision and the facts it was made on, by identity: the evidence and scan
-    objects the caches hand out stay the same until something about them changes (a new
-    signature, scan or authority replaces them), so ``is`` proves the facts unchanged
-    without encoding the input to compare it."""
+class _Facts:
+    """What a decision is made on, by identity: the evidence and scan objects the caches
+    hand out stay the same until something about them changes (a new signature, scan or
+    authority replaces them), so ``is`` proves the facts unchanged without encoding the
+    input to compare it. The evaluation time and scan age are left out, as in
+    ``_answer``'s key: the policy's ``valid_until`` bounds them."""
 
     evidence: VerifiedEvidence
     scan: ScanSnapshot | None
     authorities: tuple[str, ...]
     kubernetes: KubernetesContext | None
+
+    def same_as(self, other: _Facts) -> bool:
+        return (
+            self.evidence is other.evidence
+            and self.scan is other.scan
+            and self.authorities == other.authorities
+            and self.kubernetes == other.kubernetes
+        )
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    facts: _Facts
     answer: EngineAnswer
     policy_input: dict[str, object]
     valid_until_ns: int | None
 
 
-def _remembered_key(request: DecisionRequest, digest: str, revision: str | None) -> str:
-    # Beside ``_answer``'s keys, which start with the entry point.
-    return f"facts:{request.entrypoint.value}:{revision}:{digest}:{request.image}"
+class _Memory:
+    """Decisions remembered with their facts, in the decision cache beside ``_answer``'s
+    entries (its keys start with the entry point, these with ``facts:``)."""
 
+    def __init__(
+        self,
+        request: DecisionRequest,
+        digest: str,
+        authorities: tuple[TrustAuthority, ...],
+        evidence: VerifiedEvidence,
+        scan: ScanSnapshot | None,
+        parts: DecisionParts,
+    ) -> None:
+        self._request = request
+        self._digest = digest
+        self._parts = parts
+        self._facts = _Facts(
+            evidence=evidence,
+            scan=scan,
+            authorities=tuple(a.name for a in authorities),
+            kubernetes=request.kubernetes,
+        )
 
-def _remembered(
-    request: DecisionRequest,
-    digest: str,
-    authorities: tuple[TrustAuthority, ...],
-    evidence: VerifiedEvidence,
-    scan: ScanSnapshot | None,
-    parts: DecisionParts,
-) -> _Remembered | None:
-    """The decision remembered for exactly these facts, while it is valid."""
-    key = _remembered_key(request, digest, parts.engine().revision)
-    # Not counted: a miss here is looked up again by content (``_answer``), which counts.
-    entry = parts.caches.decisions.get(key, counted=False)
-    if not isinstance(entry, _Remembered):
-        return None
-    if entry.valid_until_ns is not None and time.time_ns() >= entry.valid_until_ns:
-        return None
-    same = (
-        entry.evidence is evidence
-        and entry.scan is scan
-        and entry.authorities == tuple(a.name for a in authorities)
-        and entry.kubernetes == request.kubernetes
-    )
-    if not same:
-        return None
-    parts.caches.decisions.hit()
-    return entry
+    def _key(self, revision: str | None) -> str:
+        request = self._request
+        return f"facts:{request.entrypoint.value}:{revision}:{self._digest}:{request.image}"
 
+    def recall(self) -> _Remembered | None:
+        """The decision remembered for exactly these facts, while it is valid."""
+        cache = self._parts.caches.decisions
+        # Not counted: a miss here is looked up again by content (``_answer``), which counts.
+        entry = cache.get(self._key(self._parts.engine().revision), counted=False)
+        if not isinstance(entry, _Remembered) or not entry.facts.same_as(self._facts):
+            return None
+        if entry.valid_until_ns is not None and time.time_ns() >= entry.valid_until_ns:
+            return None
+        cache.hit()
+        return entry
 
-def _remember(
-    request: DecisionRequest,
-    digest: str,
-    authorities: tuple[TrustAuthority, ...],
-    evidence: VerifiedEvidence,
-    scan: ScanSnapshot | None,
-    parts: DecisionParts,
-    answer: EngineAnswer,
-    policy_input: dict[str, object],
-) -> None:
-    if answer.revision is None or answer.revision != parts.engine().revision:
-        return  # decided by an engine already replaced
-    valid_until = _valid_until_ns(answer.decision)
-    ttl = None if valid_until is None else max(0.0, (valid_until - time.time_ns()) / 1e9)
-    entry = _Remembered(
-        evidence=evidence,
-        scan=scan,
-        authorities=tuple(a.name for a in authorities),
-        kubernetes=request.kubernetes,
-        answer=answer,
-        policy_input=policy_input,
-        valid_until_ns=valid_until,
-    )
-    size = 1024 + 256 * (len(answer.decision.deny) + len(answer.decision.warn))
-    key = _remembered_key(request, digest, answer.revision)
-    parts.caches.decisions.put(key, entry, ttl=ttl, size=size)
+    def keep(self, answer: EngineAnswer, policy_input: dict[str, object]) -> None:
+        if answer.revision is None or answer.revision != self._parts.engine().revision:
+            return  # decided by an engine already replaced
+        valid_until = _valid_until_ns(answer.decision)
+        ttl = None if valid_until is None else max(0.0, (valid_until - time.time_ns()) / 1e9)
+        entry = _Remembered(self._facts, answer, policy_input, valid_until)
+        size = 1024 + 256 * (len(answer.decision.deny) + len(answer.decision.warn))
+        self._parts.caches.decisions.put(self._key(answer.revision), entry, ttl=ttl, size=size)
 
 
 def _valid_until_ns(decision: PolicyDecision) -> int | None:
