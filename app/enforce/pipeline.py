@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -66,7 +67,7 @@ from app.scans.attestation import VULN_PREDICATE_TYPE, report_from_vuln_predicat
 from app.scans.document import MAX_SCAN_FINDINGS
 from app.scans.ingest import scan_referrers
 from app.scans.model import ScanReport
-from app.verify.evidence import evidence_from_referrers
+from app.verify.evidence import evidence_from_referrers, legacy_evidence
 from app.verify.model import Rejection, VerifiedSignature
 from app.verify.signatures import is_image_signature, verify_candidates
 from app.verify.trust import TrustAuthority
@@ -399,17 +400,22 @@ async def _collect_and_verify(
     signatures: list[VerifiedSignature] = []
     rejections: list[Rejection] = []
     if authorities:
-        evidence = await evidence_from_referrers(registry, pinned, listed)
         assert pinned.digest is not None
-        verified, refused = await asyncio.to_thread(
-            verify_candidates,
-            evidence.candidates,
-            authorities=authorities,
-            digest=pinned.digest,
-            image_name=pinned.name,
+        verify = functools.partial(
+            verify_candidates, authorities=authorities, digest=pinned.digest, image_name=pinned.name
         )
-        signatures = verified
+        evidence = await evidence_from_referrers(registry, pinned, listed, legacy=False)
+        verified, refused = await asyncio.to_thread(verify, evidence.candidates)
+        signatures = list(verified)
         rejections = [*evidence.problems, *refused]
+        if _unsigned_by_some(authorities, signatures):
+            # The legacy ``.sig`` tag only when the referrers left an authority without an
+            # image signature: a request fewer for images signed the OCI 1.1 way.
+            legacy = await legacy_evidence(registry, pinned)
+            if legacy.candidates or legacy.problems:
+                verified, refused = await asyncio.to_thread(verify, legacy.candidates)
+                signatures += verified
+                rejections += [*legacy.problems, *refused]
     else:
         rejections = [_no_authority(pinned)]
     images = tuple(s for s in signatures if is_image_signature(s))
@@ -425,6 +431,13 @@ async def _collect_and_verify(
                     newest.report, source=ScanSource.unsigned_referrer, at=newest.scanned_at
                 )
     return VerifiedEvidence(images, attestations, tuple(rejections), registry_scan)
+
+
+def _unsigned_by_some(
+    authorities: tuple[TrustAuthority, ...], signatures: list[VerifiedSignature]
+) -> bool:
+    signed_by = {s.authority for s in signatures if is_image_signature(s)}
+    return any(a.name not in signed_by for a in authorities)
 
 
 def _no_authority(pinned: ImageRef) -> Rejection:
