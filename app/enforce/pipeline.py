@@ -656,7 +656,7 @@ def _valid_until_ns(decision: PolicyDecision) -> int | None:
 
 def _outcome(
     request: DecisionRequest,
-    ref: ImageRef,
+    ref: ImageRef | str,
     digest: str | None,
     decision: PolicyDecision,
     trace: _Trace,
@@ -712,6 +712,23 @@ def _fix_for(code: str) -> str:
     return "retry; if it persists, see Sealgate's logs for the request id"
 
 
+def unparseable_outcome(request: DecisionRequest, error: InputError) -> Outcome:
+    """The outcome of an image string that is not a reference: it can never be pulled or
+    checked, so it is denied whatever the failure mode."""
+    finding = Finding(
+        code=error.code,
+        message=f"image {request.image!r} is not a valid reference: {error.message}",
+        fix="name the image as REGISTRY/REPOSITORY[:TAG][@DIGEST]",
+        image=request.image,
+    )
+    decision = PolicyDecision(allow=False, deny=[finding])
+    trace = _Trace()
+    policy_input: dict[str, object] = {"version": 1, "entrypoint": request.entrypoint.value}
+    if request.kubernetes is not None:
+        policy_input["kubernetes"] = request.kubernetes.model_dump(mode="json", exclude_none=True)
+    return _outcome(request, request.image, None, decision, trace, policy_input, failure=error.code)
+
+
 def _failure_outcome(
     request: DecisionRequest,
     ref: ImageRef,
@@ -755,4 +772,5 @@ __all__ = [
     "collect_and_verify",
     "decide",
     "decide_and_store",
+    "unparseable_outcome",
 ]

@@ -250,6 +250,21 @@ class TestDecisions:
         assert row.actor == "alice" and row.actor_kind == "kubernetes"
         assert row.input["kubernetes"]["containers"] == [{"name": "c0", "type": "container"}]
 
+    def test_an_image_that_is_not_a_reference_is_denied_and_recorded(
+        self, services: Services, client: TestClient
+    ) -> None:
+        pod = {"apiVersion": "v1", "kind": "Pod", "spec": pod_spec("Not A Reference")}
+        body = review("Pod", pod)
+
+        answer = post(client, body)["response"]
+
+        assert answer["allowed"] is False
+        assert "'Not A Reference' is not a valid reference" in answer["status"]["message"]
+        services.decisions.recorder.close()  # type: ignore[union-attr]
+        (row,) = [r for r in recorded(services) if r.entrypoint == "admission"]
+        assert (row.allowed, row.failure) == (False, "input.invalid_reference")
+        assert row.input["kubernetes"]["namespace"] == body["request"]["namespace"]
+
     async def test_mutation_pins_tags_and_the_pod_then_decides_from_cache(
         self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
     ) -> None:
