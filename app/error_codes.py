@@ -5,7 +5,8 @@ the ``code`` of an HTTP error body, of a CLI error line (``[registry.timeout]``)
 denial or failure in an audit record, and the ``code`` label of ``sealgate_errors_total``.
 Every code is declared here once; ``Error.http_status`` and the API's error handlers take
 the status from here, ``tests/test_error_codes.py`` checks that every code literal in
-``app/`` is declared and every declaration is used.
+``app/`` is declared and every declaration is used, and ``docs/errors.md`` is generated
+from it (``sealgate errors --markdown``).
 
 A status of ``None`` means the code is never the code of an HTTP answer: the CLI's own
 failures, the problems ``sealgate audit verify`` reports, reasons a signature was set
@@ -23,8 +24,9 @@ they were written with; nothing reads them back by code, so they were not migrat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import groupby
 from types import MappingProxyType
 
 
@@ -309,3 +311,40 @@ def http_status_of(code: str) -> int:
     if entry is None or entry.http_status is None:
         return _FALLBACK_STATUS
     return entry.http_status
+
+
+def _by_domain(codes: Iterable[ErrorCode]) -> list[tuple[str, list[ErrorCode]]]:
+    ordered = sorted(codes, key=lambda c: (c.domain, c.code))
+    return [(domain, list(group)) for domain, group in groupby(ordered, key=lambda c: c.domain)]
+
+
+def _status_text(entry: ErrorCode) -> str:
+    return str(entry.http_status) if entry.http_status is not None else "-"
+
+
+def render_markdown(codes: Iterable[ErrorCode] | None = None) -> str:
+    """``docs/errors.md``: one table per domain, code | HTTP status | meaning."""
+    lines = [
+        "# Error codes",
+        "",
+        "<!-- Generated from app/error_codes.py: sealgate errors --markdown > docs/errors.md -->",
+        "",
+        'Every code Sealgate produces: in an HTTP error body (`{"error": {"code", "message"}}`),',
+        "a CLI error line (`[registry.timeout]`), a denial or failure in an audit record, and",
+        "the `code` label of `sealgate_errors_total`. The status is the one the API answers",
+        "with; `-` marks a code that is never an answer's own (CLI-only failures, problems",
+        "`sealgate audit verify` reports, reasons a signature was set aside, listed in an",
+        "answer's `details.rejections`, and `http.error`, which keeps the web framework's",
+        "status). Reason codes of the Rego policies are in `policies/README.md`.",
+    ]
+    for domain, entries in _by_domain(CODES.values() if codes is None else codes):
+        lines += ["", f"## {domain}", "", "| code | HTTP status | meaning |", "|---|---|---|"]
+        lines += [f"| `{e.code}` | {_status_text(e)} | {e.meaning} |" for e in entries]
+    return "\n".join(lines) + "\n"
+
+
+def render_text(codes: Iterable[ErrorCode] | None = None) -> str:
+    """The catalogue as plain text for a terminal: code, status and meaning per line."""
+    entries = sorted(CODES.values() if codes is None else codes, key=lambda c: (c.domain, c.code))
+    width = max((len(e.code) for e in entries), default=0)
+    return "".join(f"{e.code:<{width}}  {_status_text(e):>3}  {e.meaning}\n" for e in entries)

@@ -1,5 +1,5 @@
 """The error-code catalogue: every code in app/ is declared, every declaration is used,
-each has one status and one meaning."""
+each has one status and one meaning, and docs/errors.md is generated from it."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import pytest
 
 from app.audit.entry import AuditKind
 from app.audit.verification import ProblemKind
-from app.error_codes import _CATALOGUE, CODES, ErrorCode, http_status_of
+from app.error_codes import _CATALOGUE, CODES, ErrorCode, http_status_of, render_markdown
 from app.errors import Error, RegistryError, ScanError
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app"
 CATALOGUE_FILE = APP / "error_codes.py"
+DOC = ROOT / "docs" / "errors.md"
 
 DOMAINS = frozenset(c.domain for c in CODES.values())
 # A code is a domain and one name: ``registry.timeout``. Three-part names are never codes
@@ -220,3 +221,19 @@ class TestCatalogue:
         assert CODES["cli.unreachable"].http_status is None
         assert Error("x", code="cli.unreachable").http_status == 500
         assert http_status_of("no.such_code") == 500
+
+
+class TestDocs:
+    def test_docs_errors_md_is_generated_from_the_catalogue(self) -> None:
+        assert DOC.read_text() == render_markdown(), (
+            "docs/errors.md is stale: regenerate it with `sealgate errors --markdown > "
+            "docs/errors.md`"
+        )
+
+    def test_every_code_is_in_the_docs_under_its_domain(self) -> None:
+        text = render_markdown()
+        for entry in CODES.values():
+            heading = text.index(f"\n## {entry.domain}\n")
+            row = text.index(f"| `{entry.code}` |")
+            following = text.find("\n## ", heading + 1)
+            assert heading < row < (following if following != -1 else len(text)), entry.code
