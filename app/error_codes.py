@@ -18,8 +18,16 @@ step that ran out of its decision's time is ``deadline.<step>``. Reason codes of
 policies (``signature.missing``, ``scan.stale``...) belong to the policies and are listed
 in ``policies/README.md``, not here.
 
-Renamed codes: audit records and decision records written before a rename keep the code
-they were written with; nothing reads them back by code, so they were not migrated.
+Renamed codes (one name per meaning): ``verify.malformed_bundle`` is
+``evidence.malformed_bundle``, ``verify.malformed_signature`` is
+``evidence.malformed_signature``, ``evidence.malformed`` is ``evidence.invalid``,
+``authority.not_found`` is ``not_found.authority``, ``policy.not_found`` is
+``not_found.policy_version``, ``audit.not_found`` is ``not_found.audit_record``,
+``policy.timeout`` is ``deadline.policy``, ``signing.no_kek`` is ``config.no_kek``,
+``audit.no_kek`` is ``config.no_kek``, ``auth.force_needs_admin`` is ``auth.not_admin``,
+``input.admission_too_large`` is ``input.too_large``. Audit records and decision records
+written before keep the code they were written with; nothing reads them back by code, so
+they were not migrated.
 """
 
 from __future__ import annotations
@@ -52,17 +60,12 @@ _CATALOGUE = (
     ErrorCode("audit.cursor", 400, "A pagination cursor this service did not issue."),
     ErrorCode("audit.error", 500, "The audit trail could not be written, read or checked."),
     ErrorCode("audit.inserted", None, "Audit verify: a record was inserted into the chain."),
-    ErrorCode(
-        "audit.no_kek", 503, "Audit checkpoints need the key-encryption key, which is not set."
-    ),
-    ErrorCode("audit.not_found", 404, "No audit record has that sequence number."),
     ErrorCode("audit.removed", None, "Audit verify: a record was removed from the chain."),
     ErrorCode(
         "audit.since", 400, "A time that is neither a date, a date-time nor a span (7d, 24h)."
     ),
     ErrorCode("auth.expired_token", 401, "The bearer token has expired."),
     ErrorCode("auth.forbidden", 403, "The credentials do not allow this request."),
-    ErrorCode("auth.force_needs_admin", 403, "Signing with --force needs an admin token."),
     ErrorCode("auth.invalid_token", 401, "The bearer token is not one this service issued."),
     ErrorCode("auth.not_admin", 403, "The request needs an administrator token."),
     ErrorCode(
@@ -70,7 +73,6 @@ _CATALOGUE = (
     ),
     ErrorCode("auth.revoked_token", 401, "The bearer token was revoked."),
     ErrorCode("auth.unauthenticated", 401, "No usable credentials were sent."),
-    ErrorCode("authority.not_found", 404, "No trust authority has that name."),
     ErrorCode("cli.remote_error", None, "The remote Sealgate refused the request without a code."),
     ErrorCode("cli.unreachable", None, "The Sealgate named by SEALGATE_URL cannot be reached."),
     ErrorCode("config.invalid", 500, "Sealgate's own configuration is unusable."),
@@ -100,7 +102,6 @@ _CATALOGUE = (
         422,
         "A signed payload (simple signing, in-toto statement) is not well formed.",
     ),
-    ErrorCode("evidence.malformed", 422, "A signed payload is nested too deeply to read."),
     ErrorCode("evidence.malformed_bundle", 422, "A Sigstore bundle cannot be read."),
     ErrorCode(
         "evidence.malformed_referrer", 422, "A signature referrer has not exactly one bundle layer."
@@ -137,11 +138,6 @@ _CATALOGUE = (
         400,
         "An AdmissionReview that is not JSON, of another kind or version, or has no uid.",
     ),
-    ErrorCode(
-        "input.admission_too_large",
-        413,
-        "An AdmissionReview over 3 MiB, the API server's own limit.",
-    ),
     ErrorCode("input.annotation", 400, "A signature annotation that is not a short KEY=VALUE."),
     ErrorCode("input.authority_scope", 400, "A new trust authority names no image scope."),
     ErrorCode("input.invalid", 400, "The request is not valid (the message says what is wrong)."),
@@ -172,7 +168,9 @@ _CATALOGUE = (
     ErrorCode(
         "input.signed_identity", 400, "An unknown signed-identity rule, or a bad remap prefix."
     ),
-    ErrorCode("input.too_large", 413, "The request body is over the limit (16 MiB)."),
+    ErrorCode(
+        "input.too_large", 413, "A request body over its limit (16 MiB; an AdmissionReview 3 MiB)."
+    ),
     ErrorCode("input.unstorable", 400, "A value the database cannot store (a NUL character...)."),
     ErrorCode(
         "input.unsupported_media_type", 415, "A request body of a content type not taken here."
@@ -181,7 +179,10 @@ _CATALOGUE = (
         "internal", 500, "An unexpected failure; the service log has it under the request id."
     ),
     ErrorCode("not_found", 404, "No such route or object."),
+    ErrorCode("not_found.audit_record", 404, "No audit record has that sequence number."),
+    ErrorCode("not_found.authority", 404, "No trust authority has that name."),
     ErrorCode("not_found.key", 404, "No signing key has that name."),
+    ErrorCode("not_found.policy_version", 404, "No policy version has that number."),
     ErrorCode(
         "policy.busy", 422, "No policy engine worker became free within the decision's time."
     ),
@@ -199,9 +200,7 @@ _CATALOGUE = (
         422,
         "A bundle calls http.send, net.lookup_ip_addr or opa.runtime.",
     ),
-    ErrorCode("policy.not_found", 404, "No policy version has that number."),
     ErrorCode("policy.tests_failed", 422, "The policy bundle's own tests failed."),
-    ErrorCode("policy.timeout", 504, "The policy engine did not decide within its time."),
     ErrorCode("policy.undefined", 422, "The policy does not define a decision document asked for."),
     ErrorCode(
         "policy.version_conflict", 409, "Another policy version was published at the same time."
@@ -253,7 +252,6 @@ _CATALOGUE = (
     ),
     ErrorCode("signing.key_disabled", 422, "The signing key is disabled and no longer signs."),
     ErrorCode("signing.key_out_of_scope", 403, "The signing key's scopes do not cover the image."),
-    ErrorCode("signing.no_kek", 503, "Stored keys need the key-encryption key, which is not set."),
     ErrorCode("signing.sigstore", 422, "Sigstore (Fulcio, Rekor) refused or failed to sign."),
     ErrorCode("signing.statement", 400, "An attestation to sign that is not an in-toto statement."),
     ErrorCode("signing.trust_config", 422, "The Sigstore trust config cannot be read or used."),
@@ -278,10 +276,6 @@ _CATALOGUE = (
     ),
     ErrorCode("verify.invalid_pattern", 422, "A stored authority's identity regexp RE2 refuses."),
     ErrorCode("verify.keyless_failed", 422, "A keyless signature does not verify."),
-    ErrorCode("verify.malformed_bundle", 422, "A Sigstore bundle cannot be read for verifying."),
-    ErrorCode(
-        "verify.malformed_signature", 422, "A legacy keyless signature's annotations are malformed."
-    ),
     ErrorCode("verify.no_authority", None, "No trust authority covers the image."),
     ErrorCode("verify.no_keys", 422, "An authority with no trusted keys to verify with."),
     ErrorCode("verify.no_tlog", 422, "A legacy keyless signature without its Rekor entry."),

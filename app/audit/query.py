@@ -177,7 +177,7 @@ def get_record(session: Session, *, seq: int) -> tuple[AuditRecordView, dict[str
     """Record ``seq`` and its stored input (None when it names none); ``AuditError`` (404)."""
     row = session.get(AuditRecord, seq) if 0 < seq < 2**63 else None
     if row is None:
-        raise AuditError(f"no audit record {seq}", code="audit.not_found")
+        raise AuditError(f"no audit record {seq}", code="not_found.audit_record")
     view = AuditRecordView.from_row(row)
     return view, load_input(session, view.input_hash) if view.input_hash else None
 

@@ -451,7 +451,7 @@ _EVALUATIONS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="policy-eval
 def decide_within(
     engine: PolicyEngine, *, policy_input: PolicyInput, seconds: float
 ) -> PolicyDecision:
-    """``engine.decide`` with a time budget: DeadlineError (``policy.timeout``) when it runs out.
+    """``engine.decide`` with a time budget: DeadlineError (``deadline.policy``) when it runs out.
 
     The embedded engine cannot be interrupted, so an evaluation that overruns keeps a
     worker until it ends; with every worker busy, further decisions time out too (fail
@@ -465,7 +465,7 @@ def decide_within(
         raise DeadlineError(
             f"the policy engine did not decide {policy_input.image.reference} "
             f"({policy_input.entrypoint.value}) within {seconds:g}s",
-            code="policy.timeout",
+            code="deadline.policy",
         ) from e
 
 

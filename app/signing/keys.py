@@ -107,7 +107,7 @@ def _require_kek(settings: Settings) -> bytes:
     if kek is None:
         raise SigningError(
             f"no key-encryption key is configured: {KEK_SETUP}",
-            code="signing.no_kek",
+            code="config.no_kek",
         )
     return kek
 

@@ -323,7 +323,7 @@ class TestBadInput:
         obj["metadata"]["annotations"] = {"big": "x" * (3 * 1024 * 1024)}
         response = client.post("/admission/validate", json=review("Deployment", obj))
         assert response.status_code == 413
-        assert response.json()["error"]["code"] == "input.admission_too_large"
+        assert response.json()["error"]["code"] == "input.too_large"
         assert "limit" in response.json()["error"]["message"]
 
     def test_an_object_that_is_not_an_object_is_answered(self, client: TestClient) -> None:

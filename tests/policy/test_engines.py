@@ -181,7 +181,7 @@ class TestFailClosed:
         engine = engine_factory(bundle_of(adm=slow))
         with pytest.raises(DeadlineError) as caught:
             decide_within(engine, policy_input=make_input(), seconds=0.01)
-        assert caught.value.code == "policy.timeout"
+        assert caught.value.code == "deadline.policy"
 
     def test_within_budget(
         self, engine_factory: EngineFactory, default_bundle: PolicyBundle, make_input: InputFactory
