@@ -28,7 +28,7 @@ MAX_REVIEW_BYTES = 3 * 1024 * 1024
 
 REVIEW_KIND = "AdmissionReview"
 _CODE = "input.admission_review"
-_TOO_LARGE = "input.admission_too_large"
+_TOO_LARGE = "input.too_large"
 # A JSON escape of a UTF-16 surrogate: only then can decoded text hold a lone one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 

@@ -232,14 +232,12 @@ async def check_report_names_image(
                 f"{manifest.ref.name}@{manifest.digest} has config "
                 f"{', '.join(sorted(configs)) or 'none'}",
                 code="scan.wrong_image",
-                http_status=422,
             )
     elif report.artifact_digests and not manifest_digests.intersection(report.artifact_digests):
         raise ScanError(
             f"the report is for {', '.join(report.artifact_digests)}, not for "
             f"{manifest.ref.name}@{manifest.digest}",
             code="scan.wrong_image",
-            http_status=422,
         )
     # Past the checks above, a digest the report names is the image's.
     digest_confirmed = report.image_id is not None or bool(report.artifact_digests)

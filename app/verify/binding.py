@@ -45,7 +45,7 @@ def _parsed(parse: Callable[[bytes], T], payload: bytes) -> T:
     try:
         return parse(payload)
     except RecursionError as e:  # json's C scanner on absurdly nested input
-        raise EvidenceError("signed payload is nested too deeply", code="evidence.malformed") from e
+        raise EvidenceError("signed payload is nested too deeply", code="evidence.invalid") from e
 
 
 def _mismatch(named: str, expected_digest: str) -> VerificationError:

@@ -250,7 +250,7 @@ def keyless_verifier(trusted_root_json: str) -> Verifier:
 def _parse_bundle(bundle_json: bytes) -> tuple[Bundle, dict[str, Any]]:
     if len(bundle_json) > MAX_BUNDLE_BYTES:
         raise VerificationError(
-            f"bundle is larger than {MAX_BUNDLE_BYTES} bytes", code="verify.malformed_bundle"
+            f"bundle is larger than {MAX_BUNDLE_BYTES} bytes", code="evidence.malformed_bundle"
         )
     try:
         raw = json.loads(bundle_json)
@@ -259,10 +259,10 @@ def _parse_bundle(bundle_json: bytes) -> tuple[Bundle, dict[str, Any]]:
         # sigstore-python refuses bundles it cannot verify at parse time (v0.1 without
         # inclusion proof, neither SET nor timestamp, no certificate...).
         raise VerificationError(
-            f"not a verifiable Sigstore bundle: {e}", code="verify.malformed_bundle"
+            f"not a verifiable Sigstore bundle: {e}", code="evidence.malformed_bundle"
         ) from e
     if not isinstance(raw, dict):
-        raise VerificationError("bundle JSON is not an object", code="verify.malformed_bundle")
+        raise VerificationError("bundle JSON is not an object", code="evidence.malformed_bundle")
     return bundle, raw
 
 
@@ -327,7 +327,7 @@ def verify_keyless_bundle(
     ``expected_digest``; a message-signature bundle must sign that digest itself (the
     manifest bytes). Returns the verified signature (``authority`` left unset for the
     caller); raises ``VerificationError`` with a code saying what failed:
-    ``verify.malformed_bundle``, ``verify.trusted_root``, ``verify.identity_mismatch``,
+    ``evidence.malformed_bundle``, ``verify.trusted_root``, ``verify.identity_mismatch``,
     ``verify.keyless_failed`` (chain, validity at signing time, SCT, log entry,
     signature) or ``verify.digest_mismatch``; ``EvidenceError`` when the verified DSSE
     payload is not an in-toto statement.
@@ -527,7 +527,7 @@ def _b64decode(value: str, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise _legacy_failure(f"{what} is not valid base64", "verify.malformed_signature") from e
+        raise _legacy_failure(f"{what} is not valid base64", "evidence.malformed_signature") from e
 
 
 def _load_pem_certificates(text: str, what: str) -> list[x509.Certificate]:
@@ -535,7 +535,7 @@ def _load_pem_certificates(text: str, what: str) -> list[x509.Certificate]:
         return x509.load_pem_x509_certificates(text.encode())
     except ValueError as e:
         raise _legacy_failure(
-            f"{what} is not PEM certificates", "verify.malformed_signature"
+            f"{what} is not PEM certificates", "evidence.malformed_signature"
         ) from e
 
 
@@ -750,14 +750,15 @@ def verify_legacy_keyless(
         entry = RekorBundleAnnotation.model_validate_json(bundle_annotation)
     except ValidationError as e:
         raise _legacy_failure(
-            f"bundle annotation is malformed: {e.errors()[0]['msg']}", "verify.malformed_signature"
+            f"bundle annotation is malformed: {e.errors()[0]['msg']}",
+            "evidence.malformed_signature",
         ) from e
     when = dt.datetime.fromtimestamp(entry.payload.integrated_time, tz=dt.UTC)
     signature = _b64decode(signature_b64, "signature annotation")
     certificates = _load_pem_certificates(certificate_pem, "certificate annotation")
     if len(certificates) != 1:
         raise _legacy_failure(
-            "certificate annotation must hold one certificate", "verify.malformed_signature"
+            "certificate annotation must hold one certificate", "evidence.malformed_signature"
         )
     certificate = certificates[0]
     chain = _load_pem_certificates(chain_pem, "chain annotation") if chain_pem else []

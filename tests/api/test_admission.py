@@ -332,11 +332,13 @@ class TestBadInput:
         assert response.status_code == 400, response.text
         assert response.json()["error"]["message"]
 
-    def test_a_3_mib_object_is_a_400(self, client: TestClient) -> None:
+    def test_a_3_mib_object_is_a_413(self, client: TestClient) -> None:
+        # Content too large, as for any body over the service's own limit (16 MiB).
         obj = deployment()
         obj["metadata"]["annotations"] = {"big": "x" * (3 * 1024 * 1024)}
         response = client.post("/admission/validate", json=review("Deployment", obj))
-        assert response.status_code == 400
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "input.too_large"
         assert "limit" in response.json()["error"]["message"]
 
     def test_an_object_that_is_not_an_object_is_answered(self, client: TestClient) -> None:
