@@ -41,6 +41,7 @@ DOMAIN_PACKAGES = (
 # The modules every layer shares; they sit below the domain.
 BASE_MODULES = (
     "app.config",
+    "app.error_codes",
     "app.errors",
     "app.failure_mode",
     "app.json_text",

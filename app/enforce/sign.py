@@ -281,7 +281,7 @@ async def sign_image(
     if force and not principal.is_admin:
         raise ForbiddenError(
             f"token {principal.name!r} may not sign against the policy: --force is for admins",
-            code="auth.force_needs_admin",
+            code="auth.not_admin",
         )
     extra = _check_annotations(annotations or {})
     if not formats:

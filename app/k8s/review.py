@@ -28,7 +28,7 @@ from app.limits import MAX_REVIEW_BYTES
 
 REVIEW_KIND = "AdmissionReview"
 _CODE = "input.admission_review"
-_TOO_LARGE = "input.admission_too_large"
+_TOO_LARGE = "input.too_large"
 # A JSON escape of a UTF-16 surrogate: only then can decoded text hold a lone one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 

@@ -156,7 +156,9 @@ def activate_version(
     Audited as ``policy.activate`` or ``policy.rollback`` by ``actor``."""
     row = _find_version(session, version)
     if row is None:
-        raise NotFoundError(f"policy version {version} does not exist", code="policy.not_found")
+        raise NotFoundError(
+            f"policy version {version} does not exist", code="not_found.policy_version"
+        )
     append_audit(session, [_activate(session, row, actor=actor)])
     return PolicyVersionInfo.from_row(row)
 
@@ -212,7 +214,7 @@ def stored_bundle(session: Session, *, version: int | None = None) -> tuple[int,
         row = _find_version(session, version)
     if row is None:
         what = "no policy version is active" if version is None else f"no policy version {version}"
-        raise NotFoundError(what, code="policy.not_found")
+        raise NotFoundError(what, code="not_found.policy_version")
     return row.version, PolicyBundle.from_files(row.files)
 
 

@@ -92,6 +92,5 @@ def parse_report(
             f"the report has {len(report.vulnerabilities)} findings, more than the limit of "
             f"{max_findings} (SEALGATE_MAX_SCAN_FINDINGS)",
             code="scan.too_large",
-            http_status=413,
         )
     return report

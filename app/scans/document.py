@@ -38,7 +38,6 @@ def load_document(data: bytes, *, max_bytes: int = MAX_REPORT_BYTES) -> Any:
         raise ScanError(
             f"the report is {len(data)} bytes, larger than the limit of {max_bytes} bytes",
             code="scan.too_large",
-            http_status=413,
         )
     if not data.strip():
         raise ScanError("the report is empty", code="scan.malformed")

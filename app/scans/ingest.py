@@ -235,14 +235,12 @@ async def check_report_names_image(
                 f"{manifest.ref.name}@{manifest.digest} has config "
                 f"{', '.join(sorted(configs)) or 'none'}",
                 code="scan.wrong_image",
-                http_status=422,
             )
     elif report.artifact_digests and not manifest_digests.intersection(report.artifact_digests):
         raise ScanError(
             f"the report is for {', '.join(report.artifact_digests)}, not for "
             f"{manifest.ref.name}@{manifest.digest}",
             code="scan.wrong_image",
-            http_status=422,
         )
     # Past the checks above, a digest the report names is the image's.
     digest_confirmed = report.image_id is not None or bool(report.artifact_digests)
@@ -373,8 +371,6 @@ async def scan_referrers(
     referrers = [d for d in listed if is_scan_referrer(d) and d.digest not in skip][
         :MAX_SCAN_REFERRERS
     ]
-    if referrers and subject is None:
-        subject = await registry.get_manifest(pinned)
     home = registry.evidence_home(pinned)  # where the reports are kept
     collected = []
     for descriptor in referrers:
@@ -385,8 +381,12 @@ async def scan_referrers(
                 raise ScanError("the referrer has no layer", code="scan.malformed")
             raw = await registry.get_blob(home, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
             report = await asyncio.to_thread(parse_report, raw, max_findings=max_findings)
-            if subject is not None:
+            if report.image_id is not None or report.artifact_digests:
+                # Only a report that names digests needs the image's manifest to check them.
+                subject = subject or await registry.get_manifest(pinned)
                 await check_report_names_image(registry, manifest=subject, report=report)
+            else:
+                check_names(report, image=pinned, digest_confirmed=False)
         except Error as e:
             log.warning(
                 "scan referrer skipped",

@@ -105,8 +105,7 @@ def _require_kek(settings: Settings) -> bytes:
     if kek is None:
         raise SigningError(
             f"no key-encryption key is configured: {KEK_SETUP}",
-            code="signing.no_kek",
-            http_status=503,
+            code="config.no_kek",
         )
     return kek
 
@@ -337,7 +336,6 @@ def load_signer(session: Session, *, settings: Settings, name: str, image_name: 
         raise SigningError(
             f"key {name!r} may not sign {image_name}: its scopes are {', '.join(row.scopes)}",
             code="signing.key_out_of_scope",
-            http_status=403,
         )
     kek = _require_kek(settings)
     key = open_private_key(

@@ -46,7 +46,7 @@ def _parsed(parse: Callable[[bytes], T], payload: bytes) -> T:
     try:
         return parse(payload)
     except RecursionError as e:  # json's C scanner on absurdly nested input
-        raise EvidenceError("signed payload is nested too deeply", code="evidence.malformed") from e
+        raise EvidenceError("signed payload is nested too deeply", code="evidence.invalid") from e
 
 
 def check_expected_digest(expected_digest: str) -> None:

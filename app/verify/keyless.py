@@ -79,7 +79,7 @@ def keyless_verifier(trusted_root_json: str) -> Verifier:
 def _parse_bundle(bundle_json: bytes) -> tuple[Bundle, dict[str, Any]]:
     if len(bundle_json) > MAX_BUNDLE_BYTES:
         raise VerificationError(
-            f"bundle is larger than {MAX_BUNDLE_BYTES} bytes", code="verify.malformed_bundle"
+            f"bundle is larger than {MAX_BUNDLE_BYTES} bytes", code="evidence.malformed_bundle"
         )
     try:
         raw = json.loads(bundle_json)
@@ -88,10 +88,10 @@ def _parse_bundle(bundle_json: bytes) -> tuple[Bundle, dict[str, Any]]:
         # sigstore-python refuses bundles it cannot verify at parse time (v0.1 without
         # inclusion proof, neither SET nor timestamp, no certificate...).
         raise VerificationError(
-            f"not a verifiable Sigstore bundle: {e}", code="verify.malformed_bundle"
+            f"not a verifiable Sigstore bundle: {e}", code="evidence.malformed_bundle"
         ) from e
     if not isinstance(raw, dict):
-        raise VerificationError("bundle JSON is not an object", code="verify.malformed_bundle")
+        raise VerificationError("bundle JSON is not an object", code="evidence.malformed_bundle")
     return bundle, raw
 
 
@@ -148,7 +148,7 @@ def verify_keyless_bundle(
     ``expected_digest``; a message-signature bundle must sign that digest itself (the
     manifest bytes). Returns the verified signature (``authority`` left unset for the
     caller); raises ``VerificationError`` with a code saying what failed:
-    ``verify.malformed_bundle``, ``verify.trusted_root``, ``verify.identity_mismatch``,
+    ``evidence.malformed_bundle``, ``verify.trusted_root``, ``verify.identity_mismatch``,
     ``verify.keyless_failed`` (chain, validity at signing time, SCT, log entry,
     signature) or ``verify.digest_mismatch``; ``EvidenceError`` when the verified DSSE
     payload is not an in-toto statement.

@@ -63,7 +63,7 @@ def _load_pem_certificates(text: str, what: str) -> list[x509.Certificate]:
         return x509.load_pem_x509_certificates(text.encode())
     except ValueError as e:
         raise _legacy_failure(
-            f"{what} is not PEM certificates", "verify.malformed_signature"
+            f"{what} is not PEM certificates", "evidence.malformed_signature"
         ) from e
 
 
@@ -163,7 +163,8 @@ def verify_legacy_keyless(
         entry = RekorBundleAnnotation.model_validate_json(bundle_annotation)
     except ValidationError as e:
         raise _legacy_failure(
-            f"bundle annotation is malformed: {e.errors()[0]['msg']}", "verify.malformed_signature"
+            f"bundle annotation is malformed: {e.errors()[0]['msg']}",
+            "evidence.malformed_signature",
         ) from e
     when = entry.integrated_at
     with _as_legacy_failure():
@@ -171,7 +172,7 @@ def verify_legacy_keyless(
     certificates = _load_pem_certificates(certificate_pem, "certificate annotation")
     if len(certificates) != 1:
         raise _legacy_failure(
-            "certificate annotation must hold one certificate", "verify.malformed_signature"
+            "certificate annotation must hold one certificate", "evidence.malformed_signature"
         )
     certificate = certificates[0]
     chain = _load_pem_certificates(chain_pem, "chain annotation") if chain_pem else []

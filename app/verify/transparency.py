@@ -16,7 +16,7 @@ proof, so they are checked here on ``cryptography`` against the logs of the trus
   CT log key of the trusted root.
 
 Each raises ``VerificationError`` (``verify.keyless_failed``, or
-``verify.malformed_signature`` for undecodable fields) saying what did not hold.
+``evidence.malformed_signature`` for undecodable fields) saying what did not hold.
 """
 
 from __future__ import annotations
@@ -77,13 +77,13 @@ class RekorBundleAnnotation(BaseModel):
 
 
 def decode_base64(value: str, what: str) -> bytes:
-    """Standard base64 ``value``; ``VerificationError`` (``verify.malformed_signature``)
+    """Standard base64 ``value``; ``VerificationError`` (``evidence.malformed_signature``)
     naming ``what`` otherwise."""
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
         raise VerificationError(
-            f"{what} is not valid base64", code="verify.malformed_signature"
+            f"{what} is not valid base64", code="evidence.malformed_signature"
         ) from e
 
 

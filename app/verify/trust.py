@@ -227,7 +227,7 @@ def get_authority(session: Session, name: str) -> TrustAuthority:
     """The authority called ``name``; ``NotFoundError`` otherwise."""
     row = session.scalar(select(Authority).where(Authority.name == name))
     if row is None:
-        raise NotFoundError(f"no authority named {name!r}", code="authority.not_found")
+        raise NotFoundError(f"no authority named {name!r}", code="not_found.authority")
     return _from_row(row)
 
 
@@ -236,7 +236,7 @@ def remove_authority(session: Session, name: str, *, actor: str = CLI_ACTOR) -> 
     ``NotFoundError`` otherwise."""
     row = session.scalar(select(Authority).where(Authority.name == name))
     if row is None:
-        raise NotFoundError(f"no authority named {name!r}", code="authority.not_found")
+        raise NotFoundError(f"no authority named {name!r}", code="not_found.authority")
     session.delete(row)
     session.flush()
     record_change(session, kind=AuditKind.authority_remove, actor=actor, object=f"authority/{name}")

@@ -51,7 +51,7 @@ class TestCrud:
         assert client.delete("/v1/authorities/team", headers=admin).status_code == 204
         missing = client.get("/v1/authorities/team", headers=admin)
         assert missing.status_code == 404
-        assert missing.json()["error"]["code"] == "authority.not_found"
+        assert missing.json()["error"]["code"] == "not_found.authority"
 
     def test_keyless_authority_with_builtin_and_custom_roots(
         self, client: TestClient, admin: dict[str, str], asset: Callable[[str], Path]

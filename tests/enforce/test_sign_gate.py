@@ -104,7 +104,7 @@ class TestSignGate:
         with pytest.raises(ForbiddenError) as refused:
             await sign_image(services, image=str(image), principal=ci, key_name="ci", force=True)
 
-        assert refused.value.code == "auth.force_needs_admin"
+        assert refused.value.code == "auth.not_admin"
         assert records(services) == []
 
     async def test_a_clean_image_signs_and_is_not_forced(

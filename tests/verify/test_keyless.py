@@ -251,7 +251,7 @@ class TestThirdPartyBundles:
                 root="staging.trusted_root.json",
                 identity=KeylessIdentity(subject_regex=".*", issuer_regex=".*"),
             )
-        assert caught.value.code == "verify.malformed_bundle"
+        assert caught.value.code == "evidence.malformed_bundle"
         assert "inclusion promise or signed timestamp" in caught.value.message
 
     def test_v01_bundle_without_inclusion_proof_is_refused(
@@ -265,7 +265,7 @@ class TestThirdPartyBundles:
                 identity=KeylessIdentity(subject="brian@dehamer.com", issuer=GITHUB_OAUTH),
                 digest=DSSE_BUNDLES[3][4],
             )
-        assert caught.value.code == "verify.malformed_bundle"
+        assert caught.value.code == "evidence.malformed_bundle"
         assert "inclusionProof" in caught.value.message
 
     def test_intoto_entry_is_refused(self, asset: Callable[[str], Path]) -> None:
@@ -303,7 +303,7 @@ class TestThirdPartyBundles:
                 identity=KeylessIdentity(subject="a", issuer="b"),
                 expected_digest=IMAGE_DIGEST,
             )
-        assert caught.value.code == "verify.malformed_bundle"
+        assert caught.value.code == "evidence.malformed_bundle"
 
     def test_unusable_trusted_root_is_refused(self, asset: Callable[[str], Path]) -> None:
         for root in ('{"mediaType": 3}', "not json", " " * (4 * 1024 * 1024 + 1)):

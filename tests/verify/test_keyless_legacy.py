@@ -258,7 +258,7 @@ class TestLegacyKeyless:
 
         with pytest.raises(VerificationError) as caught:
             verify(sigstore_instance, _edit_annotation(layers[0], move))
-        assert caught.value.code == "verify.malformed_signature"
+        assert caught.value.code == "evidence.malformed_signature"
 
     def test_tampered_payload_is_refused(
         self, sigstore_instance: SigstoreInstance, layers: list[LegacyLayer]
@@ -351,7 +351,7 @@ class TestLegacyKeyless:
     ) -> None:
         with pytest.raises(VerificationError) as caught:
             verify(sigstore_instance, replace(layers[0], bundle_annotation=annotation))
-        assert caught.value.code == "verify.malformed_signature"
+        assert caught.value.code == "evidence.malformed_signature"
 
     def test_malformed_certificate_and_signature_are_refused(
         self, sigstore_instance: SigstoreInstance, layers: list[LegacyLayer]
@@ -362,7 +362,7 @@ class TestLegacyKeyless:
         ):
             with pytest.raises(VerificationError) as caught:
                 verify(sigstore_instance, layer)
-            assert caught.value.code == "verify.malformed_signature"
+            assert caught.value.code == "evidence.malformed_signature"
 
     def test_another_instances_log_is_not_trusted(
         self,
