@@ -4,9 +4,9 @@ logged entry, and the certificate's embedded SCT.
 A legacy ``.sig`` layer carries cosign's ``dev.sigstore.cosign/bundle`` annotation: a Rekor
 entry (``hashedrekord`` body, integrated time, log id and index) and Rekor's signed entry
 timestamp (SET) over it, but no inclusion proof; its Fulcio certificate embeds an SCT from
-a certificate-transparency log. sigstore-python verifies neither without an inclusion
-proof, so they are checked here on ``cryptography`` against the logs of the trusted root
-(``app.verify.trusted_root``):
+a certificate-transparency log. sigstore-python cannot verify an entry that has no
+inclusion proof, so these are checked here on ``cryptography`` against the logs of the
+trusted root (``app.verify.trusted_root``):
 
 - ``verify_set``: the SET is Rekor's signature (RFC 8785 JSON of the entry) by a log key
   valid at the entry's integrated time;

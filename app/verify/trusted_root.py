@@ -9,10 +9,10 @@ sigstore-python wheel), or a custom trusted root JSON stored with the authority.
 ``parse_trusted_root`` reads a root once, with sigstore-python's model, into a
 ``ParsedTrustedRoot`` that serves both keyless verifiers: sigstore-python's ``Verifier``
 takes its ``sigstore`` model (``app.verify.keyless``), and the legacy cosign verifier
-(``app.verify.keyless_legacy``) reads its ``authorities``, ``tlogs`` and ``ctlogs``, which
-sigstore-python does not expose with their validity. Trusted roots are parsed in memory,
-never written to a file: a caller of POST /v1/verify may send a new one with every request.
-The cache is small and keyed by content digest.
+(``app.verify.keyless_legacy``) reads its ``authorities``, ``tlogs`` and ``ctlogs`` with
+the validity periods its checks need (sigstore-python hands out only keyrings). Trusted
+roots are parsed in memory, never written to a file: a caller of POST /v1/verify may send a
+new one with every request. The cache is small and keyed by content digest.
 """
 
 from __future__ import annotations
