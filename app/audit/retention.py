@@ -147,7 +147,7 @@ def run_audit_retention(
 ) -> PurgeResult:
     """The worker's periodic call: purge what is past retention, then sign the head.
 
-    Raises ``AuditError`` (``audit.no_kek``) without a key-encryption key: nothing is
+    Raises ``AuditError`` (``config.no_kek``) without a key-encryption key: nothing is
     deleted that a checkpoint could not vouch for.
     """
     key = CheckpointKey.from_kek(kek)

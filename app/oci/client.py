@@ -69,6 +69,7 @@ import httpx
 
 from app.config import Settings
 from app.errors import InputError, RegistryError
+from app.limits import MAX_ERROR_BODY_BYTES
 from app.oci import budget, errors, media
 from app.oci.descriptor import Descriptor
 from app.oci.digests import compute_digest, fallback_tag, matches_digest, parse_digest
@@ -79,7 +80,6 @@ from app.oci.mirrors import Location, Mirrors, note_served
 from app.oci.refs import ImageRef
 from app.oci.signature_repos import SignatureRepositories
 from app.oci.transport import (
-    ERROR_BODY_LIMIT,
     RegistryTransport,
     Reply,
     registry_message,
@@ -92,6 +92,8 @@ log = logging.getLogger(__name__)
 
 # Blobs this small are uploaded without asking first whether the registry has them.
 SMALL_BLOB_BYTES = 64 * 1024
+# How long a registry's answer about the referrers API is believed (it can be upgraded).
+REFERRERS_API_MEMORY_SECONDS = 600.0
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)*rel="?next"?')
 # A mirror that did not answer at all; it is asked after the others for a while.
 _SILENT = frozenset({errors.UNREACHABLE, errors.TIMEOUT})
@@ -127,8 +129,9 @@ class RegistryClient:
         # manifest descriptors (media type, size) learnt when resolving a tag. A digest names
         # the same bytes forever, so these spare a HEAD per blob and a GET per referrer push.
         self._known: OrderedDict[str, Descriptor] = OrderedDict()
-        # Registries known to serve the referrers API (True) or not (False).
-        self._referrers_api: dict[str, bool] = {}
+        # Registries known to serve the referrers API (True) or not (False), and until when
+        # (monotonic) that is believed: a registry can be upgraded in place.
+        self._referrers_api: dict[str, tuple[bool, float]] = {}
         # How long to wait before re-reading a fallback index we wrote, to see whether a
         # writer outside Sealgate's lock dropped our entry (see app.oci.locks).
         self.fallback_settle_seconds = settings.referrers_fallback_settle_seconds
@@ -586,7 +589,7 @@ class RegistryClient:
             await self._transport.url(ref, f"manifests/{target}"),
             headers={"Content-Type": media_type},
             content=raw,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=tag is None,
             push=True,
         )
@@ -655,7 +658,7 @@ class RegistryClient:
             "POST",
             ref,
             await self._transport.url(ref, "blobs/uploads/"),
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=False,
             push=True,
         )
@@ -689,7 +692,7 @@ class RegistryClient:
             location.copy_merge_params({"digest": digest}),
             headers={"Content-Type": "application/octet-stream"},
             content=body,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=False,
             push=True,
         )
@@ -710,7 +713,7 @@ class RegistryClient:
                 "Content-Range": f"{start}-{start + len(chunk) - 1}",
             },
             content=chunk,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=False,
             push=True,
         )
@@ -745,6 +748,9 @@ class RegistryClient:
     async def _list_referrers(
         self, ref: ImageRef, *, subject: str, artifact_type: str | None
     ) -> list[Descriptor]:
+        if self._knows_referrers_api(ref) is False:
+            # A registry without the API: its 404 would only send us to the fallback tag.
+            return await self._fallback_referrers(ref, subject=subject, artifact_type=artifact_type)
         cap = self._settings.max_referrers
         first = await self._transport.url(ref, f"referrers/{subject}")
         if artifact_type:
@@ -771,10 +777,13 @@ class RegistryClient:
                 idempotent=True,
             )
             if reply.status == 404 and not found and len(seen_pages) == 1:
+                self._learn_referrers_api(ref, supported=False)
                 return await self._fallback_referrers(
                     ref, subject=subject, artifact_type=artifact_type
                 )
             self._transport.check_status(reply, ref, f"referrers of {subject}")
+            if len(seen_pages) == 1:
+                self._learn_referrers_api(ref, supported=True)
             page = parse_referrers_page(ref, reply.body)
             filtered = "artifacttype" in reply.headers.get("OCI-Filters-Applied", "").lower()
             for descriptor in page:
@@ -891,7 +900,7 @@ class RegistryClient:
                         **({"If-Match": etag} if etag else {}),
                     },
                     content=raw,
-                    limit=ERROR_BODY_LIMIT,
+                    limit=MAX_ERROR_BODY_BYTES,
                     idempotent=False,
                     push=True,
                 )
@@ -989,7 +998,7 @@ class RegistryClient:
         """Whether ``ref``'s registry serves the OCI 1.1 referrers API (asked once per
         registry: a registry with the API answers 200 even for a digest without referrers,
         one without answers 404)."""
-        known = self._referrers_api.get(ref.registry)
+        known = self._knows_referrers_api(ref)
         if known is not None:
             return known
         digest = _pinned(ref, "probing the referrers API")
@@ -1005,8 +1014,18 @@ class RegistryClient:
         if reply.status != 404:
             self._transport.check_status(reply, ref, f"referrers of {digest}")
         supported = reply.status != 404
-        self._referrers_api[ref.registry] = supported
+        self._learn_referrers_api(ref, supported=supported)
         return supported
+
+    def _knows_referrers_api(self, ref: ImageRef) -> bool | None:
+        known = self._referrers_api.get(ref.registry)
+        if known is None or known[1] < time.monotonic():
+            return None
+        return known[0]
+
+    def _learn_referrers_api(self, ref: ImageRef, *, supported: bool) -> None:
+        until = time.monotonic() + REFERRERS_API_MEMORY_SECONDS
+        self._referrers_api[ref.registry] = (supported, until)
 
     async def mount_blob(
         self, ref: ImageRef, descriptor: Descriptor, *, from_repository: str
@@ -1023,7 +1042,7 @@ class RegistryClient:
                 {"mount": digest, "from": from_repository}
             )
             reply = await self._transport.send(
-                "POST", ref, url, limit=ERROR_BODY_LIMIT, idempotent=False, push=True
+                "POST", ref, url, limit=MAX_ERROR_BODY_BYTES, idempotent=False, push=True
             )
             if reply.status == 201:
                 _check_echoed_digest(reply, ref, digest)
@@ -1035,7 +1054,7 @@ class RegistryClient:
                     "DELETE",
                     ref,
                     _location(reply, ref),
-                    limit=ERROR_BODY_LIMIT,
+                    limit=MAX_ERROR_BODY_BYTES,
                     idempotent=False,
                     push=True,
                 )

@@ -25,10 +25,10 @@ from app.policy.input import (
     PolicyInput,
     PolicyVulnerability,
     ScanFacts,
-    ScanSource,
     scan_facts,
     summary_scan_facts,
 )
+from app.scans.model import ScanSource
 
 # Stands in for the findings while the rest of the input is encoded; see ``encode_input``.
 _FINDINGS_SLOT = "\x00sealgate:findings\x00"

@@ -40,9 +40,8 @@ from app.auth.scopes import glob_matches, required_globs
 from app.config import KEK_SETUP, Settings
 from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
-from app.db.session import session_scope
 from app.errors import ConfigError, ConflictError, InputError, NotFoundError, SigningError
-from app.services import Services
+from app.limits import MAX_PEM_BYTES
 from app.signing.signers import (
     Algorithm,
     KeySigner,
@@ -58,7 +57,6 @@ log = logging.getLogger("sealgate.keys")
 _BLOB_VERSION = b"\x01"
 _NONCE_BYTES = 12
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-MAX_PEM_BYTES = 64 * 1024
 
 
 class KeyInfo(BaseModel):
@@ -108,8 +106,7 @@ def _require_kek(settings: Settings) -> bytes:
     if kek is None:
         raise SigningError(
             f"no key-encryption key is configured: {KEK_SETUP}",
-            code="signing.no_kek",
-            http_status=503,
+            code="config.no_kek",
         )
     return kek
 
@@ -367,7 +364,6 @@ def load_signer(session: Session, *, settings: Settings, name: str, image_name: 
         raise SigningError(
             f"key {name!r} may not sign {image_name}: its scopes are {', '.join(row.scopes)}",
             code="signing.key_out_of_scope",
-            http_status=403,
         )
     kek = _require_kek(settings)
     key = open_private_key(
@@ -417,9 +413,3 @@ def unscoped_keys(session: Session) -> list[str]:
     image a ``sign:`` token may name. Listed in a warning at start-up."""
     query = select(SigningKey.name).where(SigningKey.scopes.is_(None)).order_by(SigningKey.name)
     return list(session.scalars(query))
-
-
-def check_keys_at_startup(services: Services) -> None:
-    """The start-up form of ``check_kek_for_stored_keys``, on the service's own database."""
-    with session_scope(services.sessions) as session:
-        check_kek_for_stored_keys(session, settings=services.settings)

@@ -255,6 +255,6 @@ class TestRetentionRun:
         append(audit_sessions, [decision(1, time=OLD)])
         with pytest.raises(AuditError) as raised, session_scope(audit_sessions) as session:
             run_audit_retention(session, kek=None, retention_days=180, now=NOW)
-        assert raised.value.code == "audit.no_kek"
+        assert raised.value.code == "config.no_kek"
         with session_scope(audit_sessions) as session:
             assert session.scalar(select(func.count()).select_from(AuditRecord)) == 1
