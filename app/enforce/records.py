@@ -31,13 +31,16 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.canonical import canonical_json
 from app.audit.chain import append_audit
 from app.audit.entry import AuditEntry, AuditKind
 from app.audit.inputs import FINDINGS_KEY, InputBody
+from app.db.base import Base, utcnow
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.enforce.outcome import Outcome
@@ -164,27 +167,58 @@ def input_body(outcome: Outcome) -> InputBody:
     return InputBody(canonical_json(outcome.full_input()))
 
 
-def decision_row(outcome: Outcome, *, input_hash: str) -> Decision:
-    """The stored form of an outcome: the decision, the name of its stored input, who
-    asked and what decided."""
-    return Decision(
-        entrypoint=outcome.entrypoint.value,
-        image=outcome.image,
-        digest=outcome.digest,
-        allowed=outcome.allowed,
-        result=outcome.decision.model_dump(mode="json"),
-        input_hash=input_hash,
-        policy_version=outcome.policy_version,
-        policy_revision=outcome.policy_revision,
-        failure=outcome.failure,
-        actor=outcome.actor.name,
-        actor_kind=outcome.actor.kind,
-        source=outcome.source,
-        request_id=outcome.request_id,
-        dry_run=outcome.dry_run,
-        latency_ms=outcome.timings_ms.get("total"),
-        served_by=list(outcome.served_by) if outcome.served_by else None,
+def decision_values(outcome: Outcome, *, input_hash: str) -> dict[str, Any]:
+    """The stored form of an outcome, as the ``decisions`` row's values: the decision, the
+    name of its stored input, who asked and what decided."""
+    return {
+        "entrypoint": outcome.entrypoint.value,
+        "image": outcome.image,
+        "digest": outcome.digest,
+        "allowed": outcome.allowed,
+        "result": outcome.decision.model_dump(mode="json"),
+        "input_hash": input_hash,
+        "policy_version": outcome.policy_version,
+        "policy_revision": outcome.policy_revision,
+        "failure": outcome.failure,
+        "actor": outcome.actor.name,
+        "actor_kind": outcome.actor.kind,
+        "source": outcome.source,
+        "request_id": outcome.request_id,
+        "dry_run": outcome.dry_run,
+        "latency_ms": outcome.timings_ms.get("total"),
+        "served_by": list(outcome.served_by) if outcome.served_by else None,
+        "created_at": utcnow(),
+    }
+
+
+_DECISIONS = Base.metadata.tables[Decision.__tablename__]
+# Ids for a batch in one round trip, ascending in the batch's order.
+_NEXT_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('decisions', 'id')) FROM generate_series(1, :n)"
+)
+
+
+def insert_decisions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` (``decision_values``) in the session's transaction; their ids.
+
+    On PostgreSQL the ids are drawn from the table's sequence first and the rows inserted
+    by one executemany of one small statement (psycopg pipelines it, the statement is
+    prepared once): ``INSERT … RETURNING`` of a batch is a new multi-row statement for
+    each batch size, which the driver parses anew every time (a quarter of a record's
+    cost, measured). SQLite, in process, takes the rows with ``RETURNING``.
+    """
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        ids = sorted(int(i) for i in session.scalars(_NEXT_IDS, {"n": len(rows)}))
+        session.execute(
+            insert(_DECISIONS), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        )
+        return ids
+    inserted = session.execute(
+        insert(_DECISIONS).returning(_DECISIONS.c.id, sort_by_parameter_order=True), rows
     )
+    return [int(i) for i in inserted.scalars()]
 
 
 class DecisionRecorder:
@@ -308,9 +342,7 @@ class DecisionRecorder:
             ]
             append_audit(session, entries, inputs=inputs)
             rows = [
-                decision_row(p.outcome, input_hash=name)
+                decision_values(p.outcome, input_hash=name)
                 for p, name in zip(batch, names, strict=True)
             ]
-            session.add_all(rows)
-            session.flush()
-            return [row.id for row in rows]
+            return insert_decisions(session, rows)
