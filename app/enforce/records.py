@@ -41,6 +41,7 @@ from app.audit.chain import append_audit
 from app.audit.entry import AuditEntry, AuditKind
 from app.audit.inputs import FINDINGS_KEY, InputBody
 from app.db.base import Base, utcnow
+from app.db.bulk import insert_rows
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.enforce.outcome import Outcome
@@ -201,9 +202,8 @@ _NEXT_IDS = text(
 def insert_decisions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` (``decision_values``) in the session's transaction; their ids.
 
-    On PostgreSQL the ids are drawn from the table's sequence first and the rows inserted
-    by one executemany of one small statement (psycopg pipelines it, the statement is
-    prepared once): ``INSERT … RETURNING`` of a batch is a new multi-row statement for
+    On PostgreSQL the ids are drawn from the table's sequence first and the rows copied in
+    (``app.db.bulk``): ``INSERT … RETURNING`` of a batch is a new multi-row statement for
     each batch size, which the driver parses anew every time (a quarter of a record's
     cost, measured). SQLite, in process, takes the rows with ``RETURNING``.
     """
@@ -211,8 +211,8 @@ def insert_decisions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
         return []
     if session.get_bind().dialect.name == "postgresql":
         ids = sorted(int(i) for i in session.scalars(_NEXT_IDS, {"n": len(rows)}))
-        session.execute(
-            insert(_DECISIONS), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        insert_rows(
+            session, _DECISIONS, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
         )
         return ids
     inserted = session.execute(
