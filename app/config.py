@@ -29,6 +29,15 @@ from pydantic_settings import (
 
 from app.errors import ConfigError
 from app.failure_mode import FailureMode
+from app.limits import (
+    MAX_BLOB_BYTES,
+    MAX_DECISION_CACHE_BYTES,
+    MAX_MANIFEST_BYTES,
+    MAX_REFERRER_PAGES,
+    MAX_REFERRERS,
+    MAX_SCAN_FINDINGS,
+    POLICY_COMPILE_MEMORY_BYTES,
+)
 from app.oci.mirrors import MirrorMap, check_map, parse_mirror_env
 from app.oci.signature_repos import SignatureRepository, parse_signature_env
 
@@ -76,9 +85,9 @@ class Settings(BaseSettings):
     registry_password: SecretStr | None = None
     # The one registry (host[:port]) the username and password above are sent to.
     registry_credentials_host: str | None = None
-    max_referrers: int = Field(default=128, ge=1, le=10_000)
-    max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    max_blob_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_referrers: int = Field(default=MAX_REFERRERS, ge=1, le=10_000)
+    max_manifest_bytes: int = Field(default=MAX_MANIFEST_BYTES, ge=1024)
+    max_blob_bytes: int = Field(default=MAX_BLOB_BYTES, ge=1024)
     registry_request_timeout: float = Field(default=10.0, gt=0)
     registry_total_timeout: float = Field(default=30.0, gt=0)
     registry_retries: int = Field(default=2, ge=0, le=10)
@@ -88,7 +97,7 @@ class Settings(BaseSettings):
     # allows any. Link-local and cloud metadata addresses are refused unless the flag is set.
     registry_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     registry_allow_link_local: bool = False
-    max_referrer_pages: int = Field(default=16, ge=1, le=1000)
+    max_referrer_pages: int = Field(default=MAX_REFERRER_PAGES, ge=1, le=1000)
     # Mirrors per upstream registry (app.oci.mirrors), tried in order before the upstream,
     # and how long a mirror that did not answer is asked only after the others.
     registry_mirrors: Annotated[MirrorMap, NoDecode] = Field(default_factory=dict)
@@ -108,10 +117,12 @@ class Settings(BaseSettings):
     # Scans: sign every ingested report as a vulnerability attestation with this stored key.
     scan_attestation_key: str | None = None
     # A report with more findings is refused (413 scan.too_large), not stored.
-    max_scan_findings: int = Field(default=10_000, ge=1)
+    max_scan_findings: int = Field(default=MAX_SCAN_FINDINGS, ge=1)
 
-    # Audit trail: records older than this many days are purged (behind a signed checkpoint).
+    # Audit trail: records older than this many days are purged (behind a signed checkpoint),
+    # by the worker at its start and then every interval (0: only `sealgate audit purge`).
     audit_retention_days: int = Field(default=180, ge=1, le=36_500)
+    audit_retention_interval_seconds: float = Field(default=3600.0, ge=0)
 
     # Registry webhooks (POST /hooks/distribution, /hooks/harbor): the shared secret the
     # Authorization header must carry (one per source where set, else the common one), and
@@ -152,7 +163,7 @@ class Settings(BaseSettings):
     policy_allow_network: bool = False
     # Compiling and testing a published bundle runs in a worker process with these limits.
     policy_compile_timeout: float = Field(default=30.0, gt=0)
-    policy_compile_memory: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024 * 1024)
+    policy_compile_memory: int = Field(default=POLICY_COMPILE_MEMORY_BYTES, ge=64 * 1024 * 1024)
 
     # Admission (the Kubernetes webhook).
     # Seconds for one whole AdmissionReview, every image in it included.
@@ -165,13 +176,17 @@ class Settings(BaseSettings):
     # The decision pipeline: the deadline of a decision asked through the API or CLI,
     # policy engine worker threads, and the shared caches (a TTL of 0 turns one off).
     decision_deadline: float = Field(default=10.0, gt=0, le=120)
+    # Decision records are written in batches of at most this many, collected for at most
+    # this long: together they bound what a SIGKILL can lose (app.enforce.records).
+    decision_batch_size: int = Field(default=256, ge=1, le=10_000)
+    decision_flush_seconds: float = Field(default=0.05, gt=0, le=5)
     policy_workers: int = Field(default=2, ge=1, le=32)
     cache_tag_ttl: float = Field(default=30.0, ge=0)
     cache_evidence_ttl: float = Field(default=300.0, ge=0)
     cache_failure_ttl: float = Field(default=5.0, ge=0)
     cache_decision_ttl: float = Field(default=60.0, ge=0)
     cache_max_entries: int = Field(default=10_000, ge=0)
-    cache_decision_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    cache_decision_max_bytes: int = Field(default=MAX_DECISION_CACHE_BYTES, ge=0)
     # How often each replica re-reads authorities, scans and the active policy version.
     refresh_interval: float = Field(default=2.0, gt=0, le=300)
 

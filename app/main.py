@@ -41,18 +41,21 @@ from app.api import (
 from app.api import verdicts as verdicts_api
 from app.config import Settings, get_settings
 from app.db.migrate import check_schema
+from app.db.session import session_scope
 from app.enforce.context import ContextRefresher
 from app.enforce.startup import warn_about_open_trust
+from app.error_codes import http_status_of
 from app.errors import Error
 from app.hooks.worker import start_worker, stop_worker
+from app.limits import MAX_BODY_BYTES
 from app.observability import Metrics, configure_logging, request_id_var
-from app.policy.versions import start_version_poller
+from app.policy.versions import ActiveVersionPoller
 from app.services import Services
-from app.signing.keys import check_keys_at_startup
+from app.signing.keys import check_kek_for_stored_keys
 
 log = logging.getLogger("sealgate.http")
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+_TOO_LARGE_STATUS = http_status_of("input.too_large")
 DOCS_ASSETS_URL = "/docs/assets"
 
 
@@ -85,8 +88,8 @@ class RequestContextMiddleware:
 
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            status = 413
-            await _send_json(send, 413, _too_large(self.max_body), request_id)
+            status = _TOO_LARGE_STATUS
+            await _send_json(send, status, _too_large(self.max_body), request_id)
             self._observe(scope, status, started)
             request_id_var.reset(token)
             return
@@ -124,8 +127,8 @@ class RequestContextMiddleware:
                 if responded:
                     raise
             if overflowed and not responded:
-                status = 413
-                await _send_json(send, 413, _too_large(self.max_body), request_id)
+                status = _TOO_LARGE_STATUS
+                await _send_json(send, status, _too_large(self.max_body), request_id)
         finally:
             self._observe(scope, status, started)
             request_id_var.reset(token)
@@ -196,14 +199,19 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: 
     await send({"type": "http.response.body", "body": payload})
 
 
+# The code of each status the framework itself answers with (an unknown route, a wrong
+# method...); any other status is ``http.error``.
 _HTTP_ERROR_CODES = {
-    400: "input.invalid",
-    401: "auth.unauthenticated",
-    403: "auth.forbidden",
-    404: "not_found",
-    405: "input.method_not_allowed",
-    413: "input.too_large",
-    415: "input.unsupported_media_type",
+    http_status_of(code): code
+    for code in (
+        "input.invalid",
+        "auth.unauthenticated",
+        "auth.forbidden",
+        "not_found",
+        "input.method_not_allowed",
+        "input.too_large",
+        "input.unsupported_media_type",
+    )
 }
 
 
@@ -231,10 +239,11 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(Error)
     async def _sealgate_error(request: Request, exc: Error) -> JSONResponse:
         metrics.errors.labels(exc.code).inc()
-        if exc.http_status >= 500:
+        status = http_status_of(exc.code)  # the catalogue's, the one place statuses live
+        if status >= 500:
             log.warning("request failed", extra={"code": exc.code, "error": exc.message})
-        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        return JSONResponse(exc.to_json(), status_code=exc.http_status, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(exc.to_json(), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -244,7 +253,7 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
             problems.append(f"{where}: {err.get('msg')}")
         body = {"error": {"code": "input.invalid", "message": "; ".join(problems)}}
-        return JSONResponse(body, status_code=400)
+        return JSONResponse(body, status_code=http_status_of("input.invalid"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -260,7 +269,7 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         metrics.errors.labels("internal").inc()
         log.error("unexpected error", exc_info=exc, extra={"exc": repr(exc)[:200]})
         body = {"error": {"code": "internal", "message": "internal error; see the service log"}}
-        return JSONResponse(body, status_code=500)
+        return JSONResponse(body, status_code=http_status_of("internal"))
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -276,12 +285,21 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # Refuse to serve an unmigrated database: say so now, not at the first request.
         check_schema(app.state.services.engine)
         # Refuse to serve with stored signing keys and no (or the wrong) key-encryption key.
-        check_keys_at_startup(app.state.services)
+        with session_scope(app.state.services.sessions) as session:
+            check_kek_for_stored_keys(session, settings=app.state.services.settings)
         # Serve, but name keys and authorities stored before scopes and identity rules.
         warn_about_open_trust(app.state.services)
         # Follow the active policy version (every replica polls the version table), and
         # the authorities and scans other replicas change.
-        app.state.policy_poller = start_version_poller(app.state.services)
+        app.state.policy_poller = ActiveVersionPoller(
+            engine_source=lambda: app.state.services.policy,
+            sessions=app.state.services.sessions,
+            data_override=app.state.services.settings.policy_data,
+            # A new version empties the decision cache.
+            on_load=lambda _version: app.state.services.caches.forget_policy(),
+            interval=app.state.services.settings.refresh_interval,
+        )
+        app.state.policy_poller.start()
         refresher = ContextRefresher(
             app.state.services.decisions.context,
             interval=app.state.services.settings.refresh_interval,
@@ -291,6 +309,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         metrics.watch_caches(caches.all)
         # Process the push gate's inbox here too, unless SEALGATE_WORKER_ENABLED=false.
         worker = start_worker(app.state.services) if settings.worker_enabled else None
+        if worker is not None:
+            metrics.watch_retention(lambda: worker[0].retention)
         try:
             yield
         finally:

@@ -159,6 +159,36 @@ class Metrics:
         ``name`` and ``stats``), read at each scrape."""
         self.registry.register(_CacheCollector(caches))
 
+    def watch_retention(self, stats: Callable[[], Any]) -> None:
+        """Export what the worker's audit retention runs did (an
+        ``app.hooks.worker.RetentionStats``), read at each scrape."""
+        self.registry.register(_RetentionCollector(stats))
+
+
+class _RetentionCollector(Collector):
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        runs = CounterMetricFamily(
+            "sealgate_audit_retention_runs",
+            "Audit retention runs of this process's worker, by outcome (done, skipped while "
+            "another replica ran it, failed).",
+            labels=["outcome"],
+        )
+        purged = CounterMetricFamily(
+            "sealgate_audit_retention_purged",
+            "What this process's retention runs deleted, by kind (records, inputs).",
+            labels=["kind"],
+        )
+        for outcome, count in stats.runs.items():
+            runs.add_metric([outcome], count)
+        purged.add_metric(["records"], stats.records_purged)
+        purged.add_metric(["inputs"], stats.inputs_purged)
+        yield runs
+        yield purged
+
 
 class _CacheCollector(Collector):
     def __init__(self, caches: Callable[[], Iterable[Any]]) -> None:

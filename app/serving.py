@@ -20,6 +20,7 @@ loaded, so that what was checked is exactly what goes live.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -155,6 +156,11 @@ def serve(
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
+            # What start-up built (the app, the policy engine, the caches) lives as long as
+            # the process: keep it out of the collector's generations, so that collections
+            # during requests stay short (a shorter tail on the admission path).
+            gc.collect()
+            gc.freeze()
             if certificate is not None:
                 self.watcher = asyncio.create_task(_watch(certificate))
 

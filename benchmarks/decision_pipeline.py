@@ -58,13 +58,13 @@ from app.db.session import session_scope  # noqa: E402
 from app.enforce import pipeline  # noqa: E402
 from app.enforce.deadline import Deadline  # noqa: E402
 from app.enforce.outcome import DecisionRequest  # noqa: E402
+from app.enforce.scans import upload_scan  # noqa: E402
 from app.enforce.sign import sign_image  # noqa: E402
 from app.policy.bundle import PolicyBundle  # noqa: E402
 from app.policy.engines import EmbeddedOpaEngine  # noqa: E402
 from app.policy.findings import ScanSnapshot, encode_input  # noqa: E402
 from app.policy.input import Entrypoint  # noqa: E402
 from app.policy.opa_native import eval_document_encoded  # noqa: E402
-from app.scans.ingest import ingest_scan  # noqa: E402
 from app.services import Services  # noqa: E402
 from app.signing.keys import generate_key, get_key  # noqa: E402
 from app.signing.signers import Algorithm  # noqa: E402
@@ -214,7 +214,7 @@ async def prepare(services: Services, hosts: list[str]) -> list[str]:
         repository = f"{host}/bench/app-{i}"
         image, _ = await push_random_image(services.registry, repository, tag="v1")
         await sign_image(services, image=str(image), principal=PRINCIPAL, key_name="bench")
-        await ingest_scan(services, image=image, report=REPORT.read_bytes(), uploaded_by="bench")
+        await upload_scan(services, image=image, report=REPORT.read_bytes(), uploaded_by="bench")
         images.append(f"{image.name}:v1")
     # Signing ran the sign gate, which cached what it saw before the signature and scan.
     empty_caches(services.decisions)

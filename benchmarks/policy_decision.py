@@ -39,12 +39,11 @@ from app.policy.input import (  # noqa: E402
     KubernetesContext,
     PolicyInput,
     PolicyVulnerability,
-    ScanSource,
     SignatureFacts,
     build_input,
     scan_facts,
 )
-from app.scans.model import Severity  # noqa: E402
+from app.scans.model import ScanSource, Severity  # noqa: E402
 from tests.fixtures.opa_standin import OpaRestStandIn  # noqa: E402
 
 VULNERABILITIES = 200

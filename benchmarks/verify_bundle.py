@@ -48,12 +48,9 @@ from app.signing.signers import (  # noqa: E402
     public_key_pem,
 )
 from app.verify.bundle import verify_bundle  # noqa: E402
-from app.verify.trust import (  # noqa: E402
-    TrustedRootRef,
-    key_authority,
-    keyless_authority,
-    parse_identity,
-)
+from app.verify.keyless_identity import parse_identity  # noqa: E402
+from app.verify.trust import key_authority, keyless_authority  # noqa: E402
+from app.verify.trusted_root import TrustedRootRef  # noqa: E402
 
 ASSETS = ROOT / "tests" / "assets" / "sigstore"
 COSIGN_BUNDLE = ASSETS / "cosign" / "oci-attestation.sigstore.json"

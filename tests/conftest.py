@@ -57,12 +57,16 @@ def asset_json(asset: Callable[[str], Path]) -> Callable[[str], Any]:
 
 @pytest.fixture
 def settings(test_database_url: str, registry: Any) -> Settings:
-    """Settings for a service on the suite's database that trusts the test registry."""
+    """Settings for a service on the suite's database that trusts the test registry.
+
+    The in-process worker runs no audit retention unless a test asks for it: a run at the
+    app's start signs head checkpoints while the test writes and counts records."""
     return load_settings(
         database_url=test_database_url,
         insecure_registries=[registry.host],
         registry_total_timeout=10.0,
         key_encryption_key=TEST_KEK,
+        audit_retention_interval_seconds=0,
     )
 
 

@@ -3,8 +3,8 @@
 The API server posts an ``admission.k8s.io/v1`` (or ``v1beta1``) AdmissionReview, or tools
 post a bare ``request``; the answer is an AdmissionReview in the version asked, echoing
 ``request.uid`` (see ``app.enforce.admission``). Bad input (not JSON, another kind or
-version, no request, over 3 MiB) is a 400 naming what is wrong; the API server then
-applies the webhook's ``failurePolicy``.
+version, no request) is a 400 naming what is wrong, a body over 3 MiB a 413; the API
+server then applies the webhook's ``failurePolicy``.
 
 The API server authenticates Sealgate by its serving certificate; these endpoints take no
 token (as with policy-controller and Kyverno). Restrict who can reach them with a
@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import ServicesDep
 from app.enforce.admission import AdmissionAnswer, AdmissionSettings, admit
-from app.k8s.review import MAX_REVIEW_BYTES, AdmissionReview
+from app.k8s.review import AdmissionReview
+from app.limits import MAX_REVIEW_BYTES
 from app.observability import Metrics, request_id_var
 
 router = APIRouter(prefix="/admission", tags=["admission"])

@@ -23,16 +23,15 @@ from app.api.body import RequestBody
 from app.api.deps import ServicesDep
 from app.db.session import session_scope
 from app.verify.identity import MODES, IdentityRemap, SignedIdentityRule
-from app.verify.keyless import KeylessIdentity
+from app.verify.keyless_identity import KeylessIdentity, parse_identity
 from app.verify.trust import (
-    TrustedRootRef,
     get_authority,
     list_authorities,
     new_authority,
-    parse_identity,
     remove_authority,
     save_authority,
 )
+from app.verify.trusted_root import TrustedRootRef
 
 router = APIRouter(prefix="/v1/authorities", tags=["authorities"])
 

@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from app.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain function dependency in its thread pool, a thread hop per
+    # request for an attribute read.
     services: Services = request.app.state.services
     return services
 

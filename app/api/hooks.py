@@ -64,7 +64,6 @@ async def _receive(
         raise InputError(
             f"the {label} hook takes {', '.join(media_types)}, not {content_type[:100]}",
             code="input.unsupported_media_type",
-            http_status=415,
         )
     body = await request.body()
     try:

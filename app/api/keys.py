@@ -87,7 +87,7 @@ def put_scopes(
     name: str, body: KeyScopesRequest, services: ServicesDep, admin: AdminDep
 ) -> KeyInfo:
     with session_scope(services.sessions) as session:
-        return set_key_scopes(session, name=name, scopes=body.scopes)
+        return set_key_scopes(session, name=name, scopes=body.scopes, actor=admin.name)
 
 
 @router.get("", summary="List keys")

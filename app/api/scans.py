@@ -13,11 +13,11 @@ from fastapi import APIRouter, Query, Request
 
 from app.api.auth import PrincipalDep
 from app.api.deps import ServicesDep
+from app.enforce import scans as scan_flows
+from app.limits import MAX_REPORT_BYTES
 from app.oci.refs import ImageRef
-from app.scans.attestation import configured_attester
 from app.scans.detect import AUTO, SUPPORTED_FORMATS
-from app.scans.document import MAX_REPORT_BYTES
-from app.scans.ingest import CollectedScan, StoredScan, collect_scans, ingest_scan
+from app.scans.ingest import CollectedScan, StoredScan
 
 router = APIRouter(prefix="/v1/scans", tags=["scans"])
 
@@ -63,13 +63,8 @@ async def upload_scan(
     ref = ImageRef.parse(image)
     principal.authorize("scan", ref.name)
     report = await request.body()
-    return await ingest_scan(
-        services,
-        image=ref,
-        report=report,
-        format=format,
-        uploaded_by=principal.name,
-        attest=configured_attester(services),
+    return await scan_flows.upload_scan(
+        services, image=ref, report=report, format=format, uploaded_by=principal.name
     )
 
 
@@ -86,4 +81,4 @@ async def list_scans(
     ref = ImageRef.parse(image)
     if not principal.allows("scan", ref.name):
         principal.authorize("verify", ref.name)
-    return await collect_scans(services, ref)
+    return await scan_flows.image_scans(services, ref)

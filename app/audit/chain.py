@@ -27,13 +27,14 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.audit.canonical import SHA256_PREFIX, canonical_json, content_hash
 from app.audit.entry import AuditEntry
-from app.audit.inputs import store_inputs
+from app.audit.inputs import InputBody, store_inputs
 from app.db.base import Base, utcnow
+from app.db.bulk import insert_rows
 from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject
 from app.errors import InputError
 from app.oci.refs import ImageRef
@@ -130,15 +131,19 @@ def subject_terms(images: Sequence[str], digests: Sequence[str]) -> list[tuple[s
 
 
 def append_audit(
-    session: Session, entries: Sequence[AuditEntry], *, inputs: Sequence[bytes] = ()
+    session: Session,
+    entries: Sequence[AuditEntry],
+    *,
+    inputs: Sequence[bytes | InputBody] = (),
 ) -> list[int]:
     """Append ``entries`` in order to the chain in the caller's transaction; return their
     sequence numbers. An entry without a time gets the current time.
 
     The records commit or roll back with the caller's transaction. An ``input_hash`` must
     name an input stored in this transaction or earlier: pass the canonical bodies of the
-    entries' inputs as ``inputs`` and they are stored (once per content) under the chain
-    lock, which no retention purge can interleave with (``app.audit.inputs``).
+    entries' inputs as ``inputs`` (bytes, or ``InputBody`` with findings) and they are
+    stored (once per content) under the chain lock, which no retention purge can
+    interleave with (``app.audit.inputs``).
     """
     if not entries:
         return []
@@ -175,9 +180,8 @@ def append_audit(
             {"seq": seq, "field": field, "value": value[:512]}
             for field, value in subject_terms(entry.images, entry.digests)
         ]
-    # Core executemany (psycopg pipelines it): measured twice as fast here as one
-    # multi-row VALUES statement, which is compiled and planned anew for each batch size.
-    session.execute(insert(_RECORDS), records)
-    if subjects:
-        session.execute(insert(_SUBJECTS), subjects)
+    # COPY on PostgreSQL, executemany elsewhere (app.db.bulk): a multi-row VALUES
+    # statement would be compiled and planned anew for each batch size.
+    insert_rows(session, _RECORDS, records)
+    insert_rows(session, _SUBJECTS, subjects)
     return [r["seq"] for r in records]

@@ -47,8 +47,7 @@ class CheckpointKey:
             raise AuditError(
                 "audit checkpoints need the key-encryption key: set "
                 "SEALGATE_KEY_ENCRYPTION_KEY or SEALGATE_KEY_ENCRYPTION_KEY_FILE",
-                code="audit.no_kek",
-                http_status=503,
+                code="config.no_kek",
             )
         secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(kek)
         return cls(secret=secret)

@@ -15,11 +15,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.audit.canonical import HASH_PATTERN, canonical_json
+from app.limits import MAX_AUDIT_DETAILS_BYTES
 from app.observability import request_id_var
 
 # The actor and source of a change made from the command line (in process, no token).
 CLI_ACTOR = "cli"
-MAX_DETAILS_BYTES = 16 * 1024
 
 
 class AuditKind(StrEnum):
@@ -33,6 +33,7 @@ class AuditKind(StrEnum):
     key_create = "key.create"
     key_import = "key.import"
     key_disable = "key.disable"
+    key_scopes = "key.scopes"
     authority_add = "authority.add"
     authority_remove = "authority.remove"
     authority_change = "authority.change"
@@ -90,8 +91,8 @@ class AuditEntry(BaseModel):
             size = len(canonical_json(value))
         except TypeError as e:
             raise ValueError(f"details must be JSON data: {e}") from e
-        if size > MAX_DETAILS_BYTES:
-            raise ValueError(f"details are {size} bytes; at most {MAX_DETAILS_BYTES}")
+        if size > MAX_AUDIT_DETAILS_BYTES:
+            raise ValueError(f"details are {size} bytes; at most {MAX_AUDIT_DETAILS_BYTES}")
         return value
 
 

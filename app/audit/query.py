@@ -130,7 +130,6 @@ def decode_cursor(cursor: str) -> int:
         raise AuditError(
             f"cursor {cursor[:60]!r} is not one this service issued",
             code="audit.cursor",
-            http_status=400,
         ) from e
     return seq
 
@@ -178,7 +177,7 @@ def get_record(session: Session, *, seq: int) -> tuple[AuditRecordView, dict[str
     """Record ``seq`` and its stored input (None when it names none); ``AuditError`` (404)."""
     row = session.get(AuditRecord, seq) if 0 < seq < 2**63 else None
     if row is None:
-        raise AuditError(f"no audit record {seq}", code="audit.not_found", http_status=404)
+        raise AuditError(f"no audit record {seq}", code="not_found.audit_record")
     view = AuditRecordView.from_row(row)
     return view, load_input(session, view.input_hash) if view.input_hash else None
 
@@ -198,6 +197,5 @@ def parse_since(text: str, *, now: dt.datetime) -> dt.datetime:
             f"{text[:60]!r} is not a time: give 7d, 24h, 30m, a date (2026-12-01) or a "
             "date-time (2026-12-01T08:00:00Z)",
             code="audit.since",
-            http_status=400,
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

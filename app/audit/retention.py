@@ -6,6 +6,10 @@ even if a replica's clock once ran behind), writes a signed purge checkpoint nam
 deleted record, records the purge itself in the chain (``audit.purge``) and deletes stored
 inputs no remaining record names. ``run_audit_retention`` is the one call for the worker:
 the purge, then a signed head checkpoint (see ``app.audit.checkpoints``).
+
+Every replica's worker runs it; ``take_retention_turn`` lets one at a time do so and the
+others skip their turn rather than queue behind it on the chain lock (and then find
+nothing left to do).
 """
 
 from __future__ import annotations
@@ -21,6 +25,18 @@ from app.audit.checkpoints import CheckpointKey, write_checkpoint
 from app.audit.entry import AuditEntry, AuditKind
 from app.audit.inputs import purge_unreferenced_inputs
 from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject
+
+# Advisory-lock id of the retention run ("sgretain"): held by the replica purging.
+RETENTION_LOCK = 0x736772657461696E
+
+
+def take_retention_turn(session: Session) -> bool:
+    """Whether this transaction may run retention now: False while another replica's
+    transaction holds the turn (PostgreSQL: a transaction-scoped advisory lock tried, not
+    waited for). On SQLite one process writes at a time anyway: always True."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(RETENTION_LOCK))))
 
 
 class PurgeResult(BaseModel):
@@ -131,7 +147,7 @@ def run_audit_retention(
 ) -> PurgeResult:
     """The worker's periodic call: purge what is past retention, then sign the head.
 
-    Raises ``AuditError`` (``audit.no_kek``) without a key-encryption key: nothing is
+    Raises ``AuditError`` (``config.no_kek``) without a key-encryption key: nothing is
     deleted that a checkpoint could not vouch for.
     """
     key = CheckpointKey.from_kek(kek)

@@ -78,7 +78,8 @@ def add(
     """
     from app.db.session import session_scope
     from app.verify.identity import SignedIdentityRule
-    from app.verify.trust import TrustedRootRef, new_authority, save_authority
+    from app.verify.trust import new_authority, save_authority
+    from app.verify.trusted_root import TrustedRootRef
 
     rule = SignedIdentityRule.parse(signed_identity, remap_identity or [])
     identity = identity_from_flags(

@@ -15,6 +15,7 @@ import typer
 from app.cli.output import cli_errors
 from app.errors import InputError
 from app.failure_mode import FailureMode
+from app.limits import MAX_CLI_FILE_BYTES
 
 k8s_cli = typer.Typer(
     help="Kubernetes: manifests and the webhook's serving certificate.", no_args_is_help=True
@@ -23,7 +24,7 @@ k8s_cli = typer.Typer(
 _DEFAULT_NAMESPACE = "sealgate-system"
 
 
-def _read(path: Path, what: str, *, limit: int = 1024 * 1024) -> bytes:
+def _read(path: Path, what: str, *, limit: int = MAX_CLI_FILE_BYTES) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as e:

@@ -107,7 +107,8 @@ def import_(
 ) -> None:
     """Import a PEM private key (PKCS#8, encrypted or not) and store it encrypted."""
     from app.db.session import session_scope
-    from app.signing.keys import MAX_PEM_BYTES, import_key
+    from app.limits import MAX_PEM_BYTES
+    from app.signing.keys import import_key
 
     password: bytes | None = None
     if password_env is not None:

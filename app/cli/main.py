@@ -97,6 +97,7 @@ cli.add_typer(db_cli, name="db")
 # Command groups of each domain register here, one line each.
 from app.cli import audit as _audit  # noqa: E402
 from app.cli import authority as _authority  # noqa: E402
+from app.cli import error_codes as _error_codes  # noqa: E402
 from app.cli import inbox as _inbox  # noqa: E402
 from app.cli import k8s as _k8s  # noqa: E402
 from app.cli import key as _key  # noqa: E402
@@ -123,6 +124,7 @@ cli.command("worker")(_inbox.worker_command)
 cli.command("copy")(_transfer.copy_command)
 cli.command("export")(_transfer.export_command)
 cli.command("import")(_transfer.import_command)
+cli.command("errors")(_error_codes.errors_command)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ ReportArgument = Annotated[Path, typer.Argument(help="The report file as the sca
 
 def read_report(path: Path) -> bytes:
     """The report's bytes; refuses files over the size limit before reading them."""
-    from app.scans.document import MAX_REPORT_BYTES
+    from app.limits import MAX_REPORT_BYTES
 
     try:
         size = path.stat().st_size
@@ -60,18 +60,17 @@ def ingest(
     ] = None,
 ) -> None:
     """Check a report against IMAGE, attach it as a referrer and store it."""
-    from app.scans.attestation import configured_attester
-    from app.scans.ingest import ingest_scan
+    from app.enforce.scans import upload_scan
 
     data = read_report(report)
     stored = run_with_services(
-        lambda services: ingest_scan(
+        lambda services: upload_scan(
             services,
             image=image,
             report=data,
             format=format,
             uploaded_by=f"cli:{getpass.getuser()}",
-            attest=configured_attester(services, key_name=attest_key),
+            attest_key=attest_key,
         )
     )
     print_json(stored.model_dump(mode="json"))
@@ -81,9 +80,9 @@ def ingest(
 @cli_errors
 def list_(image: Annotated[str, typer.Argument(help="The image (a tag is resolved).")]) -> None:
     """List IMAGE's scans: uploads and unsigned scan referrers, newest first."""
-    from app.scans.ingest import collect_scans
+    from app.enforce.scans import image_scans
 
-    scans = run_with_services(lambda services: collect_scans(services, image))
+    scans = run_with_services(lambda services: image_scans(services, image))
     print_json(
         [
             {

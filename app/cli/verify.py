@@ -18,13 +18,12 @@ import typer
 from app.cli.context import run_with_services
 from app.cli.output import cli_errors, print_json
 from app.errors import InputError
+from app.limits import MAX_PEM_BYTES
 
 if TYPE_CHECKING:
     from app.enforce.verify import VerificationReport
-    from app.verify.keyless import KeylessIdentity
-    from app.verify.trust import TrustedRootRef
-
-MAX_KEY_FILE_BYTES = 64 * 1024
+    from app.verify.keyless_identity import KeylessIdentity
+    from app.verify.trusted_root import TrustedRootRef
 
 
 # cosign's identity flags, shared with ``sealgate authority add``.
@@ -54,10 +53,10 @@ TrustedRootOption = Annotated[
 def read_key_file(path: Path) -> str:
     """The PEM text of ``path`` (``-`` reads stdin); ``InputError`` when unreadable."""
     if str(path) == "-":
-        return typer.get_text_stream("stdin").read(MAX_KEY_FILE_BYTES)
+        return typer.get_text_stream("stdin").read(MAX_PEM_BYTES)
     try:
-        if path.stat().st_size > MAX_KEY_FILE_BYTES:
-            raise InputError(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
+        if path.stat().st_size > MAX_PEM_BYTES:
+            raise InputError(f"key file {path} is larger than {MAX_PEM_BYTES} bytes")
         return path.read_text()
     except OSError as e:
         raise InputError(f"cannot read key file {path}: {e.strerror or e}") from e
@@ -75,7 +74,7 @@ def identity_from_flags(
     """The keyless identity the cosign-style flags name, or None when none is given."""
     if all(v is None for v in (identity, identity_regexp, issuer, issuer_regexp)):
         return None
-    from app.verify.trust import parse_identity
+    from app.verify.keyless_identity import parse_identity
 
     return parse_identity(
         subject=identity, subject_regexp=identity_regexp, issuer=issuer, issuer_regexp=issuer_regexp
@@ -119,7 +118,7 @@ def verify(
     trusted_root: TrustedRootOption = None,
 ) -> None:
     """Verify IMAGE's signatures; print the verified ones as JSON, or exit 1 with reasons."""
-    from app.verify.trust import TrustedRootRef
+    from app.verify.trusted_root import TrustedRootRef
 
     identity = identity_from_flags(
         identity=certificate_identity,

@@ -9,6 +9,7 @@ an HTTP response directly (those are built from frozen pydantic models).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from enum import StrEnum
 from typing import Any
 
@@ -165,10 +166,17 @@ class ScanRecord(Base):
 
 
 class Decision(Base):
-    """A policy decision with the exact input it was made on, for audit and replay."""
+    """A policy decision with the exact input it was made on, for audit and replay.
+
+    The input is a ``StoredInput`` named by its hash, shared with the decision's audit
+    record (``app.audit.inputs.load_input`` reads it back whole).
+    """
 
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_decisions_created_at", "created_at"),
+        Index("ix_decisions_input_hash", "input_hash"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     entrypoint: Mapped[str] = mapped_column(String(32))
@@ -176,7 +184,7 @@ class Decision(Base):
     digest: Mapped[str | None] = mapped_column(String(100), default=None)
     allowed: Mapped[bool] = mapped_column()
     result: Mapped[dict[str, Any]] = mapped_column()
-    input: Mapped[dict[str, Any]] = mapped_column()
+    input_hash: Mapped[str] = mapped_column(String(71), ForeignKey("stored_inputs.hash"))
     policy_version: Mapped[int | None] = mapped_column(
         ForeignKey("policy_versions.version"), default=None
     )
@@ -198,15 +206,28 @@ class Decision(Base):
 
 
 class StoredInput(Base):
-    """A decision input stored once per distinct content, named by the hash of its bytes."""
+    """A decision input stored once per distinct content, named by the hash of its bytes;
+    decisions and audit records refer to it by that name (``app.audit.inputs``)."""
 
     __tablename__ = "stored_inputs"
-    __table_args__ = (Index("ix_stored_inputs_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_stored_inputs_created_at", "created_at"),
+        Index("ix_stored_inputs_findings_hash", "findings_hash"),
+    )
 
     hash: Mapped[str] = mapped_column(String(71), primary_key=True)  # sha256:<64 hex>
     body: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The stored findings this input names in their place (``app.audit.inputs``). Not a
+    # foreign key: adding one would recreate this table on SQLite, which the keys naming
+    # it refuse; the retention purge, the one thing that deletes inputs, keeps what an
+    # input names.
+    findings_hash: Mapped[str | None] = mapped_column(String(71), default=None)
+
+    def value(self) -> Any:
+        """The stored JSON, decoded."""
+        return json.loads(self.body)
 
 
 class AuditRecord(Base):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import Actor, DecisionRequest, Outcome
-from app.enforce.pipeline import DecisionParts, decide
+from app.enforce.pipeline import DecisionParts, decide, unparseable_outcome
 from app.errors import InputError
 from app.failure_mode import FailureMode
 from app.k8s.images import (
@@ -42,7 +42,7 @@ from app.k8s.images import (
 from app.k8s.patch import is_pinned, pin_images
 from app.k8s.response import ImageResult, Reason, admission_response
 from app.k8s.review import AdmissionRequest, AdmissionReview, Operation
-from app.policy.decision import Finding, PolicyDecision
+from app.policy.decision import Finding
 from app.policy.input import ContainerFacts, Entrypoint, KubernetesContext
 
 # Of a review's budget, what is kept for answering once the decisions are made (building
@@ -178,29 +178,10 @@ async def _decide_image(
         return await decide(decision_request, parts)
     except InputError as e:
         # An image string that is not a reference can never be pulled or checked.
-        return _unparseable(decision_request, e)
-
-
-def _unparseable(request: DecisionRequest, error: InputError) -> Outcome:
-    finding = Finding(
-        code=error.code,
-        message=f"image {request.image!r} is not a valid reference: {error.message}",
-        fix="name the image as REGISTRY/REPOSITORY[:TAG][@DIGEST]",
-        image=request.image,
-    )
-    return Outcome(
-        image=request.image,
-        digest=None,
-        entrypoint=request.entrypoint,
-        allowed=False,
-        decision=PolicyDecision(allow=False, deny=[finding]),
-        codes=(error.code,),
-        failure=error.code,
-        actor=request.actor,
-        request_id=request.request_id,
-        source=request.source,
-        dry_run=request.dry_run,
-    )
+        outcome = unparseable_outcome(decision_request, e)
+        if parts.recorder is not None:
+            await parts.recorder.submit(outcome, wait=deadline.remaining())
+        return outcome
 
 
 def _result(

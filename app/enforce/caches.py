@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from app.limits import MAX_DECISION_CACHE_BYTES
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -84,18 +86,25 @@ class TtlCache(Generic[K, V]):
     def size_bytes(self) -> int:
         return self._bytes
 
-    def get(self, key: K) -> V | None:
-        """The live value for ``key`` (counted as a hit), else None (a miss)."""
+    def get(self, key: K, *, counted: bool = True) -> V | None:
+        """The live value for ``key`` (counted as a hit), else None (a miss). With
+        ``counted=False`` the look-up is not counted: the caller counts it with ``hit``
+        once it has checked that the value fits."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.expires_at > self._clock():
                 self._entries.move_to_end(key)
-                self.stats.hits += 1
+                self.stats.hits += counted
                 return entry.value
             if entry is not None:
                 self._drop(key)
-            self.stats.misses += 1
+            self.stats.misses += counted
             return None
+
+    def hit(self) -> None:
+        """Count a hit of a look-up made with ``counted=False``."""
+        with self._lock:
+            self.stats.hits += 1
 
     def put(self, key: K, value: V, *, ttl: float | None = None, size: int = 0) -> None:
         """Store ``value`` for at most ``ttl`` seconds (the cache's TTL by default)."""
@@ -183,7 +192,7 @@ class CacheSettings:
     failure_ttl: float = 5.0
     decision_ttl: float = 60.0
     max_entries: int = 10_000
-    decision_max_bytes: int = 64 * 1024 * 1024
+    decision_max_bytes: int = MAX_DECISION_CACHE_BYTES
 
 
 @dataclass

@@ -27,9 +27,9 @@ from app.db.models import ScanRecord, SignatureRecord
 from app.db.session import session_scope
 from app.enforce.caches import DecisionCaches
 from app.errors import EvidenceError
-from app.policy.findings import ScanSnapshot
-from app.policy.input import PolicyVulnerability, ScanSource
-from app.scans.model import Vulnerability
+from app.policy.findings import ScanSnapshot, ScanSummary
+from app.policy.input import PolicyVulnerability
+from app.scans.model import ScanSource, Vulnerability
 from app.verify.trust import TrustAuthority, list_authorities
 
 log = logging.getLogger(__name__)
@@ -153,16 +153,24 @@ class StoreContext:
         self._caches.evidence.discard_where(lambda key: (key[0], key[1]) in doomed)
         self._caches.decisions.clear()
 
+    def remembered_scan(self, *, name: str, digest: str) -> tuple[bool, ScanSnapshot | None]:
+        """``(True, scan or None)`` when the stored scan of ``digest`` for ``name`` is in
+        memory; ``(False, None)`` when only the store can tell (``stored_scan``)."""
+        cached = self._scans.get((name, digest))
+        if cached is None:
+            return False, None
+        return True, None if cached == _NO_SCAN else cached  # type: ignore[return-value]
+
     def stored_scan(self, *, name: str, digest: str) -> ScanSnapshot | None:
         """The newest authenticated scan of ``digest`` uploaded for ``name``, or None.
 
         Raises EvidenceError (``evidence.scan``) when the stored findings cannot be read:
         deny rather than decide as if the image had no findings.
         """
+        remembered, snapshot = self.remembered_scan(name=name, digest=digest)
+        if remembered:
+            return snapshot
         key = (name, digest)
-        cached = self._scans.get(key)
-        if cached is not None:
-            return None if cached == _NO_SCAN else cached  # type: ignore[return-value]
         with session_scope(self._sessions) as session:
             snapshot = load_stored_scan(session, name=name, digest=digest)
         self._scans.put(key, snapshot if snapshot is not None else _NO_SCAN)
@@ -185,6 +193,12 @@ def load_stored_scan(session: Session, *, name: str, digest: str) -> ScanSnapsho
             for item in row.vulnerabilities
         ]
         source = ScanSource(row.source)
+        # A registry's summary (the push gate's, from Harbor's webhook): counts, no findings.
+        summary = (
+            ScanSummary.from_stored(row.summary)
+            if row.summary.get("summary_only") is True
+            else None
+        )
     except (ValidationError, ValueError, TypeError) as e:
         raise EvidenceError(
             f"the stored scan {row.id} of {name}@{digest} cannot be read: "
@@ -201,6 +215,7 @@ def load_stored_scan(session: Session, *, name: str, digest: str) -> ScanSnapsho
         source=source,
         vulnerabilities=findings,
         scan_id=row.id,
+        summary=summary,
     )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,7 @@ from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.records import DecisionRecorder
 from app.errors import Error, InputError
 from app.failure_mode import FailureMode
+from app.limits import MAX_SCAN_FINDINGS
 from app.oci.client import RegistryClient
 from app.oci.mirrors import served_from
 from app.oci.refs import ImageRef
@@ -55,17 +57,16 @@ from app.policy.findings import EncodedInput, ScanSnapshot, encode_input
 from app.policy.input import (
     AttestationFacts,
     ImageFacts,
+    KubernetesContext,
     PolicyInput,
     PolicyVulnerability,
-    ScanSource,
     SignatureFacts,
     build_input,
 )
 from app.scans.attestation import VULN_PREDICATE_TYPE, report_from_vuln_predicate
-from app.scans.document import MAX_SCAN_FINDINGS
 from app.scans.ingest import scan_referrers
-from app.scans.model import ScanReport
-from app.verify.evidence import evidence_from_referrers
+from app.scans.model import ScanReport, ScanSource
+from app.verify.evidence import evidence_from_referrers, legacy_evidence
 from app.verify.model import Rejection, VerifiedSignature
 from app.verify.signatures import is_image_signature, verify_candidates
 from app.verify.trust import TrustAuthority
@@ -127,7 +128,11 @@ def build_parts(
         engine=engine,
         caches=caches,
         slots=EngineSlots(settings.policy_workers),
-        recorder=DecisionRecorder(sessions),
+        recorder=DecisionRecorder(
+            sessions,
+            batch_seconds=settings.decision_flush_seconds,
+            batch_size=settings.decision_batch_size,
+        ),
         max_scan_findings=settings.max_scan_findings,
     )
 
@@ -161,11 +166,12 @@ class _Trace:
 
 async def decide(request: DecisionRequest, parts: DecisionParts) -> Outcome:
     """Decide ``request`` (see the module doc) and queue its record; answers without
-    waiting for the record. Raises InputError for an invalid image reference only; every
-    other failure is a recorded outcome."""
+    waiting for the record's commit (only, when the database is slow, for room among the
+    uncommitted: see ``app.enforce.records``). Raises InputError for an invalid image
+    reference only; every other failure is a recorded outcome."""
     outcome = await _decide(request, parts)
     if parts.recorder is not None:
-        parts.recorder.submit(outcome)
+        await parts.recorder.submit(outcome, wait=request.deadline.remaining())
     return outcome
 
 
@@ -177,7 +183,7 @@ async def decide_and_store(
     outcome = await _decide(request, parts)
     if parts.recorder is None:
         return outcome, None
-    future = parts.recorder.submit(outcome)
+    future = await parts.recorder.submit(outcome, wait=timeout)
     return outcome, await asyncio.wait_for(asyncio.wrap_future(future), timeout)
 
 
@@ -210,11 +216,21 @@ async def _decide(request: DecisionRequest, parts: DecisionParts) -> Outcome:
         )
         step = trace.mark("evidence", step)
         scan = stored_scan or evidence.registry_scan
-        encoded = _encode(ref, digest, authorities, evidence, scan, request, evaluated_at)
-        policy_input = encoded.document
-        step = trace.mark("input", step)
-        answer = await _answer(encoded, request, parts, trace)
-        trace.mark("policy", step)
+        memory = _Memory(request, digest, authorities, evidence, scan, parts)
+        remembered = memory.recall()
+        if remembered is not None:
+            # The same facts as a decision still valid: its answer and the input it was made
+            # on, without encoding the input again.
+            trace.cache = "decision"
+            answer, policy_input = remembered.answer, remembered.policy_input
+            trace.mark("policy", step)
+        else:
+            encoded = _encode(ref, digest, authorities, evidence, scan, request, evaluated_at)
+            policy_input = encoded.document
+            step = trace.mark("input", step)
+            answer = await _answer(encoded, request, parts, trace)
+            trace.mark("policy", step)
+            memory.keep(answer, policy_input)
         outcome = _outcome(
             request, ref, digest, answer.decision, trace, policy_input, answer=answer
         )
@@ -294,6 +310,9 @@ async def _stored_scan(
     ref: ImageRef, digest: str, deadline: Deadline, parts: DecisionParts, trace: _Trace
 ) -> ScanSnapshot | None:
     """Step 2's scan: from memory, else one store read in a worker thread."""
+    remembered, snapshot = parts.context.remembered_scan(name=ref.name, digest=digest)
+    if remembered:
+        return snapshot
     trace.doing = "the store (reading the stored scan)"
     async with deadline.step("deadline.store", lambda: trace.doing):
         return await asyncio.to_thread(parts.context.stored_scan, name=ref.name, digest=digest)
@@ -385,17 +404,22 @@ async def _collect_and_verify(
     signatures: list[VerifiedSignature] = []
     rejections: list[Rejection] = []
     if authorities:
-        evidence = await evidence_from_referrers(registry, pinned, listed)
         assert pinned.digest is not None
-        verified, refused = await asyncio.to_thread(
-            verify_candidates,
-            evidence.candidates,
-            authorities=authorities,
-            digest=pinned.digest,
-            image_name=pinned.name,
+        verify = functools.partial(
+            verify_candidates, authorities=authorities, digest=pinned.digest, image_name=pinned.name
         )
-        signatures = verified
+        evidence = await evidence_from_referrers(registry, pinned, listed, legacy=False)
+        verified, refused = await asyncio.to_thread(verify, evidence.candidates)
+        signatures = list(verified)
         rejections = [*evidence.problems, *refused]
+        if _unsigned_by_some(authorities, signatures):
+            # The legacy ``.sig`` tag only when the referrers left an authority without an
+            # image signature: a request fewer for images signed the OCI 1.1 way.
+            legacy = await legacy_evidence(registry, pinned)
+            if legacy.candidates or legacy.problems:
+                verified, refused = await asyncio.to_thread(verify, legacy.candidates)
+                signatures += verified
+                rejections += [*legacy.problems, *refused]
     else:
         rejections = [_no_authority(pinned)]
     images = tuple(s for s in signatures if is_image_signature(s))
@@ -411,6 +435,13 @@ async def _collect_and_verify(
                     newest.report, source=ScanSource.unsigned_referrer, at=newest.scanned_at
                 )
     return VerifiedEvidence(images, attestations, tuple(rejections), registry_scan)
+
+
+def _unsigned_by_some(
+    authorities: tuple[TrustAuthority, ...], signatures: list[VerifiedSignature]
+) -> bool:
+    signed_by = {s.authority for s in signatures if is_image_signature(s)}
+    return any(a.name not in signed_by for a in authorities)
 
 
 def _no_authority(pinned: ImageRef) -> Rejection:
@@ -542,6 +573,85 @@ async def _answer(
     return answer
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What a decision is made on, by identity: the evidence and scan objects the caches
+    hand out stay the same until something about them changes (a new signature, scan or
+    authority replaces them), so ``is`` proves the facts unchanged without encoding the
+    input to compare it. The evaluation time and scan age are left out, as in
+    ``_answer``'s key: the policy's ``valid_until`` bounds them."""
+
+    evidence: VerifiedEvidence
+    scan: ScanSnapshot | None
+    authorities: tuple[str, ...]
+    kubernetes: KubernetesContext | None
+
+    def same_as(self, other: _Facts) -> bool:
+        return (
+            self.evidence is other.evidence
+            and self.scan is other.scan
+            and self.authorities == other.authorities
+            and self.kubernetes == other.kubernetes
+        )
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    facts: _Facts
+    answer: EngineAnswer
+    policy_input: dict[str, object]
+    valid_until_ns: int | None
+
+
+class _Memory:
+    """Decisions remembered with their facts, in the decision cache beside ``_answer``'s
+    entries (its keys start with the entry point, these with ``facts:``)."""
+
+    def __init__(
+        self,
+        request: DecisionRequest,
+        digest: str,
+        authorities: tuple[TrustAuthority, ...],
+        evidence: VerifiedEvidence,
+        scan: ScanSnapshot | None,
+        parts: DecisionParts,
+    ) -> None:
+        self._request = request
+        self._digest = digest
+        self._parts = parts
+        self._facts = _Facts(
+            evidence=evidence,
+            scan=scan,
+            authorities=tuple(a.name for a in authorities),
+            kubernetes=request.kubernetes,
+        )
+
+    def _key(self, revision: str | None) -> str:
+        request = self._request
+        return f"facts:{request.entrypoint.value}:{revision}:{self._digest}:{request.image}"
+
+    def recall(self) -> _Remembered | None:
+        """The decision remembered for exactly these facts, while it is valid."""
+        cache = self._parts.caches.decisions
+        # Not counted: a miss here is looked up again by content (``_answer``), which counts.
+        entry = cache.get(self._key(self._parts.engine().revision), counted=False)
+        if not isinstance(entry, _Remembered) or not entry.facts.same_as(self._facts):
+            return None
+        if entry.valid_until_ns is not None and time.time_ns() >= entry.valid_until_ns:
+            return None
+        cache.hit()
+        return entry
+
+    def keep(self, answer: EngineAnswer, policy_input: dict[str, object]) -> None:
+        if answer.revision is None or answer.revision != self._parts.engine().revision:
+            return  # decided by an engine already replaced
+        valid_until = _valid_until_ns(answer.decision)
+        ttl = None if valid_until is None else max(0.0, (valid_until - time.time_ns()) / 1e9)
+        entry = _Remembered(self._facts, answer, policy_input, valid_until)
+        size = 1024 + 256 * (len(answer.decision.deny) + len(answer.decision.warn))
+        self._parts.caches.decisions.put(self._key(answer.revision), entry, ttl=ttl, size=size)
+
+
 def _valid_until_ns(decision: PolicyDecision) -> int | None:
     extra = decision.model_extra or {}
     value = extra.get("valid_until_ns")
@@ -550,7 +660,7 @@ def _valid_until_ns(decision: PolicyDecision) -> int | None:
 
 def _outcome(
     request: DecisionRequest,
-    ref: ImageRef,
+    ref: ImageRef | str,
     digest: str | None,
     decision: PolicyDecision,
     trace: _Trace,
@@ -606,6 +716,23 @@ def _fix_for(code: str) -> str:
     return "retry; if it persists, see Sealgate's logs for the request id"
 
 
+def unparseable_outcome(request: DecisionRequest, error: InputError) -> Outcome:
+    """The outcome of an image string that is not a reference: it can never be pulled or
+    checked, so it is denied whatever the failure mode."""
+    finding = Finding(
+        code=error.code,
+        message=f"image {request.image!r} is not a valid reference: {error.message}",
+        fix="name the image as REGISTRY/REPOSITORY[:TAG][@DIGEST]",
+        image=request.image,
+    )
+    decision = PolicyDecision(allow=False, deny=[finding])
+    trace = _Trace()
+    policy_input: dict[str, object] = {"version": 1, "entrypoint": request.entrypoint.value}
+    if request.kubernetes is not None:
+        policy_input["kubernetes"] = request.kubernetes.model_dump(mode="json", exclude_none=True)
+    return _outcome(request, request.image, None, decision, trace, policy_input, failure=error.code)
+
+
 def _failure_outcome(
     request: DecisionRequest,
     ref: ImageRef,
@@ -649,4 +776,5 @@ __all__ = [
     "collect_and_verify",
     "decide",
     "decide_and_store",
+    "unparseable_outcome",
 ]

@@ -1,33 +1,47 @@
 """Decision records, written off the hot path by a batching writer.
 
 An enforcement point hands its ``Outcome`` to ``DecisionRecorder.submit`` and answers at
-once; a writer thread collects records for at most ``BATCH_SECONDS`` (or ``BATCH_SIZE``
-records) and writes each batch in one transaction. ``submit`` returns a future of the
-record's id, for callers that must say where it was stored (``POST /v1/decisions`` waits
-for it: what a caller is told is stored is stored). ``close`` flushes what is queued, on
-graceful shutdown. Each batch also appends one audit record per decision to the audit
-trail (``app.audit``), in the same transaction, with the decision's input stored once per
-distinct content and referenced by its hash.
+once; a writer thread collects records for at most ``SEALGATE_DECISION_FLUSH_SECONDS``
+(or ``SEALGATE_DECISION_BATCH_SIZE`` records) and writes each batch in one transaction.
+``submit`` returns a future of the record's id, for callers that must say where it was
+stored (``POST /v1/decisions`` waits for it: what a caller is told is stored is stored).
+``close`` flushes what is queued, on graceful shutdown. Each batch also appends one audit
+record per decision to the audit trail (``app.audit``), in the same transaction; the
+decision's input is stored once per distinct content in the trail's input table, and the
+decision row and its audit record both name it by its hash.
 
-What a SIGKILL can lose is bounded: the records submitted since the last commit, that is
-at most one batch collected during ``BATCH_SECONDS`` plus the batch being written
-(``tests/enforce/test_records.py`` kills a serving process during a burst and counts).
+What a SIGKILL can lose is bounded by construction: at most one batch's worth of records
+is ever submitted and not yet committed. ``submit`` takes one of ``batch_size`` slots and
+a commit gives its batch's slots back, so when the database is slow to commit, answers
+wait for room (without blocking their event loop) instead of a queue growing behind it.
+A record answered at time t is committed by t + the flush interval + two batch writes
+(the one under way and its own). A submitter that finds no room within its wait (the time
+left in its decision's deadline) is queued anyway rather than fail its answer, and is
+counted and logged as beyond the bound. ``tests/enforce/test_records.py`` kills a serving
+process during a burst, with and without commits stalled, and counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit.canonical import canonical_json, content_hash
+from app.audit.canonical import canonical_json
 from app.audit.chain import append_audit
 from app.audit.entry import AuditEntry, AuditKind
+from app.audit.inputs import FINDINGS_KEY, InputBody
+from app.db.base import Base, utcnow
+from app.db.bulk import insert_rows
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.enforce.outcome import Outcome
@@ -36,14 +50,73 @@ log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.05
 BATCH_SIZE = 256
-# Beyond this many queued records, submit blocks briefly rather than grow without bound.
-MAX_QUEUED = 20_000
+# At most one warning this often while records are queued beyond the bound.
+_OVER_BOUND_LOG_SECONDS = 10.0
 
 
 @dataclass
 class _Pending:
     outcome: Outcome
+    # Whether the record holds one of the recorder's slots (False: queued beyond the bound).
+    slotted: bool
     future: Future[int] = field(default_factory=Future)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Slots:
+    """Room for ``size`` records submitted and not yet committed, shared by every thread
+    and event loop that submits. ``take`` waits for room without blocking its loop; the
+    writer thread gives room back, first come first served."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._lock = threading.Lock()
+        self._waiting: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+
+    async def take(self, *, wait: float) -> bool:
+        """Take one slot; False when none came free within ``wait`` seconds."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0 and not self._waiting:
+                self._free -= 1
+                return True
+            waiter = (loop, loop.create_future())
+            self._waiting.append(waiter)
+        try:
+            await asyncio.wait_for(waiter[1], timeout=wait)
+        except TimeoutError:
+            # A slot handed over just as the wait ran out is ours all the same.
+            return not self._withdraw(waiter)
+        except BaseException:  # cancelled: give back a slot handed over meanwhile
+            if not self._withdraw(waiter):
+                self.give_back(1)
+            raise
+        return True
+
+    def _withdraw(self, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]) -> bool:
+        """Stop waiting; False when a slot was already handed to ``waiter`` (``give_back``
+        takes a waiter off the line and hands it a slot in one step, under the lock)."""
+        with self._lock:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+                return True
+            return False
+
+    def give_back(self, count: int) -> None:
+        """Return ``count`` slots and hand them to the longest waiting submitters."""
+        with self._lock:
+            self._free += count
+            while self._free > 0 and self._waiting:
+                loop, waiter = self._waiting.popleft()
+                self._free -= 1
+                try:
+                    loop.call_soon_threadsafe(_wake, waiter)
+                except RuntimeError:  # that loop is closed: nobody waits there any more
+                    self._free += 1
 
 
 # The audit kind of a decision at each entry point.
@@ -81,27 +154,71 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
     )
 
 
-def decision_row(outcome: Outcome) -> Decision:
-    """The stored form of an outcome: the decision, the input (findings by hash), who
-    asked and what decided."""
-    return Decision(
-        entrypoint=outcome.entrypoint.value,
-        image=outcome.image,
-        digest=outcome.digest,
-        allowed=outcome.allowed,
-        result=outcome.decision.model_dump(mode="json"),
-        input=outcome.full_input(),
-        policy_version=outcome.policy_version,
-        policy_revision=outcome.policy_revision,
-        failure=outcome.failure,
-        actor=outcome.actor.name,
-        actor_kind=outcome.actor.kind,
-        source=outcome.source,
-        request_id=outcome.request_id,
-        dry_run=outcome.dry_run,
-        latency_ms=outcome.timings_ms.get("total"),
-        served_by=list(outcome.served_by) if outcome.served_by else None,
+def input_body(outcome: Outcome) -> InputBody:
+    """What is stored of an outcome's input: the input with its findings named by their
+    hash (as the pipeline encoded it), and the findings, stored once per scan."""
+    scan = outcome.input.get("scan")
+    named = scan.get("vulnerabilities") if isinstance(scan, dict) else None
+    if outcome.encoded_findings is not None and isinstance(named, dict):
+        return InputBody(
+            document=canonical_json(outcome.input),
+            findings=outcome.encoded_findings,
+            findings_name=named[FINDINGS_KEY],
+        )
+    return InputBody(canonical_json(outcome.full_input()))
+
+
+def decision_values(outcome: Outcome, *, input_hash: str) -> dict[str, Any]:
+    """The stored form of an outcome, as the ``decisions`` row's values: the decision, the
+    name of its stored input, who asked and what decided."""
+    return {
+        "entrypoint": outcome.entrypoint.value,
+        "image": outcome.image,
+        "digest": outcome.digest,
+        "allowed": outcome.allowed,
+        "result": outcome.decision.model_dump(mode="json"),
+        "input_hash": input_hash,
+        "policy_version": outcome.policy_version,
+        "policy_revision": outcome.policy_revision,
+        "failure": outcome.failure,
+        "actor": outcome.actor.name,
+        "actor_kind": outcome.actor.kind,
+        "source": outcome.source,
+        "request_id": outcome.request_id,
+        "dry_run": outcome.dry_run,
+        "latency_ms": outcome.timings_ms.get("total"),
+        "served_by": list(outcome.served_by) if outcome.served_by else None,
+        "created_at": utcnow(),
+    }
+
+
+_DECISIONS = Base.metadata.tables[Decision.__tablename__]
+# Ids for a batch in one round trip, ascending in the batch's order.
+_NEXT_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('decisions', 'id')) FROM generate_series(1, :n)"
+)
+
+
+def insert_decisions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` (``decision_values``) in the session's transaction; their ids.
+
+    On PostgreSQL the ids are drawn from the table's sequence first and the rows copied in
+    (``app.db.bulk``): ``INSERT … RETURNING`` of a batch is a new multi-row statement for
+    each batch size, which the driver parses anew every time (a quarter of a record's
+    cost, measured). SQLite, in process, takes the rows with ``RETURNING``.
+    """
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        ids = sorted(int(i) for i in session.scalars(_NEXT_IDS, {"n": len(rows)}))
+        insert_rows(
+            session, _DECISIONS, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        )
+        return ids
+    inserted = session.execute(
+        insert(_DECISIONS).returning(_DECISIONS.c.id, sort_by_parameter_order=True), rows
     )
+    return [int(i) for i in inserted.scalars()]
 
 
 class DecisionRecorder:
@@ -117,18 +234,38 @@ class DecisionRecorder:
         self._sessions = sessions
         self._batch_seconds = batch_seconds
         self._batch_size = batch_size
-        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=MAX_QUEUED)
+        # Unbounded: the slots bound what is queued (beyond-the-bound records aside).
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._slots = _Slots(batch_size)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.written = 0
         self.failed = 0
+        self.over_bound = 0
+        self._over_bound_logged = 0.0
 
-    def submit(self, outcome: Outcome) -> Future[int]:
-        """Queue ``outcome`` for writing; the future gives the record id once committed."""
+    async def submit(self, outcome: Outcome, *, wait: float) -> Future[int]:
+        """Queue ``outcome`` for writing once fewer than a batch of records are uncommitted,
+        waiting up to ``wait`` seconds for that (then queue it beyond the bound, logged);
+        the future gives the record id once committed."""
         self._ensure_started()
-        pending = _Pending(outcome)
-        self._queue.put(pending, timeout=5)
+        slotted = await self._slots.take(wait=wait)
+        if not slotted:
+            self._note_over_bound()
+        pending = _Pending(outcome, slotted=slotted)
+        self._queue.put(pending)
         return pending.future
+
+    def _note_over_bound(self) -> None:
+        self.over_bound += 1
+        now = time.monotonic()
+        if now - self._over_bound_logged >= _OVER_BOUND_LOG_SECONDS:
+            self._over_bound_logged = now
+            log.warning(
+                "decision records are not being committed in time: records queued beyond "
+                "one batch, which a SIGKILL would lose",
+                extra={"over_bound": self.over_bound, "batch_size": self._batch_size},
+            )
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -169,28 +306,43 @@ class DecisionRecorder:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            with session_scope(self._sessions) as session:
-                rows = [decision_row(p.outcome) for p in batch]
-                session.add_all(rows)
-                session.flush()
-                ids = [row.id for row in rows]
-                # One audit record per decision, its input stored once per content; the
-                # chain's lock is taken last and held only until this commit.
-                inputs = [canonical_json(row.input) for row in rows]
-                entries = [
-                    audit_entry(p.outcome, input_hash=content_hash(body))
-                    for p, body in zip(batch, inputs, strict=True)
-                ]
-                append_audit(session, entries, inputs=inputs)
+            ids = self._commit(batch)
         except Exception as e:  # the writer must outlive a database hiccup
             self.failed += len(batch)
             log.error(
                 "decision records could not be written",
                 extra={"records": len(batch), "error": repr(e)[:300]},
             )
-            for pending in batch:
-                pending.future.set_exception(e)
-            return
-        self.written += len(batch)
-        for pending, row_id in zip(batch, ids, strict=True):
-            pending.future.set_result(row_id)
+            outcomes: list[int | Exception] = [e] * len(batch)
+        else:
+            self.written += len(batch)
+            outcomes = list(ids)
+        # Room first, then the answers: whoever learns its record is stored finds the
+        # room it left.
+        self._slots.give_back(sum(1 for p in batch if p.slotted))
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+
+    def _commit(self, batch: list[_Pending]) -> list[int]:
+        """Write ``batch`` in one transaction; return the records' ids.
+
+        One audit record per decision, and each input stored once per content, under the
+        chain's lock (held until this commit): a retention purge cannot delete an old
+        input between its store and the decisions that name it, inserted last.
+        """
+        inputs = [input_body(p.outcome) for p in batch]
+        names = [body.name for body in inputs]
+        with session_scope(self._sessions) as session:
+            entries = [
+                audit_entry(p.outcome, input_hash=name)
+                for p, name in zip(batch, names, strict=True)
+            ]
+            append_audit(session, entries, inputs=inputs)
+            rows = [
+                decision_values(p.outcome, input_hash=name)
+                for p, name in zip(batch, names, strict=True)
+            ]
+            return insert_decisions(session, rows)

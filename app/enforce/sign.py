@@ -40,6 +40,7 @@ from app.enforce.deadline import Deadline
 from app.enforce.outcome import Actor, DecisionRequest, Outcome
 from app.enforce.pipeline import decide
 from app.errors import ForbiddenError, InputError, SigningError
+from app.limits import MAX_ANNOTATIONS, MAX_INDEX_CHILDREN
 from app.observability import request_id_var
 from app.oci.digests import parse_digest
 from app.oci.refs import ImageRef
@@ -50,9 +51,6 @@ from app.signing.keys import load_signer
 from app.signing.payloads import cosign_statement, simple_signing_payload
 from app.signing.publish import SIGNATURE_ANNOTATION, publish_bundle, publish_legacy
 from app.signing.signers import KeySigner
-
-MAX_INDEX_CHILDREN = 64
-MAX_ANNOTATIONS = 32
 
 
 class SignFormat(StrEnum):
@@ -283,7 +281,7 @@ async def sign_image(
     if force and not principal.is_admin:
         raise ForbiddenError(
             f"token {principal.name!r} may not sign against the policy: --force is for admins",
-            code="auth.force_needs_admin",
+            code="auth.not_admin",
         )
     extra = _check_annotations(annotations or {})
     if not formats:

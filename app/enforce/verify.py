@@ -28,18 +28,17 @@ from app.oci.refs import ImageRef
 from app.services import Services
 from app.verify.evidence import EvidenceLimits, collect_evidence
 from app.verify.identity import ANY_IDENTITY
-from app.verify.keyless import KeylessIdentity
+from app.verify.keyless_identity import KeylessIdentity
 from app.verify.model import Rejection, VerifiedSignature
 from app.verify.signatures import is_image_signature, verify_candidates
 from app.verify.trust import (
-    PUBLIC_GOOD,
     TrustAuthority,
-    TrustedRootRef,
     get_authority,
     key_authority,
     keyless_authority,
     matching_authorities,
 )
+from app.verify.trusted_root import PUBLIC_GOOD, TrustedRootRef
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 from app.errors import HookError
 from app.hooks.events import (
-    MAX_EVENTS_PER_ENVELOPE,
     EventAction,
     EventSource,
     IgnoredEvent,
@@ -32,6 +31,7 @@ from app.hooks.events import (
     text_field,
 )
 from app.hooks.own import is_own_tag, names_signature_type
+from app.limits import MAX_EVENTS_PER_ENVELOPE
 from app.oci import media
 
 ENVELOPE_MEDIA_TYPES = (

@@ -20,7 +20,6 @@ from app.oci.refs import ImageRef
 from app.scans.document import parse_timestamp
 
 # An envelope with more events than this is refused whole (distribution sends few per request).
-MAX_EVENTS_PER_ENVELOPE = 1000
 
 
 class EventSource(StrEnum):

@@ -23,7 +23,6 @@ from typing import Any
 from app.errors import HookError
 from app.hooks.distribution import load_json
 from app.hooks.events import (
-    MAX_EVENTS_PER_ENVELOPE,
     EventAction,
     EventSource,
     IgnoredEvent,
@@ -35,6 +34,7 @@ from app.hooks.events import (
     text_field,
 )
 from app.hooks.own import is_own_tag
+from app.limits import MAX_EVENTS_PER_ENVELOPE
 from app.oci.refs import ImageRef
 
 _DEFAULT_TYPES = {

@@ -26,10 +26,10 @@ from app.db.models import ScanRecord
 from app.db.session import session_scope
 from app.errors import HarborError, ScanError
 from app.hooks.events import RegistryEvent, ScanOverview
-from app.policy.input import ScanSource
-from app.scans.document import MAX_REPORT_BYTES, parse_timestamp
+from app.limits import MAX_REPORT_BYTES
+from app.scans.document import parse_timestamp
 from app.scans.harbor import parse_harbor_report
-from app.scans.model import ReportFormat, ScanReport
+from app.scans.model import ReportFormat, ScanReport, ScanSource
 from app.services import Services
 
 REPORT_MEDIA_TYPE = "application/vnd.security.vulnerability.report; version=1.1"

@@ -8,6 +8,12 @@ event with exponential back-off and jitter (``SEALGATE_INBOX_RETRY_BASE_SECONDS`
 ``SEALGATE_INBOX_RETRY_MAX_SECONDS``); once an event has used
 ``SEALGATE_INBOX_MAX_ATTEMPTS`` attempts it is ``dead`` (``sealgate inbox retry`` revives it).
 A worker killed mid-event leaves its lease to run out; that attempt counts.
+
+A running worker (not ``--once``) also runs the audit trail's retention
+(``app.audit.retention``): at its start, then every ``SEALGATE_AUDIT_RETENTION_INTERVAL_SECONDS``
+(0 turns it off), one replica at a time (the others skip their turn). Each run is logged and
+counted in ``retention`` (exported as metrics by ``sealgate serve``); a failed run (no
+key-encryption key, the database away) is retried at the next interval.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from app.audit.retention import PurgeResult, run_audit_retention, take_retention_turn
 from app.db.session import session_scope
 from app.errors import Error, LostClaim
 from app.hooks.actions import WebhookSender
@@ -28,12 +35,26 @@ from app.services import Services
 log = logging.getLogger("sealgate.worker")
 
 
+RETENTION_OUTCOMES = ("done", "skipped", "failed")
+
+
+@dataclass
+class RetentionStats:
+    """What the worker's retention runs did: runs by outcome (``done``, ``skipped`` while
+    another replica had the turn, ``failed``) and what the runs deleted."""
+
+    runs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETENTION_OUTCOMES, 0))
+    records_purged: int = 0
+    inputs_purged: int = 0
+
+
 @dataclass
 class Worker:
     services: Services
     decide: Decide = decide_push
     processed: int = 0
     failed: int = 0
+    retention: RetentionStats = field(default_factory=RetentionStats)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _webhook: WebhookSender | None = None
 
@@ -47,14 +68,31 @@ class Worker:
             self._webhook = None
 
     async def run(self) -> None:
-        """Work until ``stop()``; a round that found nothing waits the poll interval."""
+        """Work until ``stop()``; a round that found nothing waits the poll interval.
+        Retention runs beside it (see the module doc)."""
         settings = self.services.settings
         log.info("worker started")
+        interval = settings.audit_retention_interval_seconds
+        retention = (
+            asyncio.create_task(self._retention_loop(interval), name="sealgate-audit-retention")
+            if interval > 0
+            else None
+        )
         try:
             await self._loop(settings.worker_poll_seconds)
         finally:
-            await self.close()
+            self.stop()
+            try:
+                if retention is not None:
+                    await retention  # ends after the run under way, if any
+            finally:
+                await self.close()
         log.info("worker stopped")
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the worker is stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def _loop(self, poll_seconds: float) -> None:
         while not self._stopping.is_set():
@@ -64,8 +102,56 @@ class Worker:
                 log.warning("worker round failed", extra={"code": e.code, "error": e.message})
                 busy = 0
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=poll_seconds)
+                await self._pause(poll_seconds)
+
+    async def _retention_loop(self, interval: float) -> None:
+        while not self._stopping.is_set():
+            await self.run_retention()
+            await self._pause(interval)
+
+    async def run_retention(self) -> PurgeResult | None:
+        """One retention run: purge what is past ``SEALGATE_AUDIT_RETENTION_DAYS`` behind a
+        signed checkpoint, then sign the head. Returns what it did, or None when another
+        replica had the turn or the run failed (logged and counted; never raises)."""
+        settings = self.services.settings
+
+        def _run() -> PurgeResult | None:
+            with session_scope(self.services.sessions) as session:
+                if not take_retention_turn(session):
+                    return None
+                return run_audit_retention(
+                    session, kek=settings.kek(), retention_days=settings.audit_retention_days
+                )
+
+        try:
+            result = await asyncio.to_thread(_run)
+        except Error as e:  # no key-encryption key, the database away: next interval
+            self.retention.runs["failed"] += 1
+            log.warning("audit retention failed", extra={"code": e.code, "error": e.message})
+            return None
+        except Exception as e:  # a bug must not stop the worker
+            self.retention.runs["failed"] += 1
+            log.error("audit retention failed unexpectedly", exc_info=e)
+            return None
+        if result is None:
+            self.retention.runs["skipped"] += 1
+            log.info("audit retention skipped: another replica is running it")
+            return None
+        self.retention.runs["done"] += 1
+        self.retention.records_purged += result.purged
+        self.retention.inputs_purged += result.inputs_purged
+        log.info(
+            "audit retention",
+            extra={
+                "purged": result.purged,
+                "through_seq": result.through_seq,
+                "inputs_purged": result.inputs_purged,
+                "cutoff": result.cutoff.isoformat(),
+                "head_seq": result.head_seq,
+                "retention_days": settings.audit_retention_days,
+            },
+        )
+        return result
 
     async def run_once(self) -> int:
         """Claim one batch and process it; return how many events it claimed."""

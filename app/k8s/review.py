@@ -21,14 +21,14 @@ from typing import Any
 
 from app.errors import InputError
 from app.json_text import LONE_SURROGATE, find_unencodable
+from app.limits import MAX_REVIEW_BYTES
 
 # The API server refuses request bodies over 3 MiB (and etcd objects over 1.5 MiB), so a
 # larger review did not come from it. The HTTP edge should stop reading at this size too.
-MAX_REVIEW_BYTES = 3 * 1024 * 1024
 
 REVIEW_KIND = "AdmissionReview"
 _CODE = "input.admission_review"
-_TOO_LARGE = "input.admission_too_large"
+_TOO_LARGE = "input.too_large"
 # A JSON escape of a UTF-16 surrogate: only then can decoded text hold a lone one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 

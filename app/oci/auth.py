@@ -39,6 +39,7 @@ import httpx
 
 from app.config import Settings
 from app.errors import ConfigError
+from app.limits import MAX_TOKEN_RESPONSE_BYTES
 from app.oci import errors
 from app.oci.egress import AddressRefused, unanswered
 from app.oci.errors import registry_error
@@ -47,7 +48,6 @@ from app.oci.refs import DOCKER_HUB, ImageRef
 log = logging.getLogger(__name__)
 
 _DOCKER_HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io")
-_MAX_TOKEN_RESPONSE = 1024 * 1024
 _DEFAULT_TOKEN_LIFETIME = 60
 _TOKEN_MARGIN = 5
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
@@ -260,7 +260,7 @@ class Authenticator:
                 auth=(creds.username, creds.password) if creds else None,
                 follow_redirects=False,
             ) as response:
-                body = await _read_capped(response, limit=_MAX_TOKEN_RESPONSE)
+                body = await _read_capped(response, limit=MAX_TOKEN_RESPONSE_BYTES)
         except (httpx.HTTPError, AddressRefused) as e:
             raise unanswered(e, ref=ref, target=f"token endpoint {netloc}") from e
         if response.status_code in (401, 403):
@@ -275,7 +275,8 @@ class Authenticator:
             raise registry_error(
                 errors.TOO_LARGE,
                 ref=ref,
-                problem=f"token endpoint {realm} answered more than {_MAX_TOKEN_RESPONSE} bytes",
+                problem=f"token endpoint {realm} answered more than "
+                f"{MAX_TOKEN_RESPONSE_BYTES} bytes",
             )
         if response.status_code != 200:
             raise registry_error(

@@ -69,6 +69,7 @@ import httpx
 
 from app.config import Settings
 from app.errors import InputError, RegistryError
+from app.limits import MAX_ERROR_BODY_BYTES
 from app.oci import budget, errors, media
 from app.oci.descriptor import Descriptor
 from app.oci.digests import compute_digest, fallback_tag, matches_digest, parse_digest
@@ -79,7 +80,6 @@ from app.oci.mirrors import Location, Mirrors, note_served
 from app.oci.refs import ImageRef
 from app.oci.signature_repos import SignatureRepositories
 from app.oci.transport import (
-    ERROR_BODY_LIMIT,
     RegistryTransport,
     Reply,
     registry_message,
@@ -92,6 +92,8 @@ log = logging.getLogger(__name__)
 
 # Blobs this small are uploaded without asking first whether the registry has them.
 SMALL_BLOB_BYTES = 64 * 1024
+# How long a registry's answer about the referrers API is believed (it can be upgraded).
+REFERRERS_API_MEMORY_SECONDS = 600.0
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)*rel="?next"?')
 # A mirror that did not answer at all; it is asked after the others for a while.
 _SILENT = frozenset({errors.UNREACHABLE, errors.TIMEOUT})
@@ -127,8 +129,9 @@ class RegistryClient:
         # manifest descriptors (media type, size) learnt when resolving a tag. A digest names
         # the same bytes forever, so these spare a HEAD per blob and a GET per referrer push.
         self._known: OrderedDict[str, Descriptor] = OrderedDict()
-        # Registries known to serve the referrers API (True) or not (False).
-        self._referrers_api: dict[str, bool] = {}
+        # Registries known to serve the referrers API (True) or not (False), and until when
+        # (monotonic) that is believed: a registry can be upgraded in place.
+        self._referrers_api: dict[str, tuple[bool, float]] = {}
         # Registries that acknowledged referrer pushes with OCI-Subject (no fallback index).
         self._subject_registries: set[str] = set()
         # How long to wait before re-reading a fallback index we wrote, to see whether a
@@ -339,7 +342,8 @@ class RegistryClient:
         ``max_referrer_pages`` pages; past either cap the rest is ignored with a warning, as
         an endless ``Link`` chain would otherwise keep us busy until the deadline); on 404 reads
         the ``<alg>-<hex>`` fallback tag (missing: no referrers; not a valid index: none, with a
-        warning), straight away on a registry ``has_referrers_api`` found without the API.
+        warning), straight away on a registry known to have no API (a 404 there, believed
+        for ``REFERRERS_API_MEMORY_SECONDS``).
         ``artifact_type`` is applied here when the registry did not report applying it.
         """
         subject = _pinned(ref, "listing referrers")
@@ -589,7 +593,7 @@ class RegistryClient:
             await self._transport.url(ref, f"manifests/{target}"),
             headers={"Content-Type": media_type},
             content=raw,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=tag is None,
             push=True,
         )
@@ -670,7 +674,7 @@ class RegistryClient:
                 "POST",
                 ref,
                 await self._transport.url(ref, "blobs/uploads/"),
-                limit=ERROR_BODY_LIMIT,
+                limit=MAX_ERROR_BODY_BYTES,
                 idempotent=False,
                 push=True,
             )
@@ -719,7 +723,7 @@ class RegistryClient:
             location.copy_merge_params({"digest": digest}),
             headers={"Content-Type": "application/octet-stream"},
             content=body,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=False,
             push=True,
         )
@@ -740,7 +744,7 @@ class RegistryClient:
                 "Content-Range": f"{start}-{start + len(chunk) - 1}",
             },
             content=chunk,
-            limit=ERROR_BODY_LIMIT,
+            limit=MAX_ERROR_BODY_BYTES,
             idempotent=False,
             push=True,
         )
@@ -775,9 +779,8 @@ class RegistryClient:
     async def _list_referrers(
         self, ref: ImageRef, *, subject: str, artifact_type: str | None
     ) -> list[Descriptor]:
-        if self._referrers_api.get(ref.registry) is False:
-            # ``has_referrers_api`` found that this registry has no API: asking it again for
-            # each subject would only earn another 404 before the fallback tag is read.
+        if self._knows_referrers_api(ref) is False:
+            # A registry without the API: its 404 would only send us to the fallback tag.
             return await self._fallback_referrers(ref, subject=subject, artifact_type=artifact_type)
         cap = self._settings.max_referrers
         first = await self._transport.url(ref, f"referrers/{subject}")
@@ -805,10 +808,13 @@ class RegistryClient:
                 idempotent=True,
             )
             if reply.status == 404 and not found and len(seen_pages) == 1:
+                self._learn_referrers_api(ref, supported=False)
                 return await self._fallback_referrers(
                     ref, subject=subject, artifact_type=artifact_type
                 )
             self._transport.check_status(reply, ref, f"referrers of {subject}")
+            if len(seen_pages) == 1:
+                self._learn_referrers_api(ref, supported=True)
             page = parse_referrers_page(ref, reply.body)
             filtered = "artifacttype" in reply.headers.get("OCI-Filters-Applied", "").lower()
             for descriptor in page:
@@ -941,7 +947,7 @@ class RegistryClient:
                     **({"If-Match": etag} if etag else {}),
                 },
                 content=raw,
-                limit=ERROR_BODY_LIMIT,
+                limit=MAX_ERROR_BODY_BYTES,
                 idempotent=False,
                 push=True,
             )
@@ -1039,7 +1045,7 @@ class RegistryClient:
         """Whether ``ref``'s registry serves the OCI 1.1 referrers API (asked once per
         registry: a registry with the API answers 200 even for a digest without referrers,
         one without answers 404)."""
-        known = self._referrers_api.get(ref.registry)
+        known = self._knows_referrers_api(ref)
         if known is not None:
             return known
         digest = _pinned(ref, "probing the referrers API")
@@ -1055,8 +1061,18 @@ class RegistryClient:
         if reply.status != 404:
             self._transport.check_status(reply, ref, f"referrers of {digest}")
         supported = reply.status != 404
-        self._referrers_api[ref.registry] = supported
+        self._learn_referrers_api(ref, supported=supported)
         return supported
+
+    def _knows_referrers_api(self, ref: ImageRef) -> bool | None:
+        known = self._referrers_api.get(ref.registry)
+        if known is None or known[1] < time.monotonic():
+            return None
+        return known[0]
+
+    def _learn_referrers_api(self, ref: ImageRef, *, supported: bool) -> None:
+        until = time.monotonic() + REFERRERS_API_MEMORY_SECONDS
+        self._referrers_api[ref.registry] = (supported, until)
 
     async def mount_blob(
         self, ref: ImageRef, descriptor: Descriptor, *, from_repository: str
@@ -1077,7 +1093,7 @@ class RegistryClient:
                     "DELETE",
                     ref,
                     _location(reply, ref),
-                    limit=ERROR_BODY_LIMIT,
+                    limit=MAX_ERROR_BODY_BYTES,
                     idempotent=False,
                     push=True,
                 )
@@ -1125,7 +1141,7 @@ class RegistryClient:
             {"mount": digest, "from": from_repository}
         )
         reply = await self._transport.send(
-            "POST", ref, url, limit=ERROR_BODY_LIMIT, idempotent=False, push=True
+            "POST", ref, url, limit=MAX_ERROR_BODY_BYTES, idempotent=False, push=True
         )
         if reply.status == 201:
             _check_echoed_digest(reply, ref, digest)

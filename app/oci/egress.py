@@ -163,7 +163,6 @@ class AddressRefused(RegistryError):
             f"registry host {host} is not allowed: it resolves to {_FORBIDDEN_WHY} "
             f"({_LINK_LOCAL_HINT})",
             code=errors.NOT_ALLOWED,
-            http_status=403,
             details={"registry": host},
         )
 

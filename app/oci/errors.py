@@ -1,5 +1,8 @@
 """Registry failures: the stable ``registry.*`` codes and the one builder of their errors.
 
+The codes are named here for the registry client's own use; their HTTP statuses and
+meanings are in the catalogue (``app.error_codes``).
+
 Every message starts with the registry and repository so that a person reading one line of a
 CLI error, an API body or an audit record knows where the problem is.
 """
@@ -35,15 +38,11 @@ NOT_ALLOWED: Final = "registry.not_allowed"
 # A redirect Sealgate does not follow: of an upload or a manifest push, to plain HTTP, or too many.
 REDIRECT_REFUSED: Final = "registry.redirect_refused"
 
-# The HTTP status Sealgate's API answers with; everything not listed is a bad gateway.
-_STATUS = {NOT_FOUND: 404, TIMEOUT: 504, RATE_LIMITED: 503, NOT_ALLOWED: 403}
-
 
 def registry_error(code: str, *, ref: ImageRef, problem: str) -> RegistryError:
     """A ``RegistryError`` with ``code`` whose message names ``ref``'s registry and repository."""
     return RegistryError(
         f"registry {ref.registry}, repository {ref.repository}: {problem}",
         code=code,
-        http_status=_STATUS.get(code, 502),
         details={"registry": ref.registry, "repository": ref.repository},
     )

@@ -11,6 +11,7 @@ characters, dots and dashes; a name is at most 255 characters. Anything else rai
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 
@@ -54,10 +55,16 @@ class ImageRef:
     def parse(cls, text: str) -> ImageRef:
         """Parse and normalise ``text``; raise ``InputError`` naming what is wrong.
 
-        A reference with neither tag nor digest gets the tag ``latest``.
+        A reference with neither tag nor digest gets the tag ``latest``. Parsed references
+        are remembered (they are immutable): every enforcement point parses the same few
+        hundred images over and over.
         """
         if not isinstance(text, str) or not text:
             raise _invalid(str(text), "it is empty")
+        return _parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> ImageRef:
         if text != text.strip() or any(c.isspace() for c in text):
             raise _invalid(text, "it contains whitespace")
         name, at, digest = text.partition("@")
@@ -145,6 +152,10 @@ def parse_location(text: str, *, what: str) -> tuple[str, str]:
             )
     host = host.lower()
     return (DOCKER_HUB if host in _DOCKER_HUB_ALIASES else host), path
+
+
+# Invalid references raise, and are not remembered.
+_parse = functools.lru_cache(maxsize=8192)(ImageRef._parse)
 
 
 def _split_registry(text: str, name: str) -> tuple[str, str]:

@@ -42,13 +42,13 @@ import httpx
 from app import __version__
 from app.config import Settings
 from app.errors import ConfigError, RegistryError
+from app.limits import MAX_ERROR_BODY_BYTES
 from app.oci import budget, errors
 from app.oci.auth import Authenticator, CredentialStore
 from app.oci.egress import AddressRefused, Egress, unanswered
 from app.oci.errors import registry_error
 from app.oci.refs import DOCKER_HUB, ImageRef
 
-ERROR_BODY_LIMIT = 64 * 1024
 MAX_REDIRECTS = 5
 _DOCKER_HUB_API = "registry-1.docker.io"
 _RETRY_AFTER_CAP = 10.0
@@ -450,7 +450,7 @@ class RegistryTransport:
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise _too_large(ref, url, limit)
-            cap = limit if success else ERROR_BODY_LIMIT
+            cap = limit if success else MAX_ERROR_BODY_BYTES
             body = bytearray()
             # Read to the end even for HEAD (whose answer has no body): a response read to its
             # end is what lets httpcore keep the connection for the next request; one closed

@@ -22,11 +22,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from app.errors import InputError, PolicyError
+from app.limits import MAX_POLICY_BUNDLE_BYTES, MAX_POLICY_BUNDLE_FILES
 
 DATA_FILE = "data.json"
 DATA_ROOT = "parameters"
-MAX_BUNDLE_FILES = 500
-MAX_BUNDLE_BYTES = 4 * 1024 * 1024
 
 
 class CompileProblem(BaseModel):
@@ -60,8 +59,8 @@ class PolicyBundle(BaseModel):
         """
         if not files:
             raise InputError("the policy bundle is empty: give at least one .rego file")
-        if len(files) > MAX_BUNDLE_FILES:
-            raise InputError(f"the policy bundle has more than {MAX_BUNDLE_FILES} files")
+        if len(files) > MAX_POLICY_BUNDLE_FILES:
+            raise InputError(f"the policy bundle has more than {MAX_POLICY_BUNDLE_FILES} files")
         total = 0
         modules: dict[str, str] = {}
         data: dict[str, Any] = {}
@@ -76,8 +75,8 @@ class PolicyBundle(BaseModel):
                 modules[name] = text
             else:
                 raise InputError(f"bundle file {path!r} is neither a .rego module nor {DATA_FILE}")
-        if total > MAX_BUNDLE_BYTES:
-            raise InputError(f"the policy bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+        if total > MAX_POLICY_BUNDLE_BYTES:
+            raise InputError(f"the policy bundle is larger than {MAX_POLICY_BUNDLE_BYTES} bytes")
         if not modules:
             raise InputError("the policy bundle has no .rego module")
         return cls(modules=dict(sorted(modules.items())), data=data)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from app.config import Settings
-from app.errors import ConfigError, PolicyError
+from app.errors import ConfigError, DeadlineError, PolicyError
 from app.policy.bundle import DATA_ROOT, CompileProblem, PolicyBundle, parse_opa_errors
 from app.policy.decision import PolicyDecision
 from app.policy.input import Entrypoint, PolicyInput
@@ -451,7 +451,7 @@ _EVALUATIONS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="policy-eval
 def decide_within(
     engine: PolicyEngine, *, policy_input: PolicyInput, seconds: float
 ) -> PolicyDecision:
-    """``engine.decide`` with a time budget: PolicyError (``policy.timeout``) when it runs out.
+    """``engine.decide`` with a time budget: DeadlineError (``deadline.policy``) when it runs out.
 
     The embedded engine cannot be interrupted, so an evaluation that overruns keeps a
     worker until it ends; with every worker busy, further decisions time out too (fail
@@ -462,10 +462,10 @@ def decide_within(
         return future.result(timeout=seconds)
     except FutureTimeout as e:
         future.cancel()
-        raise PolicyError(
+        raise DeadlineError(
             f"the policy engine did not decide {policy_input.image.reference} "
             f"({policy_input.entrypoint.value}) within {seconds:g}s",
-            code="policy.timeout",
+            code="deadline.policy",
         ) from e
 
 

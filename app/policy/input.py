@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from app.errors import InputError
 from app.oci.refs import ImageRef
-from app.scans.model import Severity, VexStatus, Vulnerability
+from app.scans.model import ScanSource, Severity, VexStatus, Vulnerability
 from app.verify.model import VerifiedSignature
 
 INPUT_VERSION: Literal[1] = 1
@@ -32,15 +32,6 @@ class Entrypoint(StrEnum):
     sign = "sign"
     push = "push"
     admission = "admission"
-
-
-class ScanSource(StrEnum):
-    """Where a scan came from, so policy can weigh how far to trust it."""
-
-    authenticated_upload = "authenticated_upload"
-    verified_attestation = "verified_attestation"
-    unsigned_referrer = "unsigned_referrer"
-    registry_webhook = "registry_webhook"
 
 
 class _Frozen(BaseModel):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.audit.chain import lock_chain
+from app.audit.inputs import InputReader, store_input_value
 from app.db.models import Decision
 from app.errors import Error, InputError
 from app.policy.decision import PolicyDecision
@@ -33,14 +36,16 @@ def record_decision(
     decision: PolicyDecision,
     policy_version: int | None,
 ) -> Decision:
-    """Store ``decision`` with its input, for audit and replay; returns the row."""
+    """Store ``decision`` with its input (once per distinct content, under the chain lock
+    as every input is: see ``app.audit.inputs``), for replay; returns the row."""
+    lock_chain(session)
     row = Decision(
         entrypoint=policy_input.entrypoint.value,
         image=policy_input.image.reference,
         digest=policy_input.image.digest,
         allowed=decision.allow,
         result=decision.model_dump(mode="json"),
-        input=policy_input.to_rego(),
+        input_hash=store_input_value(session, policy_input.to_rego()),
         policy_version=policy_version,
     )
     session.add(row)
@@ -78,6 +83,17 @@ class ReplayReport(BaseModel):
     newly_allowed: list[ReplayChange]
 
 
+def _replay_one(
+    engine: PolicyEngine, recorded: dict[str, Any] | None
+) -> tuple[bool, list[str], str | None]:
+    """What ``engine`` decides on a recorded input: allowed, denial codes, error."""
+    try:
+        outcome = engine.decide(PolicyInput.from_json(recorded))
+    except Error as e:
+        return False, [], f"{e.code}: {e.message}"
+    return outcome.allow, outcome.codes, None
+
+
 def replay_decisions(
     session: Session, *, engine: PolicyEngine, since: dt.timedelta
 ) -> ReplayReport:
@@ -98,14 +114,10 @@ def replay_decisions(
     replayed = unchanged = 0
     newly_denied: list[ReplayChange] = []
     newly_allowed: list[ReplayChange] = []
+    inputs = InputReader(session)
     for row in rows:
         replayed += 1
-        error: str | None = None
-        try:
-            outcome = engine.decide(PolicyInput.from_json(row.input))
-            now_allowed, denials = outcome.allow, outcome.codes
-        except Error as e:
-            now_allowed, denials, error = False, [], f"{e.code}: {e.message}"
+        now_allowed, denials, error = _replay_one(engine, inputs.load(row.input_hash))
         if now_allowed == row.allowed:
             unchanged += 1
             continue

@@ -32,7 +32,6 @@ from app.policy.bundle import PolicyBundle
 from app.policy.engines import PolicyEngine
 from app.policy.parameters import check_parameters
 from app.policy.worker import BundleLimits, run_tests_in_worker
-from app.services import Services
 
 log = logging.getLogger("sealgate.policy")
 
@@ -157,7 +156,9 @@ def activate_version(
     Audited as ``policy.activate`` or ``policy.rollback`` by ``actor``."""
     row = _find_version(session, version)
     if row is None:
-        raise NotFoundError(f"policy version {version} does not exist", code="policy.not_found")
+        raise NotFoundError(
+            f"policy version {version} does not exist", code="not_found.policy_version"
+        )
     append_audit(session, [_activate(session, row, actor=actor)])
     return PolicyVersionInfo.from_row(row)
 
@@ -213,15 +214,15 @@ def stored_bundle(session: Session, *, version: int | None = None) -> tuple[int,
         row = _find_version(session, version)
     if row is None:
         what = "no policy version is active" if version is None else f"no policy version {version}"
-        raise NotFoundError(what, code="policy.not_found")
+        raise NotFoundError(what, code="not_found.policy_version")
     return row.version, PolicyBundle.from_files(row.files)
 
 
 class ActiveVersionPoller:
     """Keeps one engine on the active version; ``poll_once`` is one check, ``start`` loops.
 
-    ``engine_source`` returns the engine to load (``lambda: services.policy``), so a
-    poller can start before the engine has been built. ``version`` is the version the
+    ``engine_source`` returns the engine to load, so a poller can start before the engine
+    has been built. ``version`` is the version the
     engine holds, for decision records (None while it holds the policy directory).
 
     Until a version is active the engine keeps what it was built with (the policy
@@ -290,17 +291,3 @@ class ActiveVersionPoller:
             except Exception as e:  # the poller must outlive a database hiccup
                 log.warning("policy poll failed", extra={"error": repr(e)[:200]})
             self._stop.wait(self.interval)
-
-
-def start_version_poller(services: Services) -> ActiveVersionPoller:
-    """A running poller that keeps ``services.policy`` on the active version (and empties
-    the decision cache when it loads another)."""
-    poller = ActiveVersionPoller(
-        engine_source=lambda: services.policy,
-        sessions=services.sessions,
-        data_override=services.settings.policy_data,
-        on_load=lambda _version: services.caches.forget_policy(),
-        interval=services.settings.refresh_interval,
-    )
-    poller.start()
-    return poller

@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from app.config import Settings
 from app.errors import PolicyError
+from app.limits import POLICY_COMPILE_MEMORY_BYTES
 from app.policy.bundle import PolicyBundle
 from app.policy.runner import RegoTest, RegoTestReport, RegoTestResult, run_tests
 
@@ -41,7 +42,7 @@ class BundleLimits:
 
     allow_network: bool = False
     seconds: float = 30.0
-    memory_bytes: int = 1024 * 1024 * 1024
+    memory_bytes: int = POLICY_COMPILE_MEMORY_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BundleLimits:

@@ -14,14 +14,17 @@ import asyncio
 import json
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
 from app.db.base import utcnow
 from app.db.session import session_scope
 from app.errors import ScanError
+from app.oci.client import RegistryClient
 from app.oci.refs import ImageRef
 from app.scans.detect import parse_report
 from app.scans.ingest import ScanAttester
 from app.scans.model import ScanReport
-from app.services import Services
 from app.signing.bundles import key_dsse_bundle
 from app.signing.keys import load_signer
 from app.signing.payloads import STATEMENT_TYPE
@@ -77,8 +80,16 @@ def report_from_vuln_predicate(predicate: Any) -> ScanReport:
     return parse_report(json.dumps(result).encode())
 
 
-def key_scan_attester(services: Services, *, key_name: str) -> ScanAttester:
-    """An ``ingest_scan`` hook that signs each scan with the stored key ``key_name``.
+def key_scan_attester(
+    *,
+    key_name: str,
+    registry: RegistryClient,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+) -> ScanAttester:
+    """An ``ingest_scan`` hook that signs each scan with the stored key ``key_name`` (read
+    through ``sessions``, opened with the key-encryption key of ``settings``) and pushes the
+    attestation with ``registry``.
 
     The key is loaded when a scan is attested (NotFoundError for an unknown key,
     SigningError for a disabled one, one whose scopes do not cover the image, or a missing
@@ -88,23 +99,29 @@ def key_scan_attester(services: Services, *, key_name: str) -> ScanAttester:
 
     async def attest(image: ImageRef, report: ScanReport, raw: bytes) -> str:
         def _signer() -> KeySigner:
-            with session_scope(services.sessions) as session:
-                return load_signer(
-                    session, settings=services.settings, name=key_name, image_name=image.name
-                )
+            with session_scope(sessions) as session:
+                return load_signer(session, settings=settings, name=key_name, image_name=image.name)
 
         signer = await asyncio.to_thread(_signer)
         statement = vuln_statement(image=image, report=report, raw=raw)
         bundle = key_dsse_bundle(statement=statement, signer=signer)
         return await publish_bundle(
-            services.registry, image=image, bundle=bundle, predicate_type=VULN_PREDICATE_TYPE
+            registry, image=image, bundle=bundle, predicate_type=VULN_PREDICATE_TYPE
         )
 
     return attest
 
 
-def configured_attester(services: Services, *, key_name: str | None = None) -> ScanAttester | None:
+def configured_attester(
+    *,
+    registry: RegistryClient,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    key_name: str | None = None,
+) -> ScanAttester | None:
     """The attester for ``key_name``, else for ``SEALGATE_SCAN_ATTESTATION_KEY``, else None
     (scans are then attached unsigned and only Sealgate's own record vouches for them)."""
-    name = key_name or services.settings.scan_attestation_key
-    return key_scan_attester(services, key_name=name) if name else None
+    name = key_name or settings.scan_attestation_key
+    if not name:
+        return None
+    return key_scan_attester(key_name=name, registry=registry, sessions=sessions, settings=settings)

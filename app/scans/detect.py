@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from app.errors import ScanError
+from app.limits import MAX_REPORT_BYTES, MAX_SCAN_FINDINGS
 from app.scans.cyclonedx import cyclonedx_report, looks_like_cyclonedx
-from app.scans.document import MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, load_document
+from app.scans.document import load_document
 from app.scans.grype import grype_report, looks_like_grype
 from app.scans.harbor import harbor_report, looks_like_harbor
 from app.scans.model import ReportFormat, ScanReport
@@ -91,6 +92,5 @@ def parse_report(
             f"the report has {len(report.vulnerabilities)} findings, more than the limit of "
             f"{max_findings} (SEALGATE_MAX_SCAN_FINDINGS)",
             code="scan.too_large",
-            http_status=413,
         )
     return report

@@ -16,11 +16,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.errors import ScanError
 from app.json_text import LONE_SURROGATE, find_unencodable
+from app.limits import MAX_REPORT_BYTES
 from app.oci.digests import is_digest
 
-MAX_REPORT_BYTES = 32 * 1024 * 1024
-# The default of SEALGATE_MAX_SCAN_FINDINGS: findings one report may hold.
-MAX_SCAN_FINDINGS = 10_000
 MAX_PROBLEMS_SHOWN = 3
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -40,7 +38,6 @@ def load_document(data: bytes, *, max_bytes: int = MAX_REPORT_BYTES) -> Any:
         raise ScanError(
             f"the report is {len(data)} bytes, larger than the limit of {max_bytes} bytes",
             code="scan.too_large",
-            http_status=413,
         )
     if not data.strip():
         raise ScanError("the report is empty", code="scan.malformed")

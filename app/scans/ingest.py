@@ -43,20 +43,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import utcnow
 from app.db.models import ScanRecord
 from app.db.session import session_scope
 from app.errors import Error, ScanError
+from app.limits import MAX_INDEX_PLATFORMS, MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, MAX_SCAN_REFERRERS
 from app.oci.client import Manifest, RegistryClient
 from app.oci.descriptor import Descriptor
 from app.oci.refs import ImageRef
-from app.policy.input import ScanSource
 from app.scans.detect import AUTO, parse_report
-from app.scans.document import MAX_REPORT_BYTES, MAX_SCAN_FINDINGS, parse_timestamp
-from app.scans.model import ReportFormat, ScanReport, Vulnerability
+from app.scans.document import parse_timestamp
+from app.scans.model import ReportFormat, ScanReport, ScanSource, Vulnerability
 from app.scans.subject import check_names
-from app.services import Services
 from app.timestamps import iso_utc
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,6 @@ SCAN_REFERRER_TYPES = (SCAN_ARTIFACT_TYPE, CYCLONEDX_MEDIA_TYPE, SARIF_MEDIA_TYP
 FORMAT_ANNOTATION = "dev.sealgate.scan.format"
 SCANNER_ANNOTATION = "dev.sealgate.scan.scanner"
 CREATED_ANNOTATION = "org.opencontainers.image.created"
-# Platforms of an index whose config digests are read to check a report's image id.
-MAX_INDEX_PLATFORMS = 32
-# Scan referrers read per image: a hostile registry cannot make us parse more.
-MAX_SCAN_REFERRERS = 8
 
 # The hook that signs a scan as an in-toto vulnerability attestation: it receives the
 # pinned image, the parsed report and the raw bytes and returns the digest of the
@@ -129,15 +125,22 @@ class CollectedScan(BaseModel):
 
 
 async def ingest_scan(
-    services: Services,
     *,
+    registry: RegistryClient,
+    sessions: sessionmaker[Session],
     image: str | ImageRef,
     report: bytes,
     format: str = AUTO,
     uploaded_by: str,
     attest: ScanAttester | None = None,
+    max_findings: int = MAX_SCAN_FINDINGS,
+    forget_scans: Callable[[list[tuple[str, str]]], None] | None = None,
 ) -> StoredScan:
     """Parse, check, attach and store a report for ``image`` (tag or digest).
+
+    ``registry`` resolves the image and takes the referrer, ``sessions`` stores the record;
+    a report with more than ``max_findings`` findings is refused. ``forget_scans`` is told
+    the (repository, digest) stored, so that cached decisions see the new scan at once.
 
     Raises ScanError (malformed, unknown format, too large in bytes or findings, wrong
     image), InputError for a bad image reference, RegistryError when the registry cannot
@@ -146,9 +149,8 @@ async def ingest_scan(
     """
     ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
     parsed = await asyncio.to_thread(  # (1)
-        parse_report, report, format, max_findings=services.settings.max_scan_findings
+        parse_report, report, format, max_findings=max_findings
     )
-    registry = services.registry
     digest = await registry.resolve_digest(ref)  # (2)
     pinned = ref.with_digest(digest)
     manifest = await registry.get_manifest(pinned)
@@ -178,7 +180,7 @@ async def ingest_scan(
     display = f"{ref.name}:{ref.tag}" if ref.tag else ref.name
 
     def _store() -> StoredScan:  # (6)
-        with session_scope(services.sessions) as session:
+        with session_scope(sessions) as session:
             row = ScanRecord(
                 name=ref.name,
                 image=display,
@@ -199,8 +201,9 @@ async def ingest_scan(
             return _stored(row, parsed)
 
     stored = await asyncio.to_thread(_store)
-    # Decisions on this replica see the new scan at once; others within the refresh interval.
-    services.decisions.context.forget_scans([(ref.name, digest)])
+    if forget_scans is not None:
+        # Decisions on this replica see the new scan at once; others within their refresh.
+        forget_scans([(ref.name, digest)])
     log.info(
         "scan ingested",
         extra={"image": display, "digest": digest, "scan_id": stored.id, "format": parsed.format},
@@ -232,14 +235,12 @@ async def check_report_names_image(
                 f"{manifest.ref.name}@{manifest.digest} has config "
                 f"{', '.join(sorted(configs)) or 'none'}",
                 code="scan.wrong_image",
-                http_status=422,
             )
     elif report.artifact_digests and not manifest_digests.intersection(report.artifact_digests):
         raise ScanError(
             f"the report is for {', '.join(report.artifact_digests)}, not for "
             f"{manifest.ref.name}@{manifest.digest}",
             code="scan.wrong_image",
-            http_status=422,
         )
     # Past the checks above, a digest the report names is the image's.
     digest_confirmed = report.image_id is not None or bool(report.artifact_digests)
@@ -302,20 +303,27 @@ def _report_of(row: ScanRecord) -> ScanReport:
     )
 
 
-async def collect_scans(services: Services, image: str | ImageRef) -> list[CollectedScan]:
-    """Every scan of ``image``'s digest, newest first: our authenticated uploads, then
-    scan reports found as referrers in the registry (unverified, at most
-    ``MAX_SCAN_REFERRERS``; ones we stored ourselves are not repeated; unreadable ones
-    and ones naming another image are skipped with a log line).
+async def collect_scans(
+    *,
+    registry: RegistryClient,
+    sessions: sessionmaker[Session],
+    image: str | ImageRef,
+    max_findings: int = MAX_SCAN_FINDINGS,
+) -> list[CollectedScan]:
+    """Every scan of ``image``'s digest, newest first: our authenticated uploads (read
+    through ``sessions``), then scan reports found as referrers in the registry (unverified,
+    at most ``MAX_SCAN_REFERRERS``, each of at most ``max_findings`` findings; ones we stored
+    ourselves are not repeated; unreadable ones and ones naming another image are skipped
+    with a log line).
 
     Raises RegistryError when the registry cannot resolve the image or list referrers.
     """
     ref = image if isinstance(image, ImageRef) else ImageRef.parse(image)
-    digest = await services.registry.resolve_digest(ref)
+    digest = await registry.resolve_digest(ref)
     pinned = ref.with_digest(digest)
 
     def _load() -> list[CollectedScan]:
-        with session_scope(services.sessions) as session:
+        with session_scope(sessions) as session:
             rows = session.scalars(
                 select(ScanRecord)
                 .where(ScanRecord.name == ref.name, ScanRecord.digest == digest)
@@ -336,14 +344,8 @@ async def collect_scans(services: Services, image: str | ImageRef) -> list[Colle
 
     uploaded = await asyncio.to_thread(_load)
     known = {s.referrer_digest for s in uploaded if s.referrer_digest}
-    listed = await services.registry.list_referrers(pinned)
-    found = await scan_referrers(
-        services.registry,
-        pinned,
-        listed,
-        skip=known,
-        max_findings=services.settings.max_scan_findings,
-    )
+    listed = await registry.list_referrers(pinned)
+    found = await scan_referrers(registry, pinned, listed, skip=known, max_findings=max_findings)
     found.sort(key=lambda s: s.scanned_at, reverse=True)
     return uploaded + found
 
@@ -369,8 +371,6 @@ async def scan_referrers(
     referrers = [d for d in listed if is_scan_referrer(d) and d.digest not in skip][
         :MAX_SCAN_REFERRERS
     ]
-    if referrers and subject is None:
-        subject = await registry.get_manifest(pinned)
     home = registry.evidence_home(pinned)  # where the reports are kept
     collected = []
     for descriptor in referrers:
@@ -381,8 +381,12 @@ async def scan_referrers(
                 raise ScanError("the referrer has no layer", code="scan.malformed")
             raw = await registry.get_blob(home, layers[0].digest, max_bytes=MAX_REPORT_BYTES)
             report = await asyncio.to_thread(parse_report, raw, max_findings=max_findings)
-            if subject is not None:
+            if report.image_id is not None or report.artifact_digests:
+                # Only a report that names digests needs the image's manifest to check them.
+                subject = subject or await registry.get_manifest(pinned)
                 await check_report_names_image(registry, manifest=subject, report=report)
+            else:
+                check_names(report, image=pinned, digest_confirmed=False)
         except Error as e:
             log.warning(
                 "scan referrer skipped",

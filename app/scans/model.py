@@ -30,6 +30,15 @@ MAX_URLS = 16
 MAX_SCANNER_CHARS = 64
 
 
+class ScanSource(StrEnum):
+    """Where a scan came from, so policy can weigh how far to trust it."""
+
+    authenticated_upload = "authenticated_upload"
+    verified_attestation = "verified_attestation"
+    unsigned_referrer = "unsigned_referrer"
+    registry_webhook = "registry_webhook"
+
+
 class Severity(StrEnum):
     critical = "critical"
     high = "high"

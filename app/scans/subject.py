@@ -52,7 +52,6 @@ def check_names(report: ScanReport, *, image: ImageRef, digest_confirmed: bool) 
             raise ScanError(
                 f"the report is for {others}, not for {subject}",
                 code="scan.wrong_image",
-                http_status=422,
                 details={"report_names": list(qualified), "image": subject},
             )
         return (

@@ -117,9 +117,7 @@ def sign_statement_keyless(
     try:
         parsed = Statement(statement)
     except SigstoreError as e:
-        raise SigningError(
-            f"not an in-toto statement: {e}", code="signing.statement", http_status=400
-        ) from e
+        raise SigningError(f"not an in-toto statement: {e}", code="signing.statement") from e
     bundle = _sign(
         identity_token=identity_token, trust=trust, sign=lambda signer: signer.sign_dsse(parsed)
     )

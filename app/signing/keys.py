@@ -24,6 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -39,9 +40,8 @@ from app.auth.scopes import glob_matches, required_globs
 from app.config import KEK_SETUP, Settings
 from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
-from app.db.session import session_scope
 from app.errors import ConfigError, ConflictError, InputError, NotFoundError, SigningError
-from app.services import Services
+from app.limits import MAX_PEM_BYTES
 from app.signing.signers import (
     Algorithm,
     KeySigner,
@@ -57,7 +57,6 @@ log = logging.getLogger("sealgate.keys")
 _BLOB_VERSION = b"\x01"
 _NONCE_BYTES = 12
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-MAX_PEM_BYTES = 64 * 1024
 
 
 class KeyInfo(BaseModel):
@@ -107,8 +106,7 @@ def _require_kek(settings: Settings) -> bytes:
     if kek is None:
         raise SigningError(
             f"no key-encryption key is configured: {KEK_SETUP}",
-            code="signing.no_kek",
-            http_status=503,
+            code="config.no_kek",
         )
     return kek
 
@@ -266,14 +264,27 @@ def import_key(
     return info
 
 
-def _audit(session: Session, kind: AuditKind, info: KeyInfo, actor: str) -> None:
-    """Record a key change in the audit trail (public facts only), in the same transaction."""
+def _audit(
+    session: Session,
+    kind: AuditKind,
+    info: KeyInfo,
+    actor: str,
+    *,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record a key change in the audit trail (public facts only, with ``details`` of the
+    change), in the same transaction."""
     record_change(
         session,
         kind=kind,
         actor=actor,
         object=f"key/{info.name}",
-        details={"algorithm": info.algorithm, "key_id": info.key_id, "status": info.status},
+        details={
+            "algorithm": info.algorithm,
+            "key_id": info.key_id,
+            "status": info.status,
+            **(details or {}),
+        },
     )
 
 
@@ -296,16 +307,30 @@ def get_key(session: Session, *, name: str) -> KeyInfo:
     return KeyInfo.from_row(_row(session, name))
 
 
-def set_key_scopes(session: Session, *, name: str, scopes: Sequence[str] | None) -> KeyInfo:
-    """Replace the image scopes of key ``name`` (at least one; ``**`` for every image).
+def set_key_scopes(
+    session: Session, *, name: str, scopes: Sequence[str] | None, actor: str = CLI_ACTOR
+) -> KeyInfo:
+    """Replace the image scopes of key ``name`` (at least one; ``**`` for every image), and
+    audit the change with the scopes before and after (setting the same ones is no change
+    and records nothing).
 
     How a key stored before keys had scopes is narrowed without new key material.
     Raises ``NotFoundError`` for an unknown key and ``InputError`` for no or a bad scope.
     """
     checked = _key_scopes(scopes)
     row = _row(session, name)
-    row.scopes = checked
-    log.info("signing key scopes set", extra={"key_name": name, "scopes": checked})
+    previous = row.scopes
+    if previous != checked:
+        row.scopes = checked
+        log.info("signing key scopes set", extra={"key_name": name, "scopes": checked})
+        _audit(
+            session,
+            AuditKind.key_scopes,
+            KeyInfo.from_row(row),
+            actor,
+            # None: a key stored before keys had scopes, which signed everywhere.
+            details={"scopes": checked, "previous_scopes": previous},
+        )
     return KeyInfo.from_row(row)
 
 
@@ -339,7 +364,6 @@ def load_signer(session: Session, *, settings: Settings, name: str, image_name: 
         raise SigningError(
             f"key {name!r} may not sign {image_name}: its scopes are {', '.join(row.scopes)}",
             code="signing.key_out_of_scope",
-            http_status=403,
         )
     kek = _require_kek(settings)
     key = open_private_key(
@@ -389,9 +413,3 @@ def unscoped_keys(session: Session) -> list[str]:
     image a ``sign:`` token may name. Listed in a warning at start-up."""
     query = select(SigningKey.name).where(SigningKey.scopes.is_(None)).order_by(SigningKey.name)
     return list(session.scalars(query))
-
-
-def check_keys_at_startup(services: Services) -> None:
-    """The start-up form of ``check_kek_for_stored_keys``, on the service's own database."""
-    with session_scope(services.sessions) as session:
-        check_kek_for_stored_keys(session, settings=services.settings)

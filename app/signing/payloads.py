@@ -26,13 +26,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from app.errors import EvidenceError, InputError
+from app.limits import MAX_PAYLOAD_BYTES
 from app.oci.digests import parse_digest
 
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
 class SimpleSigning(BaseModel):

@@ -1,4 +1,5 @@
-"""Key signers: the algorithms Sealgate signs with, and how each one signs bytes.
+"""Key signers: the algorithms Sealgate signs with, how each one signs bytes, and how a
+signature made that way is verified.
 
 Algorithms and their signature schemes are those cosign and sigstore-go pick by default for a
 key of that type (sigstore ``signature.GetDefaultAlgorithmDetails``; the sigstore algorithm
@@ -16,6 +17,12 @@ A key's *id* is the lowercase hex SHA-256 of its DER SubjectPublicKeyInfo. cosig
 of that same hash into a bundle's ``verificationMaterial.publicKey.hint``; ``public_key_hint``
 gives that form. Verifiers match either form against a configured public key.
 
+``verify_signature`` is the one place where a signature is checked with a public key: trusted
+keys (``app.verify.trusted_keys``), transparency-log keys and Fulcio certificates
+(``app.verify.transparency``, ``app.verify.keyless_legacy``) and ``KeySigner.made`` all call
+it. It lives here, beside the signing schemes it mirrors, because the signing side needs it
+too and ``app.signing`` sits below ``app.verify``.
+
 Interoperability note: npm ``@sigstore/verify`` 4.1.3 checks every ECDSA signature with
 SHA-256, so it rejects P-384 signatures made (as cosign and sigstore-go make them) with
 SHA-384; cosign, sigstore-go, openssl and Sealgate's own verifier accept them.
@@ -25,14 +32,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
-from app.errors import InputError
+from app.errors import InputError, VerificationError
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -155,6 +163,60 @@ def public_key_hint(key: PublicKey) -> str:
     return base64.b64encode(hashlib.sha256(public_key_der(key)).digest()).decode()
 
 
+def _scheme_hash(key: PrivateKey | PublicKey) -> hashes.HashAlgorithm:
+    """The hash the key's algorithm signs with (see the module table)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return hashes.SHA384() if key.curve.name == "secp384r1" else hashes.SHA256()
+    return hashes.SHA256()
+
+
+def verify_signature(
+    key: object,
+    *,
+    signature: bytes,
+    data: bytes,
+    hash_algorithms: Sequence[hashes.HashAlgorithm] = (),
+    prehashed: bool = False,
+) -> None:
+    """Return if ``signature`` is ``key``'s signature over ``data``; raise otherwise.
+
+    ``key`` is a ``cryptography`` public key. ECDSA (ASN.1 DER) and RSA (PKCS#1 v1.5)
+    signatures are tried with each of ``hash_algorithms`` in turn, by default the one the
+    key's algorithm signs with (the module table); with ``prehashed``, ``data`` is a digest
+    already computed with one of them. Ed25519 signs ``data`` itself and never a digest.
+
+    Raises ``VerificationError``: ``verify.bad_signature`` when the signature does not
+    verify, ``verify.unsupported_key`` for an Ed25519 key asked to verify a digest or for a
+    key type Sealgate does not sign with.
+    """
+    if isinstance(key, ed25519.Ed25519PublicKey) and prehashed:
+        raise VerificationError(
+            "an Ed25519 key cannot verify a signature over a digest "
+            "(message-signature bundles need ECDSA or RSA keys)",
+            code="verify.unsupported_key",
+        )
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        raise VerificationError(
+            f"{type(key).__name__} keys cannot verify signatures here",
+            code="verify.unsupported_key",
+        )
+    for algorithm in hash_algorithms or (_scheme_hash(key),):
+        chosen = utils.Prehashed(algorithm) if prehashed else algorithm
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(signature, data, ec.ECDSA(chosen))
+            elif isinstance(key, rsa.RSAPublicKey):
+                key.verify(signature, data, padding.PKCS1v15(), chosen)
+            else:
+                key.verify(signature, data)
+            return
+        except (InvalidSignature, ValueError):
+            continue
+    raise VerificationError(
+        f"signature does not verify with key {key_id(key)[:16]}", code="verify.bad_signature"
+    )
+
+
 @dataclass(frozen=True)
 class KeySigner:
     """A private key ready to sign, with the name it is stored under.
@@ -178,18 +240,14 @@ class KeySigner:
     def hint(self) -> str:
         return public_key_hint(self.public_key)
 
-    def _ecdsa_hash(self) -> hashes.HashAlgorithm:
-        return hashes.SHA384() if self.algorithm is Algorithm.ecdsa_p384 else hashes.SHA256()
-
     def sign(self, data: bytes) -> bytes:
         """Sign ``data`` with the scheme of the key's algorithm (see the module table)."""
         key = self.private_key
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            digest = self._ecdsa_hash()
-            return key.sign(data, ec.ECDSA(digest))
+            return key.sign(data, ec.ECDSA(_scheme_hash(key)))
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(data)
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return key.sign(data, padding.PKCS1v15(), _scheme_hash(key))
 
     def made(self, *, data: bytes, signature: bytes) -> bool:
         """Whether ``signature`` over ``data`` was made by this key.
@@ -197,15 +255,8 @@ class KeySigner:
         Used only to avoid publishing a duplicate legacy layer (ECDSA signatures differ on
         every run); it is not a verification of evidence and grants no trust.
         """
-        public = self.public_key
         try:
-            if isinstance(public, ec.EllipticCurvePublicKey):
-                digest = self._ecdsa_hash()
-                public.verify(signature, data, ec.ECDSA(digest))
-            elif isinstance(public, ed25519.Ed25519PublicKey):
-                public.verify(signature, data)
-            else:
-                public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
+            verify_signature(self.public_key, signature=signature, data=data)
+        except VerificationError:
             return False
         return True

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.errors import InputError
+from app.limits import MAX_INDEX_BYTES
 from app.oci import media
 from app.oci.descriptor import Descriptor
 from app.oci.digests import parse_digest
@@ -49,7 +50,6 @@ REPOSITORY = "dev.sealgate.transfer.repository"
 REFERRER_OF = "dev.sealgate.transfer.referrer-of"
 LEGACY_TAG = "dev.sealgate.transfer.tag"
 # index.json and manifests are read whole; blobs piece by piece.
-MAX_INDEX_BYTES = 16 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 
 

@@ -12,6 +12,7 @@ do the signed identities (the repository names the payload gives for the digest)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -45,7 +46,17 @@ def _parsed(parse: Callable[[bytes], T], payload: bytes) -> T:
     try:
         return parse(payload)
     except RecursionError as e:  # json's C scanner on absurdly nested input
-        raise EvidenceError("signed payload is nested too deeply", code="evidence.malformed") from e
+        raise EvidenceError("signed payload is nested too deeply", code="evidence.invalid") from e
+
+
+def check_expected_digest(expected_digest: str) -> None:
+    """Refuse an expected digest that is not ``<algorithm>:<hex>`` before anything is
+    verified against it (``verify.digest_mismatch``)."""
+    if not re.fullmatch(r"[a-z0-9]+:[0-9a-f]{32,128}", expected_digest):
+        raise VerificationError(
+            f"expected digest {expected_digest!r} is not <algorithm>:<hex>",
+            code="verify.digest_mismatch",
+        )
 
 
 def _mismatch(named: str, expected_digest: str) -> VerificationError:

@@ -29,13 +29,14 @@ from pydantic import BaseModel, ConfigDict
 
 from app.db.models import AuthorityKind
 from app.errors import EvidenceError, VerificationError
+from app.limits import MAX_BUNDLE_BYTES
 from app.signing.payloads import IN_TOTO_PAYLOAD_TYPE, dsse_pae
 from app.verify.binding import SignedClaims, bind_statement
 from app.verify.keyless import verify_keyless_bundle
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
-from app.verify.trust import TrustAuthority, TrustedKey, verify_with_any_key
+from app.verify.trust import TrustAuthority
+from app.verify.trusted_keys import TrustedKey, verify_with_any_key
 
-MAX_BUNDLE_BYTES = 1024 * 1024
 BUNDLE_MEDIA_TYPES = frozenset(
     {
         "application/vnd.dev.sigstore.bundle.v0.3+json",

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from app.errors import Error, EvidenceError, RegistryError
+from app.limits import MAX_BUNDLE_BYTES, MAX_SIGNATURES
 from app.oci import media
 from app.oci.client import RegistryClient
 from app.oci.descriptor import Descriptor
@@ -47,8 +48,8 @@ LEGACY_SOURCE = "legacy-sig"
 class EvidenceLimits:
     """How much evidence is read for one image (defaults suit every signer we know)."""
 
-    max_signatures: int = 32
-    max_bundle_bytes: int = 1024 * 1024
+    max_signatures: int = MAX_SIGNATURES
+    max_bundle_bytes: int = MAX_BUNDLE_BYTES
     concurrency: int = 8
 
 
@@ -113,10 +114,12 @@ async def evidence_from_referrers(
     listed: Sequence[Descriptor],
     *,
     limits: EvidenceLimits | None = None,
+    legacy: bool = True,
 ) -> Evidence:
     """``collect_evidence`` over a referrer listing the caller already has (one listing
     serves signatures, attestations and scans); descriptors of other artifact types are
-    ignored. Also reads the legacy ``.sig`` tag."""
+    ignored. Also reads the legacy ``.sig`` tag, unless ``legacy`` is false (the caller
+    then reads it with ``legacy_evidence`` only if the referrers did not suffice)."""
     limits = limits or EvidenceLimits()
     assert image.digest is not None, "evidence needs a digest-pinned reference"
     # Where the evidence is kept (a signature repository, or the image's own); the digest
@@ -152,12 +155,28 @@ async def evidence_from_referrers(
             problems.append(_dropped(REFERRER_SOURCE, descriptor.digest, e))
             return []
 
-    results = await asyncio.gather(
-        *(bounded(one_referrer(d)) for d in referrers),
-        _legacy_candidates(client, home, limits, problems, bounded),
-    )
+    legacy_read = [_legacy_candidates(client, home, limits, problems, bounded)] if legacy else []
+    results = await asyncio.gather(*(bounded(one_referrer(d)) for d in referrers), *legacy_read)
     candidates = [c for group in results for c in group][: limits.max_signatures]
     return Evidence(digest=image.digest, candidates=tuple(candidates), problems=tuple(problems))
+
+
+async def legacy_evidence(
+    client: RegistryClient, image: ImageRef, *, limits: EvidenceLimits | None = None
+) -> Evidence:
+    """The candidates of the legacy ``.sig`` tag of ``image`` (digest-pinned) alone."""
+    limits = limits or EvidenceLimits()
+    assert image.digest is not None, "evidence needs a digest-pinned reference"
+    gate = asyncio.Semaphore(limits.concurrency)
+    problems: list[Rejection] = []
+
+    async def bounded(fetch: Awaitable[list[Candidate]]) -> list[Candidate]:
+        async with gate:
+            return await fetch
+
+    home = client.evidence_home(image)
+    found = await _legacy_candidates(client, home, limits, problems, bounded)
+    return Evidence(digest=image.digest, candidates=tuple(found), problems=tuple(problems))
 
 
 async def _fetch_bundle(

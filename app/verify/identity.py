@@ -30,9 +30,8 @@ from enum import StrEnum
 from typing import Any
 
 from app.errors import InputError, VerificationError
+from app.limits import MAX_REMAPS
 from app.oci.refs import ImageRef
-
-MAX_REMAPS = 32
 
 
 class IdentityMode(StrEnum):

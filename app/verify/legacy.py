@@ -4,7 +4,7 @@ Each layer's blob is a simple-signing payload; its ``dev.cosignproject.cosign/si
 annotation is the base64 signature over those exact payload bytes (cosign
 SIGNATURE_SPEC.md). A key authority verifies the signature with its keys; a keyless
 authority needs the ``dev.sigstore.cosign/certificate`` (and ``chain``, ``bundle``)
-annotations and goes through ``app.verify.keyless``. Either way the payload is read only
+annotations and goes through ``app.verify.keyless_legacy``. Either way the payload is read only
 after its signature verified, and its ``docker-manifest-digest`` must be the image's.
 """
 
@@ -16,9 +16,10 @@ import binascii
 from app.db.models import AuthorityKind
 from app.errors import EvidenceError, VerificationError
 from app.verify.binding import bind_simple_signing
-from app.verify.keyless import verify_legacy_keyless
+from app.verify.keyless_legacy import verify_legacy_keyless
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
-from app.verify.trust import TrustAuthority, verify_with_any_key
+from app.verify.trust import TrustAuthority
+from app.verify.trusted_keys import verify_with_any_key
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"

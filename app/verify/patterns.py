@@ -24,8 +24,7 @@ from typing import Any
 import re2
 
 from app.errors import InputError
-
-MAX_PATTERN_CHARS = 1024
+from app.limits import MAX_PATTERN_CHARS
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # the refusal is reported to the caller, not to stderr

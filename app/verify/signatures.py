@@ -79,7 +79,7 @@ def verify_candidates(
                     "candidate raised unexpectedly",
                     extra={"signature_digest": candidate.signature_digest, "error": repr(e)[:200]},
                 )
-                code, reason = "verify.malformed_signature", f"unreadable: {type(e).__name__}"
+                code, reason = "evidence.malformed_signature", f"unreadable: {type(e).__name__}"
             refusals.append(
                 Rejection(
                     source=candidate.source,

@@ -1,21 +1,16 @@
 """Trust configuration: named authorities (public keys or keyless identities) and their scopes.
 
 An authority says who may vouch for an image. A *key* authority holds one or more public
-keys (PEM; ECDSA P-256/P-384, Ed25519, RSA 2048/3072/4096; anything else is refused, as
-on the signing side). A *keyless* authority holds a Sigstore identity (certificate
-subject and OIDC issuer, each exact or a regular expression) and the trusted root its
-certificates and log entries must chain to: the built-in ``public-good`` or ``staging``
-roots shipped in the sigstore-python wheel, or a custom trusted root JSON stored with the
-authority. Each authority has image scope globs (``app.auth.scopes``): a new authority must
-name at least one (``**`` for every image on purpose); rows stored before scopes were
-required may have none, which still means every image, and the service warns about them at
-start-up. Each stored authority also has a signed-identity rule (``app.verify.identity``):
-``match-repository`` unless asked otherwise; rows stored before the rule existed accept any
-signed identity, with a start-up warning.
-
-Key ids are the lowercase hex SHA-256 of the key's DER SubjectPublicKeyInfo; cosign's
-bundle ``verificationMaterial.publicKey.hint`` is the standard base64 of the same hash
-(``app.signing.signers``). A hint only orders which key is tried first.
+keys (``app.verify.trusted_keys``). A *keyless* authority holds a Sigstore identity
+(``app.verify.keyless_identity``: certificate subject and OIDC issuer, each exact or a
+regular expression) and the trusted root its certificates and log entries must chain to
+(``app.verify.trusted_root``: the built-in ``public-good`` or ``staging`` roots, or a custom
+trusted root JSON stored with the authority). Each authority has image scope globs
+(``app.auth.scopes``): a new authority must name at least one (``**`` for every image on
+purpose); rows stored before scopes were required may have none, which still means every
+image, and the service warns about them at start-up. Each stored authority also has a
+signed-identity rule (``app.verify.identity``): ``match-repository`` unless asked otherwise;
+rows stored before the rule existed accept any signed identity, with a start-up warning.
 
 Rows never leave this module: callers get frozen ``TrustAuthority`` objects.
 """
@@ -23,20 +18,11 @@ Rows never leave this module: callers get frozen ``TrustAuthority`` objects.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -45,263 +31,14 @@ from app.audit.changes import record_change
 from app.audit.entry import CLI_ACTOR, AuditKind
 from app.auth.scopes import glob_matches, required_globs, validate_glob
 from app.db.models import Authority, AuthorityKind
-from app.errors import ConflictError, InputError, NotFoundError, VerificationError
-from app.signing.signers import algorithm_of, key_id, public_key_hint, public_key_pem
+from app.errors import ConflictError, InputError, NotFoundError
+from app.limits import MAX_KEYS_PER_AUTHORITY
 from app.verify.identity import ANY_IDENTITY, MATCH_REPOSITORY, IdentityMode, SignedIdentityRule
-from app.verify.keyless import KeylessIdentity
+from app.verify.keyless_identity import KeylessIdentity
+from app.verify.trusted_keys import TrustedKey, split_pem_keys
+from app.verify.trusted_root import PUBLIC_GOOD, TrustedRootRef
 
-PUBLIC_GOOD = "public-good"
-STAGING = "staging"
-BUILTIN_ROOTS = {
-    PUBLIC_GOOD: "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev",
-    STAGING: "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev",
-}
-TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
-MAX_TRUSTED_ROOT_BYTES = 1024 * 1024
-MAX_KEYS_PER_AUTHORITY = 32
-SUPPORTED_KEYS = "ECDSA P-256, ECDSA P-384, Ed25519 or RSA (2048, 3072, 4096 bits)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-# -- public keys -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrustedKey:
-    """A parsed public key an authority trusts. Build it with ``TrustedKey.from_pem``.
-
-    ``verify`` checks a signature over data the way cosign and sigstore clients sign:
-    ECDSA as ASN.1 DER over SHA-256 (P-256) or SHA-384 (P-384; SHA-256 is also accepted
-    because cosign verifies loaded keys with SHA-256 whatever the curve), RSA PKCS#1 v1.5
-    with SHA-256 (cosign's ``LoadVerifier`` default), Ed25519 over the data itself.
-    """
-
-    key_id: str
-    hint: str
-    algorithm: str
-    pem: str
-    public_key: Any = field(repr=False, compare=False)
-
-    @classmethod
-    def from_pem(cls, pem: str | bytes) -> TrustedKey:
-        """Parse one PEM public key; raise ``InputError`` for anything not supported."""
-        text = pem.decode("utf-8", "replace") if isinstance(pem, bytes) else pem
-        return _parse_key(text.strip() + "\n")
-
-    def _hashes(self) -> tuple[hashes.HashAlgorithm, ...]:
-        if self.algorithm == "ecdsa-p384":
-            return (hashes.SHA384(), hashes.SHA256())
-        return (hashes.SHA256(),)
-
-    def verify(self, *, signature: bytes, data: bytes) -> None:
-        """Return if ``signature`` is this key's signature over ``data``; else raise."""
-        key = self.public_key
-        for algorithm in self._hashes():
-            try:
-                if isinstance(key, ec.EllipticCurvePublicKey):
-                    key.verify(signature, data, ec.ECDSA(algorithm))
-                elif isinstance(key, rsa.RSAPublicKey):
-                    key.verify(signature, data, padding.PKCS1v15(), algorithm)
-                else:
-                    key.verify(signature, data)
-                return
-            except (InvalidSignature, ValueError):
-                continue
-        raise VerificationError(
-            f"signature does not verify with key {self.key_id[:16]}", code="verify.bad_signature"
-        )
-
-    def verify_digest(self, *, signature: bytes, digest: bytes) -> None:
-        """Verify a signature over a SHA-256 digest already computed (message signatures).
-
-        Ed25519 signs the message itself, never a digest, so it cannot verify this way.
-        """
-        key = self.public_key
-        prehashed = utils.Prehashed(hashes.SHA256())
-        try:
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, digest, ec.ECDSA(prehashed))
-            elif isinstance(key, rsa.RSAPublicKey):
-                key.verify(signature, digest, padding.PKCS1v15(), prehashed)
-            else:
-                raise VerificationError(
-                    "an Ed25519 key cannot verify a signature over a digest "
-                    "(message-signature bundles need ECDSA or RSA keys)",
-                    code="verify.unsupported_key",
-                )
-        except (InvalidSignature, ValueError) as e:
-            raise VerificationError(
-                f"signature does not verify with key {self.key_id[:16]}",
-                code="verify.bad_signature",
-            ) from e
-
-
-def verify_with_any_key(
-    keys: Iterable[TrustedKey], check: Callable[[TrustedKey], None]
-) -> TrustedKey:
-    """The first key for which ``check`` (a ``verify`` call) passes; else VerificationError."""
-    tried = 0
-    for key in keys:
-        tried += 1
-        try:
-            check(key)
-        except VerificationError:
-            continue
-        return key
-    raise VerificationError(
-        f"the signature does not verify with any of the {tried} trusted key(s)",
-        code="verify.bad_signature",
-    )
-
-
-@lru_cache(maxsize=256)
-def _parse_key(pem: str) -> TrustedKey:
-    try:
-        key = serialization.load_pem_public_key(pem.encode())
-    except (ValueError, UnsupportedAlgorithm, TypeError) as e:
-        raise InputError(
-            f"not a PEM public key ({type(e).__name__}); give a 'BEGIN PUBLIC KEY' block "
-            f"of {SUPPORTED_KEYS}",
-            code="input.invalid_key",
-        ) from e
-    # The same key types the signing side accepts (DSA, Ed448, X25519, other curves, RSA
-    # under 2048 bits or of unusual sizes are refused there, with the reason).
-    algorithm = algorithm_of(key)
-    assert isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey)
-    return TrustedKey(
-        key_id=key_id(key),
-        hint=public_key_hint(key),
-        algorithm=algorithm.value,
-        pem=public_key_pem(key),
-        public_key=key,
-    )
-
-
-def split_pem_keys(text: str) -> list[str]:
-    """The ``BEGIN PUBLIC KEY`` blocks in ``text`` (a file may hold several keys)."""
-    blocks = re.findall(
-        r"-----BEGIN [A-Z ]*PUBLIC KEY-----.*?-----END [A-Z ]*PUBLIC KEY-----", text, re.S
-    )
-    if not blocks:
-        raise InputError(
-            "no PEM public key found (expected '-----BEGIN PUBLIC KEY-----')",
-            code="input.invalid_key",
-        )
-    return blocks
-
-
-# -- keyless identities and trusted roots -------------------------------------------------------
-
-
-def parse_identity(
-    *,
-    subject: str | None = None,
-    subject_regexp: str | None = None,
-    issuer: str | None = None,
-    issuer_regexp: str | None = None,
-) -> KeylessIdentity:
-    """A keyless identity from cosign-style fields; ``InputError`` naming what is wrong.
-
-    Exactly one of ``subject``/``subject_regexp`` and one of ``issuer``/``issuer_regexp``;
-    regular expressions are RE2 syntax, as cosign's ``--certificate-identity-regexp``, but
-    must match the whole value where cosign searches (see ``app.verify.patterns``). A pattern
-    RE2 refuses or one that is too long raises ``InputError`` (``input.invalid_pattern``).
-    """
-    for value, what in ((subject, "certificate identity"), (issuer, "certificate OIDC issuer")):
-        if value is not None and not value.strip():
-            raise InputError(f"keyless identity is not valid: the {what} is empty")
-    try:
-        return KeylessIdentity(
-            subject=subject, subject_regex=subject_regexp, issuer=issuer, issuer_regex=issuer_regexp
-        )
-    except ValidationError as e:
-        message = str(e.errors()[0].get("msg", e)).removeprefix("Value error, ")
-        raise InputError(
-            f"keyless identity is not valid: {message} (give --certificate-identity or "
-            "--certificate-identity-regexp, and --certificate-oidc-issuer or "
-            "--certificate-oidc-issuer-regexp)"
-        ) from e
-
-
-@dataclass(frozen=True)
-class TrustedRootRef:
-    """Which trusted root a keyless authority uses: a built-in name or custom JSON text."""
-
-    name: str  # "public-good", "staging" or "custom"
-    content: str = field(repr=False)
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.content.encode()).hexdigest()
-
-    @property
-    def stored(self) -> str:
-        """What goes in the ``authorities.trusted_root`` column."""
-        return self.name if self.name in BUILTIN_ROOTS else self.content
-
-    def describe(self) -> str:
-        return self.name if self.name in BUILTIN_ROOTS else f"custom {self.digest}"
-
-    @classmethod
-    def builtin(cls, name: str) -> TrustedRootRef:
-        return cls(name=name, content=_builtin_root_path(name).read_text())
-
-    @classmethod
-    def from_text(cls, text: str) -> TrustedRootRef:
-        """A custom trusted root from its JSON text; raise ``InputError`` if it is not one."""
-        if len(text.encode()) > MAX_TRUSTED_ROOT_BYTES:
-            raise InputError(f"trusted root is larger than {MAX_TRUSTED_ROOT_BYTES} bytes")
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise InputError(f"trusted root is not valid JSON: {e}") from e
-        if not isinstance(doc, dict) or doc.get("mediaType") != TRUSTED_ROOT_MEDIA_TYPE:
-            raise InputError(
-                f"trusted root must be a JSON object with mediaType {TRUSTED_ROOT_MEDIA_TYPE!r}"
-            )
-        try:
-            from sigstore.models import TrustedRoot
-            from sigstore_models.trustroot import v1 as trustroot_v1
-
-            TrustedRoot(trustroot_v1.TrustedRoot.from_json(text))
-        except Exception as e:  # pydantic, protobuf and sigstore errors share no base class
-            raise InputError(f"trusted root is not usable: {type(e).__name__}: {e}") from e
-        return cls(name="custom", content=text)
-
-    @classmethod
-    def resolve(cls, value: str, *, allow_path: bool = True) -> TrustedRootRef:
-        """``public-good``/``staging``, a path to a trusted root file, or its JSON text.
-
-        ``allow_path=False`` (the HTTP API) refuses file paths: a caller must not make the
-        service read its own files.
-        """
-        if value in BUILTIN_ROOTS:
-            return cls.builtin(value)
-        if value.lstrip().startswith("{"):
-            return cls.from_text(value)
-        if not allow_path:
-            raise InputError(
-                "trusted root must be 'public-good', 'staging' or the trusted root JSON itself "
-                "(a file path is not accepted here)"
-            )
-        path = Path(value)
-        try:
-            if path.stat().st_size > MAX_TRUSTED_ROOT_BYTES:
-                raise InputError(f"trusted root {value} is larger than {MAX_TRUSTED_ROOT_BYTES}")
-            return cls.from_text(path.read_text())
-        except OSError as e:
-            raise InputError(
-                f"trusted root {value!r} is neither 'public-good', 'staging' nor a readable "
-                f"file: {e.strerror or e}"
-            ) from e
-
-
-def _builtin_root_path(name: str) -> Path:
-    folder = resources.files("sigstore._store").joinpath(BUILTIN_ROOTS[name])
-    return Path(str(folder.joinpath("trusted_root.json")))
-
-
-# -- authorities -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -490,7 +227,7 @@ def get_authority(session: Session, name: str) -> TrustAuthority:
     """The authority called ``name``; ``NotFoundError`` otherwise."""
     row = session.scalar(select(Authority).where(Authority.name == name))
     if row is None:
-        raise NotFoundError(f"no authority named {name!r}", code="authority.not_found")
+        raise NotFoundError(f"no authority named {name!r}", code="not_found.authority")
     return _from_row(row)
 
 
@@ -499,7 +236,7 @@ def remove_authority(session: Session, name: str, *, actor: str = CLI_ACTOR) -> 
     ``NotFoundError`` otherwise."""
     row = session.scalar(select(Authority).where(Authority.name == name))
     if row is None:
-        raise NotFoundError(f"no authority named {name!r}", code="authority.not_found")
+        raise NotFoundError(f"no authority named {name!r}", code="not_found.authority")
     session.delete(row)
     session.flush()
     record_change(session, kind=AuditKind.authority_remove, actor=actor, object=f"authority/{name}")
@@ -546,15 +283,8 @@ def _from_row(row: Authority) -> TrustAuthority:
         # RE2 refuses fails this authority's verifications (verify.invalid_pattern) instead
         # of every listing of authorities.
         identity=KeylessIdentity.model_construct(**(row.identity or {})),
-        trusted_root=_stored_root(root_value),
+        trusted_root=TrustedRootRef.from_stored(root_value),
         scopes=tuple(row.scopes),
         signed_identity=rule,
         created_at=row.created_at,
     )
-
-
-@lru_cache(maxsize=64)
-def _stored_root(value: str) -> TrustedRootRef:
-    if value in BUILTIN_ROOTS:
-        return TrustedRootRef.builtin(value)
-    return TrustedRootRef(name="custom", content=value)

@@ -4,7 +4,7 @@ pipeline (commit f2dacfa), ``app.enforce.decide.evaluate_image``.
 
 Run by ``benchmarks/decision_pipeline.py --old-tree DIR`` with ``PYTHONPATH=DIR`` and the
 tree as the working directory; written against the APIs both trees share (keys,
-authorities, ``sign_image``, ``ingest_scan``, the tests' registry and image fixtures). One
+authorities, ``sign_image``, a scan upload, the tests' registry and image fixtures). One
 signed image with an uploaded scan, behind a counting proxy on 127.0.0.1 that forwards to
 a loopback ``docker-registry``. With ``--registry-scan`` the uploaded scan is removed from
 the store afterwards, so the only scan is the report attached to the image in the
@@ -36,13 +36,17 @@ from app.db.models import ScanRecord
 from app.db.session import session_scope
 from app.enforce.sign import sign_image
 from app.policy.input import Entrypoint
-from app.scans.ingest import ingest_scan
 from app.services import Services
 from app.signing.keys import generate_key, get_key
 from app.signing.signers import Algorithm
 from app.verify.trust import key_authority, save_authority
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import start_registry, stop_registry
+
+try:
+    from app.enforce.scans import upload_scan
+except ImportError:  # a tree from before app.enforce.scans, whose ingest_scan took Services
+    from app.scans.ingest import ingest_scan as upload_scan  # type: ignore[no-redef]
 
 KEK = base64.b64encode(b"sealgate-benchmark-kek-32-bytes!").decode()
 PRINCIPAL = Principal(name="bench", scopes=(Scope.parse("admin"),))
@@ -148,7 +152,7 @@ async def main(workdir: Path, *, registry_scan: bool) -> dict[str, Any]:
         _new_key(services, [f"{proxy.host}/**"])
         image, _ = await push_random_image(services.registry, f"{proxy.host}/bench/app", tag="v1")
         await sign_image(services, image=str(image), principal=PRINCIPAL, key_name="bench")
-        await ingest_scan(services, image=image, report=REPORT.read_bytes(), uploaded_by="bench")
+        await upload_scan(services, image=image, report=REPORT.read_bytes(), uploaded_by="bench")
         if registry_scan:
             with session_scope(services.sessions) as session:
                 session.execute(delete(ScanRecord))

@@ -26,11 +26,11 @@ from app.auth.tokens import Principal
 from app.config import Settings
 from app.db.models import Decision
 from app.db.session import session_scope
+from app.enforce.scans import upload_scan
 from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
-from app.scans.ingest import ingest_scan
 from app.services import Services
-from tests.enforce.conftest import trust_new_key
+from tests.enforce.conftest import recorded_input, trust_new_key
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
 
@@ -200,7 +200,7 @@ class TestDecisions:
     ) -> None:
         image = await signed(services, unique_repo("web"))
         report = asset(CRITICAL_REPORT).read_bytes()
-        await ingest_scan(services, image=image, report=report, uploaded_by="t")
+        await upload_scan(services, image=image, report=report, uploaded_by="t")
         await services.close_registry()
 
         denied = post(client, review("Deployment", deployment(tagged(image))))["response"]
@@ -248,7 +248,26 @@ class TestDecisions:
         assert row.dry_run is True
         assert row.source == body["request"]["uid"]
         assert row.actor == "alice" and row.actor_kind == "kubernetes"
-        assert row.input["kubernetes"]["containers"] == [{"name": "c0", "type": "container"}]
+        assert recorded_input(services, row)["kubernetes"]["containers"] == [
+            {"name": "c0", "type": "container"}
+        ]
+
+    def test_an_image_that_is_not_a_reference_is_denied_and_recorded(
+        self, services: Services, client: TestClient
+    ) -> None:
+        pod = {"apiVersion": "v1", "kind": "Pod", "spec": pod_spec("Not A Reference")}
+        body = review("Pod", pod)
+
+        answer = post(client, body)["response"]
+
+        assert answer["allowed"] is False
+        assert "'Not A Reference' is not a valid reference" in answer["status"]["message"]
+        services.decisions.recorder.close()  # type: ignore[union-attr]
+        (row,) = [r for r in recorded(services) if r.entrypoint == "admission"]
+        assert (row.allowed, row.failure) == (False, "input.invalid_reference")
+        assert (
+            recorded_input(services, row)["kubernetes"]["namespace"] == body["request"]["namespace"]
+        )
 
     async def test_mutation_pins_tags_and_the_pod_then_decides_from_cache(
         self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
@@ -317,11 +336,13 @@ class TestBadInput:
         assert response.status_code == 400, response.text
         assert response.json()["error"]["message"]
 
-    def test_a_3_mib_object_is_a_400(self, client: TestClient) -> None:
+    def test_a_3_mib_object_is_a_413(self, client: TestClient) -> None:
+        # Content too large, as for any body over the service's own limit (16 MiB).
         obj = deployment()
         obj["metadata"]["annotations"] = {"big": "x" * (3 * 1024 * 1024)}
         response = client.post("/admission/validate", json=review("Deployment", obj))
-        assert response.status_code == 400
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "input.too_large"
         assert "limit" in response.json()["error"]["message"]
 
     def test_an_object_that_is_not_an_object_is_answered(self, client: TestClient) -> None:

@@ -51,7 +51,7 @@ class TestCrud:
         assert client.delete("/v1/authorities/team", headers=admin).status_code == 204
         missing = client.get("/v1/authorities/team", headers=admin)
         assert missing.status_code == 404
-        assert missing.json()["error"]["code"] == "authority.not_found"
+        assert missing.json()["error"]["code"] == "not_found.authority"
 
     def test_keyless_authority_with_builtin_and_custom_roots(
         self, client: TestClient, admin: dict[str, str], asset: Callable[[str], Path]
@@ -138,7 +138,7 @@ class TestRefusals:
     def test_unsupported_key_type_is_400(self, client: TestClient, admin: dict[str, str]) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        from tests.verify.test_trust import pem_of
+        from tests.verify.test_trusted_keys import pem_of
 
         pem = pem_of(ec.generate_private_key(ec.SECP521R1()).public_key())
         answer = client.post("/v1/authorities", headers=admin, json={"name": "x", "keys": [pem]})

@@ -110,7 +110,7 @@ class TestPolicyVersionNumbers:
         # Before: PostgreSQL DataError (503 "store.unavailable"), SQLite OverflowError (500).
         response = client.post(f"/v1/policies/{version}/activate", headers=admin)
         error = _error(response, 404)
-        assert error["code"] == "policy.not_found"
+        assert error["code"] == "not_found.policy_version"
         assert str(version) in error["message"]
 
     @pytest.mark.parametrize("version", ["0", "-1", "abc", "1.5"])

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.main import MAX_BODY_BYTES
+from app.limits import MAX_BODY_BYTES
 from tests.fixtures.server import ServerProcess, bearer_for
 
 MIB = 1024 * 1024

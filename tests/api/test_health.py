@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from app.db.session import make_engine
-from app.errors import InputError, StoreError
+from app.error_codes import CODES
+from app.errors import Error, ForbiddenError, InputError, RegistryError, ScanError, StoreError
 from app.main import create_app
 from app.services import Services
 
@@ -81,6 +83,26 @@ class TestErrors:
         assert response.json() == {
             "error": {"code": "input.invalid", "message": "image reference 'x::y' is not valid"}
         }
+
+    @pytest.mark.parametrize(
+        ("error", "status"),
+        [
+            (RegistryError("registry r: no such tag", code="registry.not_found"), 404),
+            (RegistryError("registry r: no answer", code="registry.timeout"), 504),
+            (ScanError("the report is too large", code="scan.too_large"), 413),
+            (ForbiddenError("not from here", code="hook.address_refused"), 403),
+        ],
+        ids=lambda v: getattr(v, "code", v),
+    )
+    def test_the_status_is_the_catalogues_for_the_code(
+        self, services: Services, error: Error, status: int
+    ) -> None:
+        # Not the class's: a registry error answers 404, 504 or 502 by its code.
+        assert CODES[error.code].http_status == status
+        with self._app_with(services, error) as c:
+            response = c.get("/boom")
+        assert response.status_code == status
+        assert response.json()["error"]["code"] == error.code
 
     def test_store_error_is_503(self, services: Services) -> None:
         with self._app_with(services, StoreError("database unreachable")) as c:

@@ -216,7 +216,7 @@ class TestStartup:
                     "/v1/keys", json={"scopes": ["**"], "name": "k"}, headers=headers
                 )
             assert response.status_code == 503
-            assert response.json()["error"]["code"] == "signing.no_kek"
+            assert response.json()["error"]["code"] == "config.no_kek"
         finally:
             services.engine.dispose()
 

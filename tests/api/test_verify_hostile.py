@@ -20,7 +20,7 @@ from app.config import Settings
 from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
 from app.services import Services
-from app.verify.keyless import ROOT_CACHE_SIZE
+from app.verify.trusted_root import ROOT_CACHE_SIZE
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.server import HealthProbe, ServerProcess, bearer_for

@@ -61,6 +61,27 @@ class TestOverTheApi:
         assert records[1].details["key_id"] == created.json()["key_id"]
         assert "private" not in str(records[1].details).lower()
 
+    def test_key_scope_changes_are_audited_with_the_scopes_before_and_after(
+        self, client: TestClient, services: Services
+    ) -> None:
+        admin = _admin(services)
+        client.post("/v1/keys", json={"name": "k", "scopes": ["ghcr.io/**"]}, headers=admin)
+        narrowed = {"scopes": ["ghcr.io/ops/**"]}
+        assert client.put("/v1/keys/k/scopes", json=narrowed, headers=admin).status_code == 200
+        client.put("/v1/keys/k/scopes", json=narrowed, headers=admin)  # no change: no record
+        refused = client.put("/v1/keys/k/scopes", json={"scopes": []}, headers=admin)
+        assert refused.status_code == 400  # refused: no record
+        records = _records(services)
+        assert [(r.kind, r.actor, r.object) for r in records[1:]] == [
+            ("key.create", "ops-admin", "key/k"),
+            ("key.scopes", "ops-admin", "key/k"),
+        ]
+        changed = records[-1]
+        assert changed.source.startswith("request:")
+        assert changed.details["scopes"] == ["ghcr.io/ops/**"]
+        assert changed.details["previous_scopes"] == ["ghcr.io/**"]
+        assert changed.details["key_id"] == records[1].details["key_id"]
+
     def test_authority_add_and_remove(self, client: TestClient, services: Services) -> None:
         admin = _admin(services)
         pem = public_key_pem(ec.generate_private_key(ec.SECP256R1()).public_key())

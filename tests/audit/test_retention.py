@@ -6,16 +6,23 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit.canonical import canonical_json, content_hash
 from app.audit.chain import append_audit
 from app.audit.checkpoints import CheckpointKey
 from app.audit.entry import AuditKind
-from app.audit.inputs import store_input_value
+from app.audit.inputs import (
+    FINDINGS_KEY,
+    InputBody,
+    load_input,
+    store_input_value,
+    store_inputs,
+)
 from app.audit.retention import purge_expired, run_audit_retention
 from app.audit.verification import ChainReport, ProblemKind, verify_chain
-from app.db.models import AuditCheckpoint, AuditRecord, StoredInput
+from app.db.models import AuditCheckpoint, AuditRecord, Decision, StoredInput
 from app.db.session import session_scope
 from app.errors import AuditError
 from tests.audit.samples import append, decision, tamper
@@ -96,6 +103,59 @@ class TestPurge:
         with session_scope(audit_sessions) as session:
             left = set(session.scalars(select(StoredInput.hash)))
         assert left == {kept_by_record, new_unused}
+
+    def test_inputs_a_decision_or_another_input_names_stay(
+        self, audit_sessions: sessionmaker[Session], checkpoint_key: CheckpointKey
+    ) -> None:
+        findings = canonical_json([{"id": "CVE-1"}])
+        with session_scope(audit_sessions) as session:
+            # A decision whose audit record was purged long ago, and an input (with no
+            # record of its own any more) naming its findings apart.
+            by_decision = store_input_value(session, {"kept": "by a decision"})
+            session.add(
+                Decision(
+                    entrypoint="admission",
+                    image="r.test/app",
+                    allowed=True,
+                    result={},
+                    input_hash=by_decision,
+                )
+            )
+            document = {"scan": {"vulnerabilities": {FINDINGS_KEY: content_hash(findings)}}}
+            (naming,) = store_inputs(
+                session,
+                [
+                    InputBody(
+                        canonical_json(document),
+                        findings=findings,
+                        findings_name=content_hash(findings),
+                    )
+                ],
+            )
+            session.add(
+                Decision(
+                    entrypoint="push",
+                    image="r.test/app",
+                    allowed=False,
+                    result={},
+                    input_hash=naming,
+                )
+            )
+            session.flush()
+            session.execute(StoredInput.__table__.update().values(created_at=OLD))
+        with session_scope(audit_sessions) as session:
+            result = purge_expired(session, key=checkpoint_key, retention_days=180, now=NOW)
+            assert result.inputs_purged == 0
+            assert load_input(session, naming) == {"scan": {"vulnerabilities": [{"id": "CVE-1"}]}}
+        with session_scope(audit_sessions) as session:
+            session.execute(delete(Decision))
+        with session_scope(audit_sessions) as session:
+            # Nothing names them now: the inputs go, then the findings they named.
+            purged = [
+                purge_expired(session, key=checkpoint_key, retention_days=180, now=NOW)
+                for _ in range(2)
+            ]
+        assert [p.inputs_purged for p in purged] == [2, 1]
 
 
 class TestCheckpoints:
@@ -195,6 +255,6 @@ class TestRetentionRun:
         append(audit_sessions, [decision(1, time=OLD)])
         with pytest.raises(AuditError) as raised, session_scope(audit_sessions) as session:
             run_audit_retention(session, kek=None, retention_days=180, now=NOW)
-        assert raised.value.code == "audit.no_kek"
+        assert raised.value.code == "config.no_kek"
         with session_scope(audit_sessions) as session:
             assert session.scalar(select(func.count()).select_from(AuditRecord)) == 1

@@ -109,4 +109,4 @@ class TestPurge:
         _trail(services, 1, days_ago=400)
         del sealgate.env["SEALGATE_KEY_ENCRYPTION_KEY"]
         result = sealgate("audit", "purge")
-        assert result.exit_code == 1 and "[audit.no_kek]" in result.stderr
+        assert result.exit_code == 1 and "[config.no_kek]" in result.stderr

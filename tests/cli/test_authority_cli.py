@@ -51,7 +51,7 @@ class TestAuthorityCli:
     def test_refusals_are_one_line_and_exit_1(self, sealgate: Cli, tmp_path: Path) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        from tests.verify.test_trust import pem_of
+        from tests.verify.test_trusted_keys import pem_of
 
         weird = tmp_path / "p521.pub"
         weird.write_text(pem_of(ec.generate_private_key(ec.SECP521R1()).public_key()))

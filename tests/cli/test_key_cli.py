@@ -158,3 +158,15 @@ class TestKeyScopes:
         assert narrowed.exit_code == 0, narrowed.output
         assert json.loads(sealgate("key", "list").stdout)[0]["scopes"] == ["ghcr.io/acme/api"]
         assert sealgate("key", "set-scopes", "k").exit_code == 1
+
+    def test_a_scope_change_is_audited_from_the_cli(self, sealgate: Cli) -> None:
+        sealgate("key", "generate", "k", "--scope", "ghcr.io/acme/*")
+        assert sealgate("key", "set-scopes", "k", "--scope", "ghcr.io/acme/api").exit_code == 0
+        exported = sealgate("audit", "export")
+        assert exported.exit_code == 0, exported.output
+        records = [json.loads(line) for line in exported.stdout.splitlines()]
+        (changed,) = [r for r in records if r["kind"] == "key.scopes"]
+        assert (changed["actor"], changed["source"], changed["object"]) == ("cli", "cli", "key/k")
+        assert changed["details"]["scopes"] == ["ghcr.io/acme/api"]
+        assert changed["details"]["previous_scopes"] == ["ghcr.io/acme/*"]
+        assert sealgate("audit", "verify").exit_code == 0

@@ -52,7 +52,8 @@ def loaded_by(*args: str) -> tuple[list[str], str]:
 
 
 @pytest.mark.parametrize(
-    "args", [(), ("--help",), ("version",), ("policy", "--help"), ("sign", "--help")]
+    "args",
+    [(), ("--help",), ("version",), ("policy", "--help"), ("sign", "--help"), ("errors",)],
 )
 def test_help_and_version_load_no_heavy_package(args: tuple[str, ...]) -> None:
     loaded, printed = loaded_by(*args)

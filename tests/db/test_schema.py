@@ -49,7 +49,7 @@ class TestCheckSchema:
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
         try:
-            with pytest.raises(SchemaError, match=r"is at revision 0000, needs 0006: run"):
+            with pytest.raises(SchemaError, match=r"is at revision 0000, needs 0007: run"):
                 check_schema(engine)
         finally:
             engine.dispose()

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from app.audit.inputs import load_input
 from app.config import load_settings
+from app.db.models import Decision
 from app.db.session import session_scope
 from app.services import Services
 from app.signing.keys import generate_key, get_key
@@ -61,3 +63,11 @@ def trust_new_key(services: Services, *, scope: str, name: str = "ci") -> str:
         public = get_key(session, name=name).public_key_pem
         save_authority(session, key_authority(name=name, keys=[public], scopes=[scope]))
     return public
+
+
+def recorded_input(services: Services, row: Decision) -> dict[str, Any]:
+    """The input a decision record names, read back whole from the stored inputs."""
+    with session_scope(services.sessions) as session:
+        document = load_input(session, row.input_hash)
+    assert document is not None, f"decision {row.id} names no stored input"
+    return document

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db.models import Decision
 from app.db.session import session_scope
-from app.scans.ingest import ingest_scan
+from app.enforce.scans import upload_scan
 from app.services import Services
 from tests.api.test_admission import (
     CRITICAL_REPORT,
@@ -143,7 +143,7 @@ class TestOverHttps:
     ) -> None:
         good = await signed(services, unique_repo("web"))
         vulnerable = await signed(services, unique_repo("api"))
-        await ingest_scan(
+        await upload_scan(
             services, image=vulnerable, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
         )
         bad, _ = await push_random_image(services.registry, unique_repo("setup"))

@@ -29,7 +29,7 @@ from app.enforce.sign import sign_image
 from app.oci.refs import ImageRef
 from app.policy.input import Entrypoint, assumed_kubernetes
 from app.services import Services
-from tests.enforce.conftest import ServicesFactory, trust_new_key
+from tests.enforce.conftest import ServicesFactory, recorded_input, trust_new_key
 from tests.fixtures.faulty import SilentRegistryStandIn
 from tests.fixtures.images import push_random_image
 from tests.fixtures.mirrors import SubstitutingMirrorStandIn, mirror_image
@@ -108,7 +108,9 @@ async def test_admitted_through_the_mirror_while_the_upstream_is_stopped(
     assert outcome.served_by == (f"{mirror.host}/cache/team/app",)
     assert record.served_by == [f"{mirror.host}/cache/team/app"]
     assert record.image == f"{upstream.host}/team/app:v1"
-    assert record.input["image"]["served_by"] == [f"{mirror.host}/cache/team/app"]
+    assert recorded_input(services, record)["image"]["served_by"] == [
+        f"{mirror.host}/cache/team/app"
+    ]
 
 
 async def test_without_the_mirror_the_same_decision_fails_closed(

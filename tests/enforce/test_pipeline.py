@@ -24,18 +24,18 @@ from app.db.session import session_scope
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.pipeline import decide_and_store
+from app.enforce.scans import upload_scan
 from app.enforce.sign import sign_image
 from app.enforce.verify import verify_image
 from app.oci.refs import ImageRef
 from app.policy.engines import EmbeddedOpaEngine, build_engine
 from app.policy.input import Entrypoint
 from app.policy.replay import replay_decisions
-from app.scans.attestation import VULN_PREDICATE_TYPE, key_scan_attester
-from app.scans.ingest import ingest_scan
+from app.scans.attestation import VULN_PREDICATE_TYPE
 from app.services import Services
 from app.signing.keys import get_key
 from tests.conftest import Cli
-from tests.enforce.conftest import trust_new_key
+from tests.enforce.conftest import recorded_input, trust_new_key
 from tests.fixtures.images import push_random_image, push_random_image_sync
 from tests.fixtures.registry import RegistryProcess
 
@@ -98,7 +98,7 @@ class TestEvaluateImage:
         (recorded,) = decisions(services)
         assert recorded.id == decision_id
         assert recorded.allowed is True
-        assert recorded.input == evaluation.full_input()
+        assert recorded_input(services, recorded) == evaluation.full_input()
 
     async def test_unsigned_image_is_denied(
         self, services: Services, unique_repo: Callable[[str], str]
@@ -115,7 +115,7 @@ class TestEvaluateImage:
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
     ) -> None:
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(
+        await upload_scan(
             services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
         )
 
@@ -130,12 +130,12 @@ class TestEvaluateImage:
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
     ) -> None:
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(
+        await upload_scan(
             services,
             image=image,
             report=asset(CRITICAL_REPORT).read_bytes(),
             uploaded_by="t",
-            attest=key_scan_attester(services, key_name="ci"),
+            attest_key="ci",
         )
         # Forget the upload: what remains is the signed attestation in the registry.
         with session_scope(services.sessions) as session:
@@ -162,12 +162,12 @@ class TestEvaluateImage:
         await services.registry.push_manifest(
             copy, manifest.raw, media_type=manifest.media_type, tag="v1"
         )
-        await ingest_scan(
+        await upload_scan(
             services, image=prod, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="ci"
         )
         clean = json.loads(asset("trivy/dd_trivy_schema2_image_no_vuln.json").read_text())
         clean["CreatedAt"] = "2099-01-01T00:00:00Z"
-        stored = await ingest_scan(
+        stored = await upload_scan(
             services, image=copy, report=json.dumps(clean).encode(), uploaded_by="mallory"
         )
 
@@ -183,12 +183,12 @@ class TestEvaluateImage:
     ) -> None:
         # The key signs scans as attestations; that must not make the image "signed".
         image, _ = await push_random_image(services.registry, unique_repo("app"))
-        await ingest_scan(
+        await upload_scan(
             services,
             image=image,
             report=asset(CRITICAL_REPORT).read_bytes(),
             uploaded_by="t",
-            attest=key_scan_attester(services, key_name="ci"),
+            attest_key="ci",
         )
         with session_scope(services.sessions) as session:
             public = get_key(session, name="ci").public_key_pem
@@ -205,7 +205,7 @@ class TestEvaluateImage:
         self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
     ) -> None:
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(
+        await upload_scan(
             services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
         )
         with session_scope(services.sessions) as session:
@@ -337,9 +337,10 @@ class TestDecideCli:
         assert printed.exit_code == 0, printed.output
         (recorded,) = decisions(services)
         shown = json.loads(printed.stdout)
-        for document in (shown, recorded.input):
+        stored = recorded_input(services, recorded)
+        for document in (shown, stored):
             document.pop("evaluated_at")
-        assert shown == recorded.input
+        assert shown == stored
         assert decided.exit_code == 0
 
 
@@ -366,3 +367,42 @@ class TestDecisionsAreAudited:
             assert stored is not None and stored["image"]["digest"] == image.digest
             report = verify_chain(session, key=None)
         assert report.problem is None and report.checked >= 2  # the signing and the decision
+
+    async def test_inputs_and_the_findings_of_a_scan_are_stored_once(
+        self, services: Services, unique_repo: Callable[[str], str], asset: Callable[[str], Path]
+    ) -> None:
+        from app.audit.inputs import load_input
+        from app.db.models import AuditRecord, StoredInput
+
+        image = await signed_image(services, unique_repo("app"))
+        await upload_scan(
+            services, image=image, report=asset(CRITICAL_REPORT).read_bytes(), uploaded_by="t"
+        )
+        # The second push decision is the first one remembered (the same input); the
+        # admission decision's input differs, over the same scan.
+        entrypoints = (Entrypoint.push, Entrypoint.push, Entrypoint.admission)
+        outcomes = [(await decide_image(services, str(image), e))[0] for e in entrypoints]
+
+        rows = decisions(services)
+        with session_scope(services.sessions) as session:
+            # Each decision's input is a stored input, shared with its audit record...
+            named = list(
+                session.scalars(
+                    select(AuditRecord.input_hash)
+                    .where(AuditRecord.kind != "sign.decision", AuditRecord.input_hash.is_not(None))
+                    .order_by(AuditRecord.seq)
+                )
+            )
+            assert named == [r.input_hash for r in rows]
+            # ...the same input once for both decisions made on it...
+            assert rows[0].input_hash == rows[1].input_hash != rows[2].input_hash
+            # ...and the one stored copy of the scan's findings named by either input.
+            documents = [session.get(StoredInput, name) for name in set(named)]
+            findings = {d.findings_hash for d in documents if d is not None}
+            assert len(documents) == 2 and len(findings) == 1 and None not in findings
+            placeholder = b'"vulnerabilities":{"$findings":"' + next(iter(findings)).encode()
+            assert all(d is not None and placeholder in d.body for d in documents)
+            # Read back, each is whole: exactly the input the engine decided on.
+            for row, outcome in zip(rows, outcomes, strict=True):
+                assert load_input(session, row.input_hash) == outcome.full_input()
+        assert len(outcomes[0].full_input()["scan"]["vulnerabilities"]) > 0

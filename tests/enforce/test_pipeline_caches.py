@@ -22,13 +22,13 @@ from app.db.session import session_scope
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.pipeline import decide
-from app.enforce.sign import sign_image
+from app.enforce.scans import upload_scan
+from app.enforce.sign import SignFormat, sign_image
 from app.oci.refs import ImageRef
 from app.policy.bundle import PolicyBundle
-from app.policy.input import Entrypoint
+from app.policy.input import Entrypoint, KubernetesContext
 from app.policy.versions import ActiveVersionPoller, publish_bundle
 from app.scans.detect import parse_report
-from app.scans.ingest import ingest_scan
 from app.services import Services
 from app.verify.trust import remove_authority
 from tests.enforce.conftest import trust_new_key
@@ -100,6 +100,43 @@ class TestCachesAnswer:
         assert second.decision == first.decision
         assert services.caches.decisions.stats.hits == 1
 
+    async def test_a_remembered_decision_is_bound_to_its_facts(
+        self,
+        make_services: Callable[..., Services],
+        registry: RegistryProcess,
+        unique_repo: Callable[[str], str],
+    ) -> None:
+        """The warm path answers without encoding the input only for the same facts: another
+        Kubernetes context, or a new signature, is decided (or looked up) afresh."""
+        services = make_services()
+        trust_new_key(services, scope=f"{registry.host}/**")
+        image = await signed_image(services, unique_repo("app"))
+
+        def admission(namespace: str) -> DecisionRequest:
+            context = KubernetesContext(namespace=namespace, kind="Pod", operation="CREATE")
+            return DecisionRequest(
+                image=str(image),
+                entrypoint=Entrypoint.admission,
+                deadline=Deadline(10),
+                kubernetes=context,
+            )
+
+        first = await decide(admission("team-a"), services.decisions)
+        again = await decide(admission("team-a"), services.decisions)
+        other = await decide(admission("team-b"), services.decisions)
+
+        assert (first.cache, again.cache) == (None, "decision")
+        assert again.input is not first.input and again.input == first.input
+        assert other.input["kubernetes"]["namespace"] == "team-b"  # type: ignore[index]
+        assert first.input["kubernetes"]["namespace"] == "team-a"  # type: ignore[index]
+
+        # A second signature replaces the cached evidence: the remembered facts no longer hold.
+        await sign_image(services, image=str(image), principal=ADMIN, key_name="ci")
+        services.decisions.context.refresh()
+        after = await decide(admission("team-a"), services.decisions)
+        assert after.cache is None
+        assert len(after.input["signatures"]) == 2  # type: ignore[arg-type]
+
     async def test_an_authority_change_clears_what_it_vouched_for(
         self,
         make_services: Callable[..., Services],
@@ -170,6 +207,60 @@ class TestCachesAnswer:
             assert len(proxy.requests) == one_decision, proxy.requests
 
 
+class TestRegistryRequests:
+    """An uncached decision asks the registry only what it needs."""
+
+    async def test_a_bundle_signed_image_costs_no_referrers_probe_and_no_legacy_tag(
+        self,
+        make_services: Callable[..., Services],
+        registry: RegistryProcess,
+    ) -> None:
+        with CountingProxyStandIn(registry) as proxy:
+            signer = make_services(insecure_registries=[registry.host, proxy.host])
+            trust_new_key(signer, scope=f"{proxy.host}/**")
+            first = await signed_image(signer, f"{proxy.host}/first/app")
+            second = await signed_image(signer, f"{proxy.host}/second/app")
+            # A replica that has seen neither image nor the registry.
+            decider = make_services(insecure_registries=[registry.host, proxy.host])
+            proxy.requests.clear()
+            assert (await decide_once(decider, str(first))).allowed
+            # Debian's registry has no referrers API: learnt once (a 404), then not asked.
+            assert any("/referrers/" in path for _, path in proxy.requests), proxy.requests
+            proxy.requests.clear()
+
+            outcome = await decide_once(decider, str(second))
+
+            assert outcome.allowed
+            paths = [path for _, path in proxy.requests]
+            assert not any("/referrers/" in p for p in paths), paths
+            assert not any(p.endswith(".sig") for p in paths), paths
+            # The image is named by digest: the fallback index, the bundle's manifest, its blob.
+            assert len(paths) == 3, paths
+
+    async def test_the_legacy_tag_is_read_when_the_referrers_leave_an_authority_unsigned(
+        self,
+        make_services: Callable[..., Services],
+        registry: RegistryProcess,
+        unique_repo: Callable[[str], str],
+    ) -> None:
+        services = make_services()
+        trust_new_key(services, scope=f"{registry.host}/**")
+        image, _ = await push_random_image(services.registry, unique_repo("legacy"))
+        await sign_image(
+            services,
+            image=str(image),
+            principal=ADMIN,
+            key_name="ci",
+            formats=(SignFormat.legacy,),
+        )
+
+        outcome = await decide_once(services, str(image))
+
+        assert outcome.allowed, outcome.decision
+        signatures = outcome.input["signatures"]
+        assert [s["format"] for s in signatures] == ["legacy"], signatures  # type: ignore[index,union-attr]
+
+
 class TestSoundness:
     """A cached decision equals what the engine would answer for the same facts now."""
 
@@ -195,7 +286,7 @@ class TestSoundness:
         services = make_services(policy_data=data)
         trust_new_key(services, scope=f"{registry.host}/**")
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(services, image=image, report=asset(REPORT).read_bytes(), uploaded_by="t")
+        await upload_scan(services, image=image, report=asset(REPORT).read_bytes(), uploaded_by="t")
         soon_stale = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=MAX_SCAN_AGE - 2)
         with session_scope(services.sessions) as session:
             session.execute(update(ScanRecord).values(scanned_at=soon_stale))
@@ -234,7 +325,7 @@ class TestSoundness:
         services = make_services(policy_data=data)
         trust_new_key(services, scope=f"{registry.host}/**")
         image = await signed_image(services, unique_repo("app"))
-        await ingest_scan(services, image=image, report=report, uploaded_by="t")
+        await upload_scan(services, image=image, report=report, uploaded_by="t")
 
         allowed = await decide_once(services, str(image))
         cached = await decide_once(services, str(image))

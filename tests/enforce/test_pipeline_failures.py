@@ -19,9 +19,9 @@ from app.db.session import session_scope
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.pipeline import decide_and_store
+from app.enforce.scans import upload_scan
 from app.failure_mode import FailureMode
 from app.policy.input import Entrypoint
-from app.scans.ingest import ingest_scan
 from app.services import Services
 from tests.fixtures.faulty import DribblingRegistryStandIn, SilentRegistryStandIn, refused_host
 from tests.fixtures.images import push_random_image
@@ -101,7 +101,7 @@ class TestOtherFailures:
     ) -> None:
         image, _ = await push_random_image(services.registry, unique_repo("app"))
         report = asset(REPORT).read_bytes()  # type: ignore[attr-defined]
-        await ingest_scan(services, image=image, report=report, uploaded_by="t")
+        await upload_scan(services, image=image, report=report, uploaded_by="t")
         with session_scope(services.sessions) as session:
             session.execute(update(ScanRecord).values(vulnerabilities=[{"id": 1}]))
 

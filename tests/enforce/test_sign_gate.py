@@ -18,10 +18,10 @@ from app.auth.scopes import Scope
 from app.auth.tokens import Principal, create_token
 from app.db.models import Decision, SignatureRecord
 from app.db.session import session_scope
+from app.enforce.scans import upload_scan
 from app.enforce.sign import sign_image
 from app.errors import ForbiddenError
 from app.oci.refs import ImageRef
-from app.scans.ingest import ingest_scan
 from app.services import Services
 from app.signing.keys import generate_key
 from app.signing.signers import Algorithm
@@ -47,7 +47,7 @@ def key(services: Services) -> str:
 async def vulnerable_image(services: Services, repo: str, asset: Callable[[str], Path]) -> ImageRef:
     image, _ = await push_random_image(services.registry, repo)
     report = asset(CRITICAL_REPORT).read_bytes()
-    await ingest_scan(services, image=image, report=report, uploaded_by="t")
+    await upload_scan(services, image=image, report=report, uploaded_by="t")
     return image
 
 
@@ -104,7 +104,7 @@ class TestSignGate:
         with pytest.raises(ForbiddenError) as refused:
             await sign_image(services, image=str(image), principal=ci, key_name="ci", force=True)
 
-        assert refused.value.code == "auth.force_needs_admin"
+        assert refused.value.code == "auth.not_admin"
         assert records(services) == []
 
     async def test_a_clean_image_signs_and_is_not_forced(

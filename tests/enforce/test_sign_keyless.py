@@ -16,8 +16,8 @@ from app.enforce.verify import verify_image
 from app.errors import ForbiddenError, SigningError
 from app.oci import media
 from app.services import Services
-from app.verify.keyless import KeylessIdentity
-from app.verify.trust import TrustedRootRef
+from app.verify.keyless_identity import KeylessIdentity
+from app.verify.trusted_root import TrustedRootRef
 from tests.fixtures.images import push_random_image
 from tests.fixtures.sigstore import DEFAULT_ISSUER, SigstoreInstance
 

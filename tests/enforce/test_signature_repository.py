@@ -22,13 +22,13 @@ from app.db.session import session_scope
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.pipeline import decide_and_store
+from app.enforce.scans import image_scans, upload_scan
 from app.enforce.sign import SignFormat, sign_image
 from app.enforce.verify import verify_image
 from app.errors import RegistryError
 from app.oci.digests import fallback_tag
 from app.oci.refs import ImageRef
 from app.policy.input import Entrypoint, assumed_kubernetes
-from app.scans.ingest import collect_scans, ingest_scan
 from app.services import Services
 from tests.enforce.conftest import ServicesFactory, trust_new_key
 from tests.fixtures.images import copy_image, push_random_image
@@ -144,11 +144,11 @@ async def test_scans_are_attached_in_and_read_from_the_signature_repository(
     make_services: ServicesFactory,
 ) -> None:
     image = await signed_in_store(keeping, registry, unique_repo)
-    await ingest_scan(keeping, image=image, report=asset(REPORT).read_bytes(), uploaded_by="t")
+    await upload_scan(keeping, image=image, report=asset(REPORT).read_bytes(), uploaded_by="t")
     with session_scope(keeping.sessions) as session:
         session.execute(delete(ScanRecord))  # what remains is the referrer in B
 
-    collected = await collect_scans(keeping, image)
+    collected = await image_scans(keeping, image)
     outcome = await admit(keeping, str(image))
 
     assert [c.source.value for c in collected] == ["unsigned_referrer"]

@@ -21,8 +21,10 @@ from app.oci.refs import ImageRef
 from app.services import Services
 from app.signing.keys import generate_key, get_key
 from app.signing.signers import Algorithm
+from app.verify.keyless_identity import parse_identity
 from app.verify.model import SignatureFormat, SignatureKind
-from app.verify.trust import TrustedRootRef, keyless_authority, parse_identity, save_authority
+from app.verify.trust import keyless_authority, save_authority
+from app.verify.trusted_root import TrustedRootRef
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.sigstore import DEFAULT_ISSUER, SigstoreInstance

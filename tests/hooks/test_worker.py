@@ -6,16 +6,22 @@ registry, except where a test injects a decision to count calls or to fail on pu
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
 
+from app.audit.chain import append_audit
+from app.audit.inputs import load_input
+from app.audit.retention import RETENTION_LOCK
 from app.db.base import utcnow
 from app.db.migrate import upgrade
-from app.db.models import ImageVerdict, InboxEvent, InboxStatus, ScanRecord
+from app.db.models import AuditRecord, Decision, ImageVerdict, InboxEvent, InboxStatus, ScanRecord
 from app.db.session import make_engine, make_session_factory, session_scope
 from app.errors import LostClaim, RegistryError
 from app.hooks.events import EventAction, EventSource, RegistryEvent, ScanOverview
@@ -25,6 +31,8 @@ from app.hooks.verdicts import PushDecision, Reason
 from app.hooks.worker import Worker
 from app.oci.refs import ImageRef
 from app.services import Services
+from tests.audit.samples import decision as audit_decision
+from tests.conftest import Cli
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess
 from tests.hooks.conftest import with_settings
@@ -268,11 +276,6 @@ def harbor_event(
 
 
 class TestHarborScans:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="known defect after merging the pipeline: ScanSnapshot rebuilds counts from "
-        "findings, so a Harbor summary's counts (no findings) reach the policy as zero",
-    )
     async def test_a_summary_is_stored_as_registry_webhook_and_redecides(
         self, hook_services: Services, unique_repo: Callable[[str], str]
     ) -> None:
@@ -285,6 +288,24 @@ class TestHarborScans:
         assert verdict.trigger == "scan_completed" and verdict.allowed is False
         messages = [r["message"] for r in verdict.reasons if r["code"] == "vulnerability.severity"]
         assert messages and "2 critical vulnerabilities (registry scan summary)" in messages[0]
+
+    async def test_a_summary_reaches_the_policy_with_its_counts_and_fixable(
+        self, hook_services: Services, unique_repo: Callable[[str], str]
+    ) -> None:
+        image, _ = await push_random_image(hook_services.registry, unique_repo("harbor"))
+        store(hook_services, harbor_event(image, event_id="s1", counts={"high": 3}, fixable=1))
+        await Worker(services=hook_services).run_once()
+        (verdict,) = rows(hook_services, ImageVerdict)
+        fixable = [r["message"] for r in verdict.reasons if r["code"] == "vulnerability.fixable"]
+        assert fixable and "the registry's summary says 1 findings have a fix" in fixable[0]
+        (decision,) = rows(hook_services, Decision)
+        with session_scope(hook_services.sessions) as session:
+            decided_on = load_input(session, decision.input_hash)
+        assert decided_on is not None
+        scan = decided_on["scan"]
+        assert scan["summary_only"] is True and scan["source"] == "registry_webhook"
+        assert scan["counts"]["high"] == 3 and scan["fixable"] == 1
+        assert scan["vulnerabilities"] == []
 
     async def test_the_full_report_is_read_from_harbor_when_configured(
         self, hook_services: Services, unique_repo: Callable[[str], str]
@@ -350,3 +371,98 @@ class TestHarborScans:
         (row,) = rows(hook_services, InboxEvent)
         assert row.status is InboxStatus.done and row.outcome["recorded"] == "scan_failed"
         assert rows(hook_services, ImageVerdict) == []
+
+
+def _append_decisions(services: Services, *ages_in_days: int) -> None:
+    """Audit records of decisions made that many days ago."""
+    now = utcnow()
+    entries = [
+        audit_decision(n, time=now - dt.timedelta(days=days))
+        for n, days in enumerate(ages_in_days, start=1)
+    ]
+    with session_scope(services.sessions) as session:
+        append_audit(session, entries)
+
+
+def _record_times(services: Services) -> list[tuple[str, dt.datetime]]:
+    with session_scope(services.sessions) as session:
+        rows = session.execute(select(AuditRecord.kind, AuditRecord.time).order_by(AuditRecord.seq))
+        return [(kind, time) for kind, time in rows]
+
+
+async def _run_until_retention_ran(worker: Worker) -> None:
+    """Run the worker as ``sealgate serve`` and ``sealgate worker`` do, until its first
+    retention run ended; then stop it."""
+    task = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(30):
+            while not any(worker.retention.runs.values()):
+                await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await task
+
+
+class TestAuditRetention:
+    async def test_a_running_worker_purges_what_is_past_retention_and_the_chain_verifies(
+        self, hook_services: Services, sealgate: Cli
+    ) -> None:
+        hook_services.settings = with_settings(
+            hook_services.settings, audit_retention_days=30, audit_retention_interval_seconds=3600
+        )
+        _append_decisions(hook_services, 45, 40, 31, 20, 1)
+        worker = Worker(services=hook_services)
+
+        await _run_until_retention_ran(worker)
+
+        assert worker.retention.runs == {"done": 1, "skipped": 0, "failed": 0}
+        assert worker.retention.records_purged == 3
+        left = _record_times(hook_services)
+        assert [kind for kind, _ in left] == ["admission.decision"] * 2 + ["audit.purge"]
+        cutoff = utcnow() - dt.timedelta(days=30)
+        assert all(time > cutoff for _, time in left)
+        verified = sealgate("audit", "verify")
+        assert verified.exit_code == 0, verified.output
+        assert "3 records" in verified.stdout
+
+    async def test_one_replica_at_a_time_the_others_skip_their_turn(
+        self, hook_services: Services, test_engine: Engine
+    ) -> None:
+        if test_engine.dialect.name != "postgresql":
+            pytest.skip("replicas share a PostgreSQL database")
+        hook_services.settings = with_settings(hook_services.settings, audit_retention_days=30)
+        _append_decisions(hook_services, 45, 1)
+        worker = Worker(services=hook_services)
+        with test_engine.connect() as other_replica, other_replica.begin():
+            other_replica.execute(select(func.pg_advisory_xact_lock(RETENTION_LOCK)))
+            assert await worker.run_retention() is None
+            assert len(_record_times(hook_services)) == 2
+        result = await worker.run_retention()  # the other replica's turn is over
+        assert result is not None and result.purged == 1
+        assert worker.retention.runs == {"done": 1, "skipped": 1, "failed": 0}
+
+    async def test_without_the_kek_a_run_fails_is_counted_and_deletes_nothing(
+        self, hook_services: Services
+    ) -> None:
+        hook_services.settings = with_settings(
+            hook_services.settings, audit_retention_days=30, key_encryption_key=None
+        )
+        _append_decisions(hook_services, 45)
+        worker = Worker(services=hook_services)
+        assert await worker.run_retention() is None
+        assert worker.retention.runs == {"done": 0, "skipped": 0, "failed": 1}
+        assert len(_record_times(hook_services)) == 1
+
+    def test_the_service_counts_its_runs_in_metrics(
+        self, hook_services: Services, make_client: Callable[..., TestClient]
+    ) -> None:
+        _append_decisions(hook_services, 400, 1)
+        client = make_client(worker_enabled=True, audit_retention_interval_seconds=3600)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            metrics = client.get("/metrics").text
+            if 'sealgate_audit_retention_runs_total{outcome="done"} 1.0' in metrics:
+                break
+            time.sleep(0.1)
+        assert 'sealgate_audit_retention_runs_total{outcome="done"} 1.0' in metrics
+        assert 'sealgate_audit_retention_purged_total{kind="records"} 1.0' in metrics

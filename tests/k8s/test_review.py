@@ -12,12 +12,12 @@ import yaml
 
 from app.errors import InputError
 from app.k8s.review import (
-    MAX_REVIEW_BYTES,
     AdmissionReview,
     AdmissionVersion,
     GroupVersionKind,
     Operation,
 )
+from app.limits import MAX_REVIEW_BYTES
 
 # sample → (uid, version asked, kind, operation, namespace, name, generateName, dryRun)
 SAMPLES: dict[str, tuple[str, AdmissionVersion | None, str, Operation, Any, Any, Any, bool]] = {
@@ -186,8 +186,8 @@ class TestRefused:
         request["object"]["metadata"] = {"annotations": {"big": "x" * MAX_REVIEW_BYTES}}
         with pytest.raises(InputError, match="over the 3145728-byte limit") as caught:
             AdmissionReview.from_json(json.dumps(_envelope(request)))
-        assert caught.value.code == "input.admission_too_large"
-        assert caught.value.http_status == 400
+        assert caught.value.code == "input.too_large"
+        assert caught.value.http_status == 413
 
     def test_a_surrogate_pair_escape_is_fine(self) -> None:
         body = json.dumps(_envelope(_request(name="\U0001f600")), ensure_ascii=True)

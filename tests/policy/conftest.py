@@ -21,12 +21,11 @@ from app.policy.input import (
     KubernetesContext,
     PolicyInput,
     PolicyVulnerability,
-    ScanSource,
     SignatureFacts,
     build_input,
     scan_facts,
 )
-from app.scans.model import Severity
+from app.scans.model import ScanSource, Severity
 from tests.fixtures.opa_standin import OpaRestStandIn, opa_standin  # noqa: F401
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"

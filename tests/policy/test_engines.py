@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from app.config import load_settings
-from app.errors import ConfigError, PolicyError
+from app.errors import ConfigError, DeadlineError, PolicyError
 from app.policy.bundle import PolicyBundle
 from app.policy.engines import EmbeddedOpaEngine, OpaServerEngine, build_engine, decide_within
 from app.policy.input import Entrypoint
@@ -179,9 +179,9 @@ class TestFailClosed:
             'decision := {"allow": count([x | some x in numbers.range(1, 5000000)]) > 0}\n'
         )
         engine = engine_factory(bundle_of(adm=slow))
-        with pytest.raises(PolicyError) as caught:
+        with pytest.raises(DeadlineError) as caught:
             decide_within(engine, policy_input=make_input(), seconds=0.01)
-        assert caught.value.code == "policy.timeout"
+        assert caught.value.code == "deadline.policy"
 
     def test_within_budget(
         self, engine_factory: EngineFactory, default_bundle: PolicyBundle, make_input: InputFactory

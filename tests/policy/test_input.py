@@ -14,11 +14,11 @@ from app.policy.input import (
     Entrypoint,
     ImageFacts,
     PolicyInput,
-    ScanSource,
     SignatureFacts,
     input_schema,
     scan_facts,
 )
+from app.scans.model import ScanSource
 from app.verify.model import SignatureFormat, SignatureKind, VerifiedSignature
 from tests.policy.conftest import NOW, InputFactory, vulnerability
 

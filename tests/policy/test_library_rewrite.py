@@ -25,8 +25,8 @@ import pytest
 
 from app.policy.bundle import PolicyBundle
 from app.policy.engines import EmbeddedOpaEngine
-from app.policy.input import Entrypoint, ScanSource
-from app.scans.model import Severity, VexStatus
+from app.policy.input import Entrypoint
+from app.scans.model import ScanSource, Severity, VexStatus
 
 BEFORE = Path(__file__).parent / "assets" / "library_before"
 REWRITTEN = {

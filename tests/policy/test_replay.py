@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.audit.inputs import load_input
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.errors import InputError
@@ -71,7 +72,8 @@ class TestRecordAndReplay:
             rows = session.scalars(select(Decision).order_by(Decision.id)).all()
             assert [r.allowed for r in rows] == [True, False, True]
             assert rows[1].result["deny"][0]["code"] == "vulnerability.fixable"
-            assert rows[1].input["image"]["repository"] == "team/fixable"
+            fixable = load_input(session, rows[1].input_hash)
+            assert fixable is not None and fixable["image"]["repository"] == "team/fixable"
             assert rows[1].digest == "sha256:" + "a" * 64
 
     def test_stricter_candidate_shows_newly_denied(

@@ -17,7 +17,8 @@ from app.config import Settings
 from app.db.models import ScanRecord
 from app.db.session import session_scope
 from app.enforce.verify import VerificationReport, verify_image
-from app.main import MAX_BODY_BYTES, create_app
+from app.limits import MAX_BODY_BYTES
+from app.main import create_app
 from app.scans.attestation import VULN_PREDICATE_TYPE
 from app.services import Services
 from app.signing.keys import generate_key

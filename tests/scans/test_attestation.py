@@ -24,8 +24,9 @@ from app.signing.keys import KeyInfo, generate_key
 from app.signing.payloads import parse_statement
 from app.signing.signers import Algorithm
 from app.verify.bundle import parse_bundle, verify_key_bundle
-from app.verify.trust import TrustedKey
+from app.verify.trusted_keys import TrustedKey
 from tests.fixtures.images import push_random_image
+from tests.scans import parts
 
 Asset = Callable[[str], Path]
 REPORT = "trivy/dd_trivy_schema2_image_os_and_jar.json"
@@ -55,11 +56,13 @@ class TestVulnAttestation:
         raw = asset(REPORT).read_bytes()
 
         stored = await ingest_scan(
-            services,
+            **parts(services),
             image=pinned,
             report=raw,
             uploaded_by="ci",
-            attest=key_scan_attester(services, key_name="scans"),
+            attest=key_scan_attester(
+                key_name="scans", **parts(services), settings=services.settings
+            ),
         )
 
         bundles = [
@@ -94,11 +97,13 @@ class TestVulnAttestation:
         stored_key(services, "scans")
         stranger = stored_key(services, "stranger")
         stored = await ingest_scan(
-            services,
+            **parts(services),
             image=pinned,
             report=asset(REPORT).read_bytes(),
             uploaded_by="ci",
-            attest=key_scan_attester(services, key_name="scans"),
+            attest=key_scan_attester(
+                key_name="scans", **parts(services), settings=services.settings
+            ),
         )
         assert stored.attestation_digest is not None
         artifact = await registry.get_manifest(pinned.with_digest(stored.attestation_digest))
@@ -117,11 +122,13 @@ class TestVulnAttestation:
         pinned, _ = await push_random_image(registry, unique_repo("app"))
         with pytest.raises(NotFoundError):
             await ingest_scan(
-                services,
+                **parts(services),
                 image=pinned,
                 report=asset(REPORT).read_bytes(),
                 uploaded_by="ci",
-                attest=key_scan_attester(services, key_name="missing"),
+                attest=key_scan_attester(
+                    key_name="missing", **parts(services), settings=services.settings
+                ),
             )
         with session_scope(services.sessions) as session:
             assert session.scalar(select(func.count()).select_from(ScanRecord)) == 0
@@ -136,11 +143,13 @@ class TestVulnAttestation:
         stored_key(services, scopes=(f"{pinned.registry}/elsewhere/*",))
         with pytest.raises(SigningError) as e:
             await ingest_scan(
-                services,
+                **parts(services),
                 image=pinned,
                 report=asset(REPORT).read_bytes(),
                 uploaded_by="ci",
-                attest=key_scan_attester(services, key_name="scans"),
+                attest=key_scan_attester(
+                    key_name="scans", **parts(services), settings=services.settings
+                ),
             )
         assert e.value.code == "signing.key_out_of_scope"
         with session_scope(services.sessions) as session:

@@ -14,15 +14,16 @@ from app.db.models import ScanRecord
 from app.db.session import session_scope
 from app.errors import RegistryError, ScanError
 from app.oci.refs import ImageRef
-from app.policy.input import ScanSource
 from app.scans.ingest import (
     CYCLONEDX_MEDIA_TYPE,
     SCAN_ARTIFACT_TYPE,
     collect_scans,
     ingest_scan,
 )
+from app.scans.model import ScanSource
 from app.services import Services
 from tests.fixtures.images import copy_image, push_multiplatform_index, push_random_image
+from tests.scans import parts
 
 Asset = Callable[[str], Path]
 # A Trivy v2 report that names no image (no ImageID, no RepoDigests): 5 findings.
@@ -62,7 +63,9 @@ class TestIngest:
         pinned, _ = await push_random_image(services.registry, repo, tag="v1")
         raw = asset(UNBOUND_TRIVY).read_bytes()
 
-        stored = await ingest_scan(services, image=f"{repo}:v1", report=raw, uploaded_by="ci")
+        stored = await ingest_scan(
+            **parts(services), image=f"{repo}:v1", report=raw, uploaded_by="ci"
+        )
 
         assert stored.digest == pinned.digest
         assert stored.source is ScanSource.authenticated_upload
@@ -88,7 +91,7 @@ class TestIngest:
         pinned, manifest = await push_random_image(services.registry, unique_repo("app"))
         assert manifest.config is not None
         report = trivy_naming(asset, image_id=manifest.config.digest)
-        stored = await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
+        stored = await ingest_scan(**parts(services), image=pinned, report=report, uploaded_by="ci")
         assert stored.digest == pinned.digest
 
     async def test_report_naming_the_manifest_digest_is_accepted(
@@ -97,7 +100,7 @@ class TestIngest:
         pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         assert pinned.digest is not None
         report = trivy_naming(asset, repo_digest=pinned.digest)
-        stored = await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
+        stored = await ingest_scan(**parts(services), image=pinned, report=report, uploaded_by="ci")
         assert stored.digest == pinned.digest
 
     async def test_platform_of_an_index_is_accepted(
@@ -108,7 +111,9 @@ class TestIngest:
         arm = await registry.get_manifest(index_ref.with_digest(index.manifests[1].digest))
         assert arm.config is not None
         report = trivy_naming(asset, image_id=arm.config.digest)
-        stored = await ingest_scan(services, image=index_ref, report=report, uploaded_by="ci")
+        stored = await ingest_scan(
+            **parts(services), image=index_ref, report=report, uploaded_by="ci"
+        )
         assert stored.digest == index.digest
 
     @pytest.mark.parametrize("claim", ["image_id", "repo_digest"])
@@ -123,7 +128,7 @@ class TestIngest:
         other = "sha256:" + "ab" * 32
         report = trivy_naming(asset, **{claim: other})
         with pytest.raises(ScanError) as err:
-            await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
+            await ingest_scan(**parts(services), image=pinned, report=report, uploaded_by="ci")
         assert err.value.code == "scan.wrong_image"
         assert other in err.value.message
         assert scan_count(services) == 0
@@ -135,7 +140,7 @@ class TestIngest:
         # The case: ArtifactName and RepoTags "trivy-unittest:latest", no digest.
         pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         report = asset("trivy/dd_trivy_schema2_image_no_vuln.json").read_bytes()
-        stored = await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
+        stored = await ingest_scan(**parts(services), image=pinned, report=report, uploaded_by="ci")
         (warning,) = stored.warnings
         assert "names only 'trivy-unittest:latest' (a tag or a local name" in warning
         with session_scope(services.sessions) as session:
@@ -152,7 +157,10 @@ class TestIngest:
         document["Metadata"]["RepoTags"] = [other]
         with pytest.raises(ScanError) as err:
             await ingest_scan(
-                services, image=pinned, report=json.dumps(document).encode(), uploaded_by="ci"
+                **parts(services),
+                image=pinned,
+                report=json.dumps(document).encode(),
+                uploaded_by="ci",
             )
         assert err.value.code == "scan.wrong_image"
         assert repr(other) in err.value.message
@@ -167,7 +175,7 @@ class TestIngest:
         document = json.loads(asset("trivy/dd_trivy_schema2_image_no_vuln.json").read_bytes())
         document["Metadata"]["RepoTags"] = [f"{repo}:v1"]
         stored = await ingest_scan(
-            services, image=pinned, report=json.dumps(document).encode(), uploaded_by="ci"
+            **parts(services), image=pinned, report=json.dumps(document).encode(), uploaded_by="ci"
         )
         assert stored.warnings == ()
 
@@ -177,7 +185,7 @@ class TestIngest:
         pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         report = asset("grype/dd_grype_0.94_busybox_epss_risk.json").read_bytes()
         with pytest.raises(ScanError, match="config digest") as err:
-            await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
+            await ingest_scan(**parts(services), image=pinned, report=report, uploaded_by="ci")
         assert err.value.code == "scan.wrong_image"
         assert scan_count(services) == 0
 
@@ -194,7 +202,7 @@ class TestIngest:
     ) -> None:
         pinned, _ = await push_random_image(services.registry, unique_repo("app"))
         with pytest.raises(ScanError) as err:
-            await ingest_scan(services, image=pinned, report=report, uploaded_by="ci")
+            await ingest_scan(**parts(services), image=pinned, report=report, uploaded_by="ci")
         assert err.value.code == code
         assert scan_count(services) == 0
         assert await scan_referrers(services, pinned) == []
@@ -204,7 +212,7 @@ class TestIngest:
     ) -> None:
         with pytest.raises(RegistryError) as err:
             await ingest_scan(
-                services,
+                **parts(services),
                 image=f"{unique_repo('none')}:v1",
                 report=asset(UNBOUND_TRIVY).read_bytes(),
                 uploaded_by="ci",
@@ -224,7 +232,7 @@ class TestIngest:
 
         raw = asset(UNBOUND_TRIVY).read_bytes()
         stored = await ingest_scan(
-            services, image=pinned, report=raw, uploaded_by="ci", attest=fake_attester
+            **parts(services), image=pinned, report=raw, uploaded_by="ci", attest=fake_attester
         )
         assert calls == [(pinned, 5, raw)]
         assert stored.attestation_digest == "sha256:" + "cd" * 32
@@ -237,7 +245,10 @@ class TestCollect:
         registry = services.registry
         pinned, _ = await push_random_image(registry, unique_repo("app"))
         await ingest_scan(
-            services, image=pinned, report=asset(UNBOUND_TRIVY).read_bytes(), uploaded_by="ci"
+            **parts(services),
+            image=pinned,
+            report=asset(UNBOUND_TRIVY).read_bytes(),
+            uploaded_by="ci",
         )
         # Another tool attaches a CycloneDX report (its own artifact type), and a broken one.
         cdx = asset("cyclonedx/trivy_npm_cdx1.7_with_vulnerabilities.json").read_bytes()
@@ -254,7 +265,7 @@ class TestCollect:
             annotations={},
         )
 
-        scans = await collect_scans(services, pinned)
+        scans = await collect_scans(**parts(services), image=pinned)
 
         assert [s.source for s in scans] == [
             ScanSource.authenticated_upload,
@@ -286,7 +297,7 @@ class TestCollect:
             layers=[(wrong, "application/json", {})],
             annotations={},
         )
-        assert await collect_scans(services, pinned) == []
+        assert await collect_scans(**parts(services), image=pinned) == []
 
     async def test_upload_for_another_repository_of_the_same_digest_is_not_listed(
         self, services: Services, unique_repo: Callable[[str], str], asset: Asset
@@ -299,10 +310,13 @@ class TestCollect:
         in_b = await copy_image(registry, in_a, unique_repo("b"))
         assert in_b.digest == in_a.digest
         await ingest_scan(
-            services, image=in_a, report=asset(UNBOUND_TRIVY).read_bytes(), uploaded_by="a-ci"
+            **parts(services),
+            image=in_a,
+            report=asset(UNBOUND_TRIVY).read_bytes(),
+            uploaded_by="a-ci",
         )
 
-        assert await collect_scans(services, in_b) == []
-        [own] = await collect_scans(services, in_a)
+        assert await collect_scans(**parts(services), image=in_b) == []
+        [own] = await collect_scans(**parts(services), image=in_a)
         assert own.source is ScanSource.authenticated_upload
         assert own.uploaded_by == "a-ci"

@@ -91,7 +91,7 @@ class TestGenerate:
             generate_key(
                 db_session, settings=no_kek, name="k", algorithm=Algorithm.ed25519, scopes=["**"]
             )
-        assert e.value.code == "signing.no_kek"
+        assert e.value.code == "config.no_kek"
         assert e.value.http_status == 503
 
 

@@ -35,16 +35,16 @@ from app.transfer.export import export_images
 from app.transfer.naming import SiteTarget
 from app.transfer.site_import import import_layout
 from app.verify.identity import SignedIdentityRule
+from app.verify.keyless_identity import parse_identity
 from app.verify.model import SignatureKind
 from app.verify.trust import (
     TrustAuthority,
-    TrustedRootRef,
     key_authority,
     keyless_authority,
-    parse_identity,
     remove_authority,
     save_authority,
 )
+from app.verify.trusted_root import TrustedRootRef
 from tests.fixtures.images import push_random_image
 from tests.fixtures.registry import RegistryProcess, start_registry, stop_registry
 from tests.fixtures.sigstore import DEFAULT_ISSUER, SigstoreInstance

@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
@@ -80,6 +81,14 @@ def statement(
             "predicate": {},
         }
     ).encode()
+
+
+def bundle_certificate(data: bytes) -> x509.Certificate:
+    """The signing certificate of a keyless bundle's JSON (v0.3 ``certificate`` or the first of
+    an older bundle's ``x509CertificateChain``)."""
+    material = json.loads(data)["verificationMaterial"]
+    raw = material.get("certificate") or material["x509CertificateChain"]["certificates"][0]
+    return x509.load_der_x509_certificate(base64.b64decode(raw["rawBytes"]))
 
 
 def b64(data: bytes) -> str:

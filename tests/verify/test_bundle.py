@@ -281,7 +281,9 @@ class TestMalformedBundles:
         assert e.value.code == "evidence.unsupported_media_type"
 
     def test_keyless_authority_refuses_key_bundle(self) -> None:
-        from app.verify.trust import TrustedRootRef, keyless_authority, parse_identity
+        from app.verify.keyless_identity import parse_identity
+        from app.verify.trust import keyless_authority
+        from app.verify.trusted_root import TrustedRootRef
 
         authority = keyless_authority(
             name="ci",

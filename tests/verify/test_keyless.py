@@ -4,32 +4,24 @@ bundles signed by the local Sigstore instance, each refusal shown by a test."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from pydantic import ValidationError
 
-from app.errors import InputError, VerificationError
+from app.errors import VerificationError
 from app.signing.keyless import sign_statement_keyless
 from app.signing.payloads import cosign_statement
-from app.verify.keyless import (
-    OIDC_ISSUER_V1,
-    SIGSTORE_OTHERNAME,
+from app.verify.keyless import verify_keyless_artifact, verify_keyless_bundle
+from app.verify.keyless_identity import (
     KeylessIdentity,
     certificate_identity,
-    verify_keyless_artifact,
-    verify_keyless_bundle,
 )
 from app.verify.model import SignatureFormat, SignatureKind
 from tests.fixtures.sigstore import DEFAULT_ISSUER, SigstoreInstance
+from tests.verify import cosign_wire as wire
 
 ROOTS = "sigstore/trusted-roots/"
 GITHUB_OAUTH = "https://github.com/login/oauth"
@@ -126,12 +118,6 @@ DSSE_BUNDLES = [
         "https://github.com/npm/attestation/tree/main/specs/publish/v0.1",
     ),
 ]
-
-
-def _bundle_certificate(data: bytes) -> x509.Certificate:
-    material = json.loads(data)["verificationMaterial"]
-    raw = material.get("certificate") or material["x509CertificateChain"]["certificates"][0]
-    return x509.load_der_x509_certificate(base64.b64decode(raw["rawBytes"]))
 
 
 def _artifact(
@@ -246,7 +232,7 @@ class TestThirdPartyBundles:
         self, asset: Callable[[str], Path]
     ) -> None:
         data = asset("sigstore/sigstore-python/bundle_cve_2022_36056.txt.sigstore").read_bytes()
-        subjects, issuer = certificate_identity(_bundle_certificate(data))
+        subjects, issuer = certificate_identity(wire.bundle_certificate(data))
         with pytest.raises(VerificationError) as caught:
             verify_keyless_artifact(
                 data,
@@ -265,7 +251,7 @@ class TestThirdPartyBundles:
                 root="staging.trusted_root.json",
                 identity=KeylessIdentity(subject_regex=".*", issuer_regex=".*"),
             )
-        assert caught.value.code == "verify.malformed_bundle"
+        assert caught.value.code == "evidence.malformed_bundle"
         assert "inclusion promise or signed timestamp" in caught.value.message
 
     def test_v01_bundle_without_inclusion_proof_is_refused(
@@ -279,7 +265,7 @@ class TestThirdPartyBundles:
                 identity=KeylessIdentity(subject="brian@dehamer.com", issuer=GITHUB_OAUTH),
                 digest=DSSE_BUNDLES[3][4],
             )
-        assert caught.value.code == "verify.malformed_bundle"
+        assert caught.value.code == "evidence.malformed_bundle"
         assert "inclusionProof" in caught.value.message
 
     def test_intoto_entry_is_refused(self, asset: Callable[[str], Path]) -> None:
@@ -317,7 +303,7 @@ class TestThirdPartyBundles:
                 identity=KeylessIdentity(subject="a", issuer="b"),
                 expected_digest=IMAGE_DIGEST,
             )
-        assert caught.value.code == "verify.malformed_bundle"
+        assert caught.value.code == "evidence.malformed_bundle"
 
     def test_unusable_trusted_root_is_refused(self, asset: Callable[[str], Path]) -> None:
         for root in ('{"mediaType": 3}', "not json", " " * (4 * 1024 * 1024 + 1)):
@@ -329,62 +315,6 @@ class TestThirdPartyBundles:
                     expected_digest=DSSE_BUNDLES[0][4],
                 )
             assert caught.value.code == "verify.trusted_root"
-
-
-class TestKeylessIdentity:
-    @pytest.mark.parametrize(
-        "fields",
-        [
-            {"issuer": "i"},
-            {"subject": "s"},
-            {"subject": "s", "subject_regex": "s", "issuer": "i"},
-            {"subject": "s", "issuer": "i", "issuer_regex": "i"},
-        ],
-    )
-    def test_needs_exactly_one_subject_and_one_issuer_rule(self, fields: dict[str, str]) -> None:
-        with pytest.raises(ValidationError):
-            KeylessIdentity(**fields)
-
-    def test_an_invalid_regex_is_an_input_error(self) -> None:
-        with pytest.raises(InputError) as caught:
-            KeylessIdentity(subject_regex="(", issuer="i")
-        assert caught.value.code == "input.invalid_pattern"
-
-    def test_regex_must_match_the_whole_value(self, asset: Callable[[str], Path]) -> None:
-        cert = _bundle_certificate(
-            asset("sigstore/cosign/oci-attestation.sigstore.json").read_bytes()
-        )
-        anchored = KeylessIdentity(subject_regex=r"cody@soyland\.com", issuer_regex=r"https://.*")
-        partial = KeylessIdentity(subject_regex=r"cody@soyland", issuer=GITHUB_OAUTH)
-        assert anchored.match(cert) == ("cody@soyland.com", GITHUB_OAUTH)
-        with pytest.raises(VerificationError) as caught:
-            partial.match(cert)
-        assert caught.value.code == "verify.identity_mismatch"
-
-    def test_reads_v1_issuer_and_sigstore_other_name(self) -> None:
-        # Older Fulcio certificates carry only the raw v1 issuer; username-style identities
-        # are a Sigstore otherName SAN holding a DER UTF8String.
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([])
-        now = dt.datetime.now(dt.UTC)
-        other = x509.OtherName(SIGSTORE_OTHERNAME, b"\x0c\x09user@host")
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")]))
-            .public_key(key.public_key())
-            .serial_number(1)
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(minutes=10))
-            .add_extension(x509.SubjectAlternativeName([other]), critical=True)
-            .add_extension(
-                x509.UnrecognizedExtension(OIDC_ISSUER_V1, b"https://issuer.test"), critical=False
-            )
-            .sign(key, hashes.SHA256())
-        )
-        assert certificate_identity(cert) == (["user@host"], "https://issuer.test")
-        identity = KeylessIdentity(subject="user@host", issuer="https://issuer.test")
-        assert identity.match(cert) == ("user@host", "https://issuer.test")
 
 
 # --- bundles signed by the local Sigstore instance ---------------------------------

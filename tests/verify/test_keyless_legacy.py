@@ -23,7 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from app.errors import VerificationError
 from app.signing.keyless import sign_payload_keyless
 from app.signing.payloads import simple_signing_payload
-from app.verify.keyless import KeylessIdentity, verify_legacy_keyless
+from app.verify.keyless_identity import KeylessIdentity
+from app.verify.keyless_legacy import verify_legacy_keyless
 from app.verify.model import SignatureFormat, SignatureKind
 from tests.fixtures.sigstore import DEFAULT_ISSUER, LogKey, SigstoreInstance, trusted_root_with
 
@@ -257,7 +258,7 @@ class TestLegacyKeyless:
 
         with pytest.raises(VerificationError) as caught:
             verify(sigstore_instance, _edit_annotation(layers[0], move))
-        assert caught.value.code == "verify.malformed_signature"
+        assert caught.value.code == "evidence.malformed_signature"
 
     def test_tampered_payload_is_refused(
         self, sigstore_instance: SigstoreInstance, layers: list[LegacyLayer]
@@ -350,7 +351,7 @@ class TestLegacyKeyless:
     ) -> None:
         with pytest.raises(VerificationError) as caught:
             verify(sigstore_instance, replace(layers[0], bundle_annotation=annotation))
-        assert caught.value.code == "verify.malformed_signature"
+        assert caught.value.code == "evidence.malformed_signature"
 
     def test_malformed_certificate_and_signature_are_refused(
         self, sigstore_instance: SigstoreInstance, layers: list[LegacyLayer]
@@ -361,7 +362,7 @@ class TestLegacyKeyless:
         ):
             with pytest.raises(VerificationError) as caught:
                 verify(sigstore_instance, layer)
-            assert caught.value.code == "verify.malformed_signature"
+            assert caught.value.code == "evidence.malformed_signature"
 
     def test_another_instances_log_is_not_trusted(
         self,
@@ -448,7 +449,7 @@ class TestLegacyKeylessEntriesOfALogTheTestHolds:
         tmp_path: Path,
     ) -> None:
         """Fails if the comparison of the logged public key with the certificate's
-        (``logged != spki``) in app/verify/keyless.py (``_verify_entry_body``) is removed.
+        (``logged != spki``) in app/verify/transparency.py (``verify_entry_body``) is removed.
 
         Same signature and payload hash as the layer, but the entry records the other
         layer's certificate; the signature itself verifies over the payload.
@@ -468,7 +469,7 @@ class TestLegacyKeylessEntriesOfALogTheTestHolds:
         tmp_path: Path,
     ) -> None:
         """Fails if the payload signature check (step 5, ``key.verify(signature, payload,
-        ...)``) in app/verify/keyless.py (``verify_legacy_keyless``) is removed.
+        ...)``) in app/verify/keyless_legacy.py (``verify_legacy_keyless``) is removed.
 
         The layer carries the other layer's signature (by another key, over another
         payload) and the entry, with a valid SET, records exactly that signature, this
@@ -499,7 +500,7 @@ class TestLegacyKeylessEntriesOfALogTheTestHolds:
         valid_until: dt.timedelta | None,
     ) -> None:
         """Fails if the log key's ``validFor`` window is ignored (``log.validity.covers(when)``
-        in app/verify/keyless.py, ``_verify_set``): the SET verifies with the key, but the
+        in app/verify/transparency.py, ``verify_set``): the SET verifies with the key, but the
         trusted root says the key did not sign for that log at ``integratedTime``."""
         root = _trusted_own_rekor(
             sigstore_instance,
@@ -573,7 +574,7 @@ class TestLegacyKeylessCertificatesOfACaTheTestHolds:
         message: str,
     ) -> None:
         """Fails if the code-signing key-usage check (``_check_code_signing``) in
-        app/verify/keyless.py (``verify_legacy_keyless``) is removed: the leaf chains to a
+        app/verify/keyless_legacy.py (``verify_legacy_keyless``) is removed: the leaf chains to a
         trusted CA, carries a valid SCT and is logged with a valid SET."""
         layer, root = self._layer_and_root(
             sigstore_instance, layers[0], tmp_path / "root.json", **leaf_options

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from app.errors import InputError, VerificationError
-from app.verify.keyless import OIDC_ISSUER_V2, KeylessIdentity
-from app.verify.patterns import MAX_PATTERN_CHARS, compile_identity_pattern
-from app.verify.trust import parse_identity
+from app.limits import MAX_PATTERN_CHARS
+from app.verify.keyless_identity import OIDC_ISSUER_V2, KeylessIdentity, parse_identity
+from app.verify.patterns import compile_identity_pattern
 from tests.fixtures.sigstore import DEFAULT_ISSUER
 
 # Backtracking ``re`` needs about 2**len(subject) steps to fail this pattern on this subject.

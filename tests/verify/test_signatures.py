@@ -40,5 +40,5 @@ def test_an_exception_in_one_candidate_is_a_rejection(monkeypatch: pytest.Monkey
 
     assert signatures == [verified]
     (rejection,) = rejections
-    assert rejection.code == "verify.malformed_signature"
+    assert rejection.code == "evidence.malformed_signature"
     assert rejection.signature_digest == hostile.signature_digest

@@ -16,14 +16,10 @@ from app.errors import Error, VerificationError
 from app.oci.client import RegistryClient
 from app.verify.bundle import verify_bundle
 from app.verify.evidence import collect_evidence
+from app.verify.keyless_identity import parse_identity
 from app.verify.model import SignatureKind
-from app.verify.trust import (
-    TrustAuthority,
-    TrustedRootRef,
-    key_authority,
-    keyless_authority,
-    parse_identity,
-)
+from app.verify.trust import TrustAuthority, key_authority, keyless_authority
+from app.verify.trusted_root import TrustedRootRef
 from tests.fixtures.images import push_random_image, registry_settings
 from tests.fixtures.registry import RegistryProcess
 from tests.verify import cosign_wire as wire
