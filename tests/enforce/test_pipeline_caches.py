@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,21 @@ async def make_services(
     yield _make
     for svc in made:
         await svc.aclose()
+
+
+@pytest.fixture
+def counting_proxy(registry: RegistryProcess) -> Iterator[CountingProxyStandIn]:
+    """The test registry behind a proxy that counts what it is asked."""
+    with CountingProxyStandIn(registry) as proxy:
+        yield proxy
+
+
+async def signed_through(
+    services: Services, proxy: CountingProxyStandIn, *repositories: str
+) -> list[ImageRef]:
+    """Trust a new key for the proxy's host and sign one new image per repository there."""
+    trust_new_key(services, scope=f"{proxy.host}/**")
+    return [await signed_image(services, f"{proxy.host}/{repo}") for repo in repositories]
 
 
 async def signed_image(services: Services, repo: str) -> ImageRef:
@@ -190,21 +205,20 @@ class TestCachesAnswer:
         self,
         make_services: Callable[..., Services],
         registry: RegistryProcess,
+        counting_proxy: CountingProxyStandIn,
     ) -> None:
-        with CountingProxyStandIn(registry) as proxy:
-            services = make_services(insecure_registries=[registry.host, proxy.host])
-            trust_new_key(services, scope=f"{proxy.host}/**")
-            lone = await signed_image(services, f"{proxy.host}/single/app")
-            crowd = await signed_image(services, f"{proxy.host}/crowd/app")
-            proxy.requests.clear()
-            await decide_once(services, str(lone))
-            one_decision = len(proxy.requests)
-            proxy.requests.clear()
+        proxy = counting_proxy
+        services = make_services(insecure_registries=[registry.host, proxy.host])
+        lone, crowd = await signed_through(services, proxy, "single/app", "crowd/app")
+        proxy.requests.clear()
+        await decide_once(services, str(lone))
+        one_decision = len(proxy.requests)
+        proxy.requests.clear()
 
-            outcomes = await asyncio.gather(*(decide_once(services, str(crowd)) for _ in range(50)))
+        outcomes = await asyncio.gather(*(decide_once(services, str(crowd)) for _ in range(50)))
 
-            assert all(o.allowed for o in outcomes)
-            assert len(proxy.requests) == one_decision, proxy.requests
+        assert all(o.allowed for o in outcomes)
+        assert len(proxy.requests) == one_decision, proxy.requests
 
 
 class TestRegistryRequests:
@@ -214,28 +228,27 @@ class TestRegistryRequests:
         self,
         make_services: Callable[..., Services],
         registry: RegistryProcess,
+        counting_proxy: CountingProxyStandIn,
     ) -> None:
-        with CountingProxyStandIn(registry) as proxy:
-            signer = make_services(insecure_registries=[registry.host, proxy.host])
-            trust_new_key(signer, scope=f"{proxy.host}/**")
-            first = await signed_image(signer, f"{proxy.host}/first/app")
-            second = await signed_image(signer, f"{proxy.host}/second/app")
-            # A replica that has seen neither image nor the registry.
-            decider = make_services(insecure_registries=[registry.host, proxy.host])
-            proxy.requests.clear()
-            assert (await decide_once(decider, str(first))).allowed
-            # Debian's registry has no referrers API: learnt once (a 404), then not asked.
-            assert any("/referrers/" in path for _, path in proxy.requests), proxy.requests
-            proxy.requests.clear()
+        proxy = counting_proxy
+        signer = make_services(insecure_registries=[registry.host, proxy.host])
+        first, second = await signed_through(signer, proxy, "first/app", "second/app")
+        # A replica that has seen neither image nor the registry.
+        decider = make_services(insecure_registries=[registry.host, proxy.host])
+        proxy.requests.clear()
+        assert (await decide_once(decider, str(first))).allowed
+        # Debian's registry has no referrers API: learnt once (a 404), then not asked.
+        assert any("/referrers/" in path for _, path in proxy.requests), proxy.requests
+        proxy.requests.clear()
 
-            outcome = await decide_once(decider, str(second))
+        outcome = await decide_once(decider, str(second))
 
-            assert outcome.allowed
-            paths = [path for _, path in proxy.requests]
-            assert not any("/referrers/" in p for p in paths), paths
-            assert not any(p.endswith(".sig") for p in paths), paths
-            # The image is named by digest: the fallback index, the bundle's manifest, its blob.
-            assert len(paths) == 3, paths
+        assert outcome.allowed
+        paths = [path for _, path in proxy.requests]
+        assert not any("/referrers/" in p for p in paths), paths
+        assert not any(p.endswith(".sig") for p in paths), paths
+        # The image is named by digest: the fallback index, the bundle's manifest, its blob.
+        assert len(paths) == 3, paths
 
     async def test_the_legacy_tag_is_read_when_the_referrers_leave_an_authority_unsigned(
         self,
