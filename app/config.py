@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     decision_deadline: float = Field(default=10.0, gt=0, le=120)
     # Decision records are written in batches of at most this many, collected for at most
     # this long: together they bound what a SIGKILL can lose (app.enforce.records).
-    decision_batch_size: int = Field(default=256, ge=1, le=10_000)
+    decision_batch_size: int = Field(default=1024, ge=1, le=10_000)
     decision_flush_seconds: float = Field(default=0.05, gt=0, le=5)
     policy_workers: int = Field(default=2, ge=1, le=32)
     cache_tag_ttl: float = Field(default=30.0, ge=0)

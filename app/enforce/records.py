@@ -49,7 +49,7 @@ from app.enforce.outcome import Outcome
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.05
-BATCH_SIZE = 256
+BATCH_SIZE = 1024
 # At most one warning this often while records are queued beyond the bound.
 _OVER_BOUND_LOG_SECONDS = 10.0
 
