@@ -544,6 +544,22 @@ class _CachedAnswer:
     answer: EngineAnswer
     valid_until_ns: int | None
 
+    # An estimate of the entry's footprint, and of each denial or warning it holds.
+    base_size = 512
+
+    def valid(self, now_ns: int) -> bool:
+        return self.valid_until_ns is None or now_ns < self.valid_until_ns
+
+
+def _keep_answer(parts: DecisionParts, key: str, entry: _CachedAnswer) -> None:
+    """Cache ``entry`` until the earliest of the cache's TTL and the policy's
+    ``valid_until``."""
+    until = entry.valid_until_ns
+    ttl = None if until is None else max(0.0, (until - time.time_ns()) / 1e9)
+    decision = entry.answer.decision
+    size = entry.base_size + 256 * (len(decision.deny) + len(decision.warn))
+    parts.caches.decisions.put(key, entry, ttl=ttl, size=size)
+
 
 async def _answer(
     encoded: EncodedInput, request: DecisionRequest, parts: DecisionParts, trace: _Trace
@@ -554,9 +570,7 @@ async def _answer(
     key = f"{request.entrypoint.value}:{revision}:{encoded.cache_key}"
     now_ns = time.time_ns()
     cached = parts.caches.decisions.get(key)
-    if isinstance(cached, _CachedAnswer) and (
-        cached.valid_until_ns is None or now_ns < cached.valid_until_ns
-    ):
+    if isinstance(cached, _CachedAnswer) and cached.valid(now_ns):
         trace.cache = "decision"
         return cached.answer
     answer = await parts.slots.run(
@@ -565,11 +579,7 @@ async def _answer(
         what=request.image,
     )
     if answer.revision == revision:
-        valid_until = _valid_until_ns(answer.decision)
-        ttl = None if valid_until is None else max(0.0, (valid_until - now_ns) / 1e9)
-        findings = len(answer.decision.deny) + len(answer.decision.warn)
-        size = 512 + 256 * findings  # an estimate of the entry's footprint
-        parts.caches.decisions.put(key, _CachedAnswer(answer, valid_until), ttl=ttl, size=size)
+        _keep_answer(parts, key, _CachedAnswer(answer, _valid_until_ns(answer.decision)))
     return answer
 
 
@@ -596,11 +606,13 @@ class _Facts:
 
 
 @dataclass(frozen=True)
-class _Remembered:
+class _Remembered(_CachedAnswer):
+    """A cached answer with the facts it was made on and the input they made."""
+
     facts: _Facts
-    answer: EngineAnswer
     policy_input: dict[str, object]
-    valid_until_ns: int | None
+
+    base_size = 1024
 
 
 class _Memory:
@@ -637,7 +649,7 @@ class _Memory:
         entry = cache.get(self._key(self._parts.engine().revision), counted=False)
         if not isinstance(entry, _Remembered) or not entry.facts.same_as(self._facts):
             return None
-        if entry.valid_until_ns is not None and time.time_ns() >= entry.valid_until_ns:
+        if not entry.valid(time.time_ns()):
             return None
         cache.hit()
         return entry
@@ -645,11 +657,8 @@ class _Memory:
     def keep(self, answer: EngineAnswer, policy_input: dict[str, object]) -> None:
         if answer.revision is None or answer.revision != self._parts.engine().revision:
             return  # decided by an engine already replaced
-        valid_until = _valid_until_ns(answer.decision)
-        ttl = None if valid_until is None else max(0.0, (valid_until - time.time_ns()) / 1e9)
-        entry = _Remembered(self._facts, answer, policy_input, valid_until)
-        size = 1024 + 256 * (len(answer.decision.deny) + len(answer.decision.warn))
-        self._parts.caches.decisions.put(self._key(answer.revision), entry, ttl=ttl, size=size)
+        entry = _Remembered(answer, _valid_until_ns(answer.decision), self._facts, policy_input)
+        _keep_answer(self._parts, self._key(answer.revision), entry)
 
 
 def _valid_until_ns(decision: PolicyDecision) -> int | None:

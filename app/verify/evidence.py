@@ -165,18 +165,7 @@ async def legacy_evidence(
     client: RegistryClient, image: ImageRef, *, limits: EvidenceLimits | None = None
 ) -> Evidence:
     """The candidates of the legacy ``.sig`` tag of ``image`` (digest-pinned) alone."""
-    limits = limits or EvidenceLimits()
-    assert image.digest is not None, "evidence needs a digest-pinned reference"
-    gate = asyncio.Semaphore(limits.concurrency)
-    problems: list[Rejection] = []
-
-    async def bounded(fetch: Awaitable[list[Candidate]]) -> list[Candidate]:
-        async with gate:
-            return await fetch
-
-    home = client.evidence_home(image)
-    found = await _legacy_candidates(client, home, limits, problems, bounded)
-    return Evidence(digest=image.digest, candidates=tuple(found), problems=tuple(problems))
+    return await evidence_from_referrers(client, image, (), limits=limits, legacy=True)
 
 
 async def _fetch_bundle(
