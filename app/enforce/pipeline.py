@@ -735,11 +735,22 @@ def unparseable_outcome(request: DecisionRequest, error: InputError) -> Outcome:
         image=request.image,
     )
     decision = PolicyDecision(allow=False, deny=[finding])
-    trace = _Trace()
-    policy_input: dict[str, object] = {"version": 1, "entrypoint": request.entrypoint.value}
+    policy_input = _minimal_input(request)
+    return _outcome(
+        request, request.image, None, decision, _Trace(), policy_input, failure=error.code
+    )
+
+
+def _minimal_input(request: DecisionRequest, image: ImageFacts | None = None) -> dict[str, object]:
+    """What is recorded as the input of an outcome decided before an input was built: the
+    entry point, the image when its reference parses, and who asked from where (the audit
+    record's namespace and object come from the Kubernetes context)."""
+    document: dict[str, object] = {"version": 1, "entrypoint": request.entrypoint.value}
+    if image is not None:
+        document["image"] = image.model_dump(mode="json", exclude_none=True)
     if request.kubernetes is not None:
-        policy_input["kubernetes"] = request.kubernetes.model_dump(mode="json", exclude_none=True)
-    return _outcome(request, request.image, None, decision, trace, policy_input, failure=error.code)
+        document["kubernetes"] = request.kubernetes.model_dump(mode="json", exclude_none=True)
+    return document
 
 
 def _failure_outcome(
@@ -769,13 +780,7 @@ def _failure_outcome(
         else PolicyDecision(allow=True, warn=[finding])
     )
     if not policy_input:
-        policy_input = {
-            "version": 1,
-            "entrypoint": request.entrypoint.value,
-            "image": ImageFacts.from_reference(str(ref), digest=digest).model_dump(
-                mode="json", exclude_none=True
-            ),
-        }
+        policy_input = _minimal_input(request, ImageFacts.from_reference(str(ref), digest=digest))
     return _outcome(request, ref, digest, decision, trace, policy_input, failure=code)
 
 

@@ -14,14 +14,14 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select, update
 
-from app.db.models import Decision, ScanRecord
+from app.db.models import AuditRecord, Decision, ScanRecord
 from app.db.session import session_scope
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import DecisionRequest, Outcome
 from app.enforce.pipeline import decide_and_store
 from app.enforce.scans import upload_scan
 from app.failure_mode import FailureMode
-from app.policy.input import Entrypoint
+from app.policy.input import Entrypoint, KubernetesContext
 from app.services import Services
 from tests.fixtures.faulty import DribblingRegistryStandIn, SilentRegistryStandIn, refused_host
 from tests.fixtures.images import push_random_image
@@ -109,6 +109,31 @@ class TestOtherFailures:
 
         assert_failed(outcome, elapsed, "evidence.scan")
         assert recorded_failures(services) == ["evidence.scan"]
+
+    async def test_an_admission_failure_is_audited_with_its_namespace_and_object(
+        self, services: Services
+    ) -> None:
+        """A decision that fails before its input is built still records who asked from
+        where: the audit record names the namespace and the object."""
+        context = KubernetesContext(
+            namespace="payments", kind="Deployment", name="api", operation="CREATE"
+        )
+        request = DecisionRequest(
+            image=f"{refused_host()}/team/app:1",
+            entrypoint=Entrypoint.admission,
+            deadline=Deadline(DEADLINE),
+            kubernetes=context,
+        )
+
+        outcome, _ = await decide_and_store(request, services.decisions)
+
+        assert outcome.failure == "registry.unreachable"
+        with session_scope(services.sessions) as session:
+            record = session.scalars(
+                select(AuditRecord).where(AuditRecord.kind == "admission.decision")
+            ).one()
+            assert (record.namespace, record.object) == ("payments", "Deployment/api")
+            assert record.reasons == ["registry.unreachable"]
 
     async def test_a_failing_registry_is_not_asked_again_at_once(
         self, services: Services, silent_registry: SilentRegistryStandIn
