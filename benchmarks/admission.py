@@ -256,17 +256,20 @@ end
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def cpu_seconds(pid: int, *, thread: int | None = None) -> float:
+    """User + system CPU time of process ``pid`` (all its threads, or only ``thread``)."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(server: Server, script: Path, *, connections: int, seconds: int) -> dict[str, float]:
     """One ``wrk`` run on ``CLIENT_CORE``: requests/s, latency percentiles (ms) and the
     server's CPU time per request (ms, all its threads: a figure a busy machine moves
-    less than wall-clock ones)."""
-    cpu = cpu_seconds(server.process.pid)
+    less than wall-clock ones), and the part of it spent off the event loop's thread (the
+    decision recorder's, in a warm run)."""
+    pid = server.process.pid
+    cpu, loop_cpu = cpu_seconds(pid), cpu_seconds(pid, thread=pid)
     proc = subprocess.run(
         [
             "taskset",
@@ -286,7 +289,8 @@ def wrk(server: Server, script: Path, *, connections: int, seconds: int) -> dict
         text=True,
         check=True,
     )
-    used = cpu_seconds(server.process.pid) - cpu
+    used = cpu_seconds(pid) - cpu
+    loop_used = cpu_seconds(pid, thread=pid) - loop_cpu
     line = next(x for x in proc.stdout.splitlines() if x.startswith("{"))
     raw = json.loads(line)
     if raw["non_2xx"] or raw["socket_errors"]:
@@ -298,6 +302,7 @@ def wrk(server: Server, script: Path, *, connections: int, seconds: int) -> dict
         "p99_ms": raw["p99_us"] / 1e3,
         "max_ms": raw["max_us"] / 1e3,
         "server_cpu_ms_per_request": used / raw["requests"] * 1e3,
+        "server_cpu_ms_per_request_off_loop": (used - loop_used) / raw["requests"] * 1e3,
     }
 
 

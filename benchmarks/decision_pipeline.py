@@ -63,6 +63,7 @@ from app.enforce.sign import sign_image  # noqa: E402
 from app.policy.bundle import PolicyBundle  # noqa: E402
 from app.policy.engines import EmbeddedOpaEngine  # noqa: E402
 from app.policy.findings import ScanSnapshot, encode_input  # noqa: E402
+from app.policy.go_gc import restart_with_go_gc_defaults  # noqa: E402
 from app.policy.input import Entrypoint  # noqa: E402
 from app.policy.opa_native import eval_document_encoded  # noqa: E402
 from app.services import Services  # noqa: E402
@@ -368,6 +369,8 @@ def main() -> None:
         help="the tree before the pipeline (default: $SEALGATE_BENCH_OLD_TREE)",
     )
     args = parser.parse_args()
+    # The engine's Go collector as ``sealgate serve`` runs it (app.policy.go_gc).
+    restart_with_go_gc_defaults()
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     policy = measure_policy(args.samples)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Insert, delete, exists, select
@@ -44,7 +45,7 @@ class InputBody:
     findings: bytes | None = None
     findings_name: str | None = None
 
-    @property
+    @cached_property
     def name(self) -> str:
         return content_hash(self.document)
 

@@ -8,6 +8,7 @@ or the policy engine. Each command imports what it needs when it runs
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -127,5 +128,14 @@ cli.command("import")(_transfer.import_command)
 cli.command("errors")(_error_codes.errors_command)
 
 
+# The long-running commands, which decide with the embedded engine for hours.
+_SERVING_COMMANDS = frozenset({"serve", "worker"})
+
+
 def main() -> None:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command in _SERVING_COMMANDS:
+        from app.policy.go_gc import restart_with_go_gc_defaults
+
+        restart_with_go_gc_defaults()
     cli()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 
 from app.enforce.deadline import Deadline
 from app.failure_mode import FailureMode
@@ -76,7 +76,9 @@ class Outcome(BaseModel):
         description="Repositories other than the image's own that served its evidence "
         "(mirror endpoints, a signature repository); the input's image.served_by.",
     )
-    input: dict[str, Any] = Field(
+    # Taken as given, not copied: the pipeline built it, and the decision recorder knows a
+    # remembered decision's input by its identity (``app.enforce.records``).
+    input: SkipValidation[dict[str, Any]] = Field(
         default_factory=dict,
         description="The policy input decided on, findings replaced by their hash.",
         exclude=True,

@@ -168,15 +168,18 @@ def input_body(outcome: Outcome) -> InputBody:
     return InputBody(canonical_json(outcome.full_input()))
 
 
-def decision_values(outcome: Outcome, *, input_hash: str) -> dict[str, Any]:
-    """The stored form of an outcome, as the ``decisions`` row's values: the decision, the
-    name of its stored input, who asked and what decided."""
+def decision_values(
+    outcome: Outcome, *, input_hash: str, result: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The stored form of an outcome, as the ``decisions`` row's values: the decision
+    (``result``, when its stored form is at hand), the name of its stored input, who asked
+    and what decided."""
     return {
         "entrypoint": outcome.entrypoint.value,
         "image": outcome.image,
         "digest": outcome.digest,
         "allowed": outcome.allowed,
-        "result": outcome.decision.model_dump(mode="json"),
+        "result": result if result is not None else outcome.decision.model_dump(mode="json"),
         "input_hash": input_hash,
         "policy_version": outcome.policy_version,
         "policy_revision": outcome.policy_revision,
@@ -190,6 +193,45 @@ def decision_values(outcome: Outcome, *, input_hash: str) -> dict[str, Any]:
         "served_by": list(outcome.served_by) if outcome.served_by else None,
         "created_at": utcnow(),
     }
+
+
+class _StoredForms:
+    """The stored forms of inputs and decisions, made once per object.
+
+    A remembered decision hands every outcome it answers the same input and the same
+    decision objects (``app.enforce.pipeline``), so a warm cluster's records share them:
+    encoding and hashing each one again was a third of the writer's time, measured. Kept
+    by identity, each entry holding its objects so that their ids cannot be reused, and
+    forgotten wholesale past ``size`` entries. The writer thread alone uses it.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._inputs: dict[tuple[int, int], tuple[object, object, InputBody]] = {}
+        self._results: dict[int, tuple[object, dict[str, Any]]] = {}
+
+    def input_body(self, outcome: Outcome) -> InputBody:
+        key = (id(outcome.input), id(outcome.encoded_findings))
+        held = self._inputs.get(key)
+        if held is not None and held[0] is outcome.input and held[1] is outcome.encoded_findings:
+            return held[2]
+        body = input_body(outcome)
+        self._remember(self._inputs, key, (outcome.input, outcome.encoded_findings, body))
+        return body
+
+    def result(self, outcome: Outcome) -> dict[str, Any]:
+        decision = outcome.decision
+        held = self._results.get(id(decision))
+        if held is not None and held[0] is decision:
+            return held[1]
+        result = decision.model_dump(mode="json")
+        self._remember(self._results, id(decision), (decision, result))
+        return result
+
+    def _remember(self, memo: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(memo) >= self._size:
+            memo.clear()
+        memo[key] = value
 
 
 _DECISIONS = Base.metadata.tables[Decision.__tablename__]
@@ -237,6 +279,7 @@ class DecisionRecorder:
         # Unbounded: the slots bound what is queued (beyond-the-bound records aside).
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._slots = _Slots(batch_size)
+        self._forms = _StoredForms()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.written = 0
@@ -333,7 +376,7 @@ class DecisionRecorder:
         chain's lock (held until this commit): a retention purge cannot delete an old
         input between its store and the decisions that name it, inserted last.
         """
-        inputs = [input_body(p.outcome) for p in batch]
+        inputs = [self._forms.input_body(p.outcome) for p in batch]
         names = [body.name for body in inputs]
         with session_scope(self._sessions) as session:
             entries = [
@@ -342,7 +385,7 @@ class DecisionRecorder:
             ]
             append_audit(session, entries, inputs=inputs)
             rows = [
-                decision_values(p.outcome, input_hash=name)
+                decision_values(p.outcome, input_hash=name, result=self._forms.result(p.outcome))
                 for p, name in zip(batch, names, strict=True)
             ]
             return insert_decisions(session, rows)

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.audit.chain import lock_chain
+from app.audit.inputs import load_input
 from app.db.models import Decision
 from app.db.session import make_session_factory
 from app.enforce.outcome import Outcome
@@ -251,3 +252,33 @@ class TestRecorderSlots:
         assert recorder.over_bound == 0
         recorder.close()
         assert recorder.written == 2
+
+
+class TestSharedStoredForms:
+    """Outcomes of one remembered decision share its input and decision objects: the
+    recorder encodes and hashes them once, and never hands one outcome's stored form to
+    another whose input differs."""
+
+    async def test_shared_objects_are_stored_once_and_distinct_ones_apart(
+        self, test_engine: Engine, clean_database: Engine
+    ) -> None:
+        first = _outcome("r0")
+        shared = [first.model_copy(update={"source": f"r{n}"}) for n in range(1, 4)]
+        assert all(o.input is first.input and o.decision is first.decision for o in shared)
+        other = _outcome("r4").model_copy(
+            update={"input": {"image": {"reference": "registry.example/team/other"}}}
+        )
+        recorder = DecisionRecorder(make_session_factory(test_engine))
+        futures = [await recorder.submit(o, wait=5) for o in [first, *shared, other]]
+        ids = [await asyncio.wrap_future(f) for f in futures]
+        recorder.close()
+
+        with Session(test_engine) as session:
+            rows = {
+                d.source: d for d in session.scalars(select(Decision).where(Decision.id.in_(ids)))
+            }
+            inputs = {d.source: load_input(session, d.input_hash) for d in rows.values()}
+        assert len({rows[f"r{n}"].input_hash for n in range(4)}) == 1
+        assert rows["r4"].input_hash != rows["r0"].input_hash
+        assert inputs["r0"] == first.input and inputs["r4"] == other.input
+        assert all(d.result == {**rows["r0"].result} for d in rows.values())
