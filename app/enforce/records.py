@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,18 +169,16 @@ def input_body(outcome: Outcome) -> InputBody:
     return InputBody(canonical_json(outcome.full_input()))
 
 
-def decision_values(
-    outcome: Outcome, *, input_hash: str, result: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def decision_values(outcome: Outcome, *, input_hash: str, result: dict[str, Any]) -> dict[str, Any]:
     """The stored form of an outcome, as the ``decisions`` row's values: the decision
-    (``result``, when its stored form is at hand), the name of its stored input, who asked
-    and what decided."""
+    (``result``, its stored form), the name of its stored input, who asked and what
+    decided."""
     return {
         "entrypoint": outcome.entrypoint.value,
         "image": outcome.image,
         "digest": outcome.digest,
         "allowed": outcome.allowed,
-        "result": result if result is not None else outcome.decision.model_dump(mode="json"),
+        "result": result,
         "input_hash": input_hash,
         "policy_version": outcome.policy_version,
         "policy_revision": outcome.policy_revision,
@@ -207,31 +206,38 @@ class _StoredForms:
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._inputs: dict[tuple[int, int], tuple[object, object, InputBody]] = {}
-        self._results: dict[int, tuple[object, dict[str, Any]]] = {}
+        self._inputs: dict[tuple[int, ...], tuple[tuple[object, ...], Any]] = {}
+        self._results: dict[tuple[int, ...], tuple[tuple[object, ...], Any]] = {}
 
     def input_body(self, outcome: Outcome) -> InputBody:
-        key = (id(outcome.input), id(outcome.encoded_findings))
-        held = self._inputs.get(key)
-        if held is not None and held[0] is outcome.input and held[1] is outcome.encoded_findings:
-            return held[2]
-        body = input_body(outcome)
-        self._remember(self._inputs, key, (outcome.input, outcome.encoded_findings, body))
-        return body
+        made = self._once(
+            self._inputs, (outcome.input, outcome.encoded_findings), lambda: input_body(outcome)
+        )
+        assert isinstance(made, InputBody)
+        return made
 
     def result(self, outcome: Outcome) -> dict[str, Any]:
         decision = outcome.decision
-        held = self._results.get(id(decision))
-        if held is not None and held[0] is decision:
-            return held[1]
-        result = decision.model_dump(mode="json")
-        self._remember(self._results, id(decision), (decision, result))
-        return result
+        made = self._once(self._results, (decision,), lambda: decision.model_dump(mode="json"))
+        assert isinstance(made, dict)
+        return made
 
-    def _remember(self, memo: dict[Any, Any], key: Any, value: Any) -> None:
+    def _once(
+        self,
+        memo: dict[tuple[int, ...], tuple[tuple[object, ...], Any]],
+        objects: tuple[object, ...],
+        make: Callable[[], Any],
+    ) -> Any:
+        """What ``make`` made for these very ``objects``, made now if they are new."""
+        key = tuple(map(id, objects))
+        held = memo.get(key)
+        if held is not None and all(a is b for a, b in zip(held[0], objects, strict=True)):
+            return held[1]
+        value = make()
         if len(memo) >= self._size:
             memo.clear()
-        memo[key] = value
+        memo[key] = (objects, value)
+        return value
 
 
 _DECISIONS = Base.metadata.tables[Decision.__tablename__]

@@ -281,4 +281,4 @@ class TestSharedStoredForms:
         assert len({rows[f"r{n}"].input_hash for n in range(4)}) == 1
         assert rows["r4"].input_hash != rows["r0"].input_hash
         assert inputs["r0"] == first.input and inputs["r4"] == other.input
-        assert all(d.result == {**rows["r0"].result} for d in rows.values())
+        assert all(d.result == rows["r0"].result for d in rows.values())
