@@ -412,6 +412,7 @@ def profile(sealgate: Server, script: Path, args: argparse.Namespace) -> None:
             "--duration",
             str(args.seconds + 1),
             "--nonblocking",
+            "--threads",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -34,6 +34,25 @@ from app.db.models import AuditRecord, Decision, StoredInput
 
 # What a stored input puts in the place of the findings it names.
 FINDINGS_KEY = "$findings"
+# An admission review's stored input lists the input of each of its images by name:
+# ``{"review_inputs": [{"image": IMAGE, "input": {"$input": NAME}}, ...]}``.
+REVIEW_INPUTS_KEY = "review_inputs"
+INPUT_KEY = "$input"
+
+
+def review_inputs_body(images_and_inputs: Sequence[tuple[str, str]]) -> InputBody:
+    """The stored input of an admission review: the name of each image's input, in the
+    object's order. Identical reviews (a Deployment's replicas) share one row."""
+    return InputBody(
+        canonical_json(
+            {
+                REVIEW_INPUTS_KEY: [
+                    {"image": image, "input": {INPUT_KEY: name}}
+                    for image, name in images_and_inputs
+                ]
+            }
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -143,7 +162,18 @@ class InputReader:
             and scan.get("vulnerabilities") == {FINDINGS_KEY: named}
         ):
             scan["vulnerabilities"] = self._findings_named(named)
+        if document.keys() == {REVIEW_INPUTS_KEY}:
+            self._review_inputs_in_place(document[REVIEW_INPUTS_KEY])
         return document
+
+    def _review_inputs_in_place(self, entries: Any) -> None:
+        """Each image's input named in a review's stored input, put in its place (only
+        there: a decision's input never has ``review_inputs`` as its one key)."""
+        for entry in entries if isinstance(entries, list) else ():
+            reference = entry.get("input") if isinstance(entry, dict) else None
+            if isinstance(reference, dict) and reference.keys() == {INPUT_KEY}:
+                name = reference[INPUT_KEY]
+                entry["input"] = self.load(name) if isinstance(name, str) else None
 
     def _findings_named(self, name: str) -> Any:
         if name not in self._findings:
@@ -161,6 +191,10 @@ def load_input(session: Session, name: str) -> dict[str, Any] | None:
 def purge_unreferenced_inputs(session: Session, *, cutoff: dt.datetime) -> int:
     """Delete inputs stored before ``cutoff`` that no audit record, decision or other
     input names; return how many (findings named by an input purged here go next time).
+
+    An admission review's stored input names its images' inputs in its body
+    (``review_inputs_body``); their decisions name them too, and decisions are not purged,
+    so they stay while the review's record does.
 
     Conservative on purpose: an input newer than the cutoff stays even when nothing names
     it yet (a writer may be about to), and anything a record names stays. Run it holding

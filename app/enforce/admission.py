@@ -24,11 +24,13 @@ warning; either way it is recorded with its code.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from app.enforce.deadline import Deadline
 from app.enforce.outcome import Actor, DecisionRequest, Outcome
 from app.enforce.pipeline import DecisionParts, decide, unparseable_outcome
+from app.enforce.records import ReviewRecord
 from app.errors import InputError
 from app.failure_mode import FailureMode
 from app.k8s.images import (
@@ -101,6 +103,7 @@ async def admit(
     images = distinct_images(entries)
     if not images:
         return AdmissionAnswer(admission_response(review, results=()), (), kind, request_id)
+    started = time.perf_counter()
     unchanged = unchanged_images(request) if request.operation is Operation.UPDATE else frozenset()
     deadline = deadline or settings.deadline()
     outcomes = await asyncio.gather(
@@ -119,15 +122,43 @@ async def admit(
         )
     )
     decided = dict(zip(images, outcomes, strict=True))
+    # An unchanged image's denials are answered as warnings unless asked to be enforced.
+    warned_only = set() if settings.recheck_unchanged else unchanged
     results = [
-        _result(
-            image, outcome, entries, enforce=settings.recheck_unchanged or image not in unchanged
-        )
+        _result(image, outcome, entries, enforce=image not in warned_only)
         for image, outcome in decided.items()
     ]
     patch = _pins(entries, decided) if mutate else []
     answer = admission_response(review, results=results, patch=patch)
+    response = answer["response"]
+    assert isinstance(response, dict)
+    if parts.recorder is not None:
+        record = ReviewRecord(
+            outcomes=tuple(outcomes),
+            allowed=bool(response["allowed"]),
+            uid=request.uid,
+            operation=request.operation.value,
+            webhook="mutate" if mutate else "validate",
+            namespace=request.namespace,
+            object=_object_name(request),
+            actor=_actor(request),
+            request_id=request_id,
+            dry_run=request.dry_run,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            warned=tuple(i for i, o in decided.items() if i in warned_only and o.decision.deny),
+        )
+        await parts.recorder.submit_review(record, wait=deadline.remaining())
     return AdmissionAnswer(answer, tuple(outcomes), kind, request_id)
+
+
+def _object_name(request: AdmissionRequest) -> str:
+    """``Kind/name`` (``Kind/generateName`` for an object not yet named)."""
+    name = request.name or request.generate_name
+    return f"{request.kind.kind}/{name}" if name else request.kind.kind
+
+
+def _actor(request: AdmissionRequest) -> Actor:
+    return Actor(kind="kubernetes", name=request.user.username or None)
 
 
 def _carries_images(request: AdmissionRequest) -> bool:
@@ -168,20 +199,18 @@ async def _decide_image(
         entrypoint=Entrypoint.admission,
         deadline=deadline,
         kubernetes=context,
-        actor=Actor(kind="kubernetes", name=request.user.username or None),
+        actor=_actor(request),
         request_id=request_id,
         source=request.uid,
         failure_mode=settings.failure_mode,
         dry_run=request.dry_run,
     )
     try:
-        return await decide(decision_request, parts)
+        # Recorded with the whole review, as one event (``admit``).
+        return await decide(decision_request, parts, record=False)
     except InputError as e:
         # An image string that is not a reference can never be pulled or checked.
-        outcome = unparseable_outcome(decision_request, e)
-        if parts.recorder is not None:
-            await parts.recorder.submit(outcome, wait=deadline.remaining())
-        return outcome
+        return unparseable_outcome(decision_request, e)
 
 
 def _result(

@@ -164,13 +164,14 @@ class _Trace:
         return now
 
 
-async def decide(request: DecisionRequest, parts: DecisionParts) -> Outcome:
+async def decide(request: DecisionRequest, parts: DecisionParts, *, record: bool = True) -> Outcome:
     """Decide ``request`` (see the module doc) and queue its record; answers without
     waiting for the record's commit (only, when the database is slow, for room among the
     uncommitted: see ``app.enforce.records``). Raises InputError for an invalid image
-    reference only; every other failure is a recorded outcome."""
+    reference only; every other failure is an outcome, recorded unless ``record`` is
+    False (admission records a whole review's outcomes as one event)."""
     outcome = await _decide(request, parts)
-    if parts.recorder is not None:
+    if record and parts.recorder is not None:
         await parts.recorder.submit(outcome, wait=request.deadline.remaining())
     return outcome
 

@@ -5,10 +5,12 @@ once; a writer thread collects records for at most ``SEALGATE_DECISION_FLUSH_SEC
 (or ``SEALGATE_DECISION_BATCH_SIZE`` records) and writes each batch in one transaction.
 ``submit`` returns a future of the record's id, for callers that must say where it was
 stored (``POST /v1/decisions`` waits for it: what a caller is told is stored is stored).
-``close`` flushes what is queued, on graceful shutdown. Each batch also appends one audit
-record per decision to the audit trail (``app.audit``), in the same transaction; the
-decision's input is stored once per distinct content in the trail's input table, and the
-decision row and its audit record both name it by its hash.
+``close`` flushes what is queued, on graceful shutdown. Each batch also appends the audit
+records to the audit trail (``app.audit``), in the same transaction: one per decision, and
+one per admission review (``submit_review``: a decision row per image, and one record for
+the event the API server sent). A decision's input is stored once per distinct content in
+the trail's input table, and the decision row and its audit record both name it by its
+hash; a review's record names a stored list of its images' inputs.
 
 What a SIGKILL can lose is bounded by construction: at most one batch's worth of records
 is ever submitted and not yet committed. ``submit`` takes one of ``batch_size`` slots and
@@ -40,12 +42,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.audit.canonical import canonical_json
 from app.audit.chain import append_audit
 from app.audit.entry import AuditEntry, AuditKind
-from app.audit.inputs import FINDINGS_KEY, InputBody
+from app.audit.inputs import FINDINGS_KEY, InputBody, review_inputs_body
 from app.db.base import Base, utcnow
 from app.db.bulk import insert_rows
 from app.db.models import Decision
 from app.db.session import session_scope
-from app.enforce.outcome import Outcome
+from app.enforce.outcome import Actor, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +57,39 @@ BATCH_SIZE = 1024
 _OVER_BOUND_LOG_SECONDS = 10.0
 
 
+@dataclass(frozen=True)
+class ReviewRecord:
+    """One admission review, recorded as one audit event: the outcome of each distinct
+    image (each also a decision row) and the answer the API server was sent, which is not
+    always theirs (an unchanged image's denial is answered as a warning)."""
+
+    outcomes: tuple[Outcome, ...]
+    allowed: bool
+    uid: str
+    operation: str
+    webhook: str  # "validate" or "mutate"
+    namespace: str | None
+    object: str | None  # "Kind/name" or "Kind/generateName"
+    actor: Actor
+    request_id: str | None
+    dry_run: bool
+    latency_ms: float
+    # Images whose denials were answered as warnings (unchanged on UPDATE).
+    warned: tuple[str, ...] = ()
+
+
 @dataclass
 class _Pending:
-    outcome: Outcome
+    record: Outcome | ReviewRecord
     # Whether the record holds one of the recorder's slots (False: queued beyond the bound).
     slotted: bool
-    future: Future[int] = field(default_factory=Future)
+    # The decision id (an Outcome), or the ids of the review's outcomes in order.
+    future: Future[Any] = field(default_factory=Future)
+
+    @property
+    def outcomes(self) -> tuple[Outcome, ...]:
+        record = self.record
+        return record.outcomes if isinstance(record, ReviewRecord) else (record,)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -155,6 +184,52 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
     )
 
 
+# What a review record's details may list of its images (the decision rows, named by
+# the record's source, hold every one): failures and images answered with warnings.
+_REVIEW_DETAIL_IMAGES = 20
+
+
+def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
+    """The audit record of one admission review: the object and who asked, each image
+    and the digest decided on, the answer and the codes behind it, the policy that
+    decided, the review's latency, and the stored input naming each image's input."""
+    outcomes = review.outcomes
+    images = tuple(o.image[:512] for o in outcomes)
+    digests = tuple(dict.fromkeys(o.digest for o in outcomes if o.digest))
+    reasons = tuple(dict.fromkeys(c[:512] for o in outcomes for c in o.codes))
+    decided_by = next((o for o in outcomes if o.policy_version is not None), outcomes[0])
+    failures = {o.image[:512]: o.failure for o in outcomes if o.failure is not None}
+    details: dict[str, Any] = {
+        "operation": review.operation,
+        "webhook": review.webhook,
+        "dry_run": review.dry_run,
+        "images": len(outcomes),
+        "cache": sum(1 for o in outcomes if o.cache == "decision"),
+    }
+    if failures:
+        details["failures"] = dict(list(failures.items())[:_REVIEW_DETAIL_IMAGES])
+    if review.warned:
+        details["warned"] = [i[:512] for i in review.warned[:_REVIEW_DETAIL_IMAGES]]
+    if review.request_id:
+        details["request_id"] = review.request_id
+    return AuditEntry(
+        kind=AuditKind.admission_decision,
+        source=(review.uid or f"request:{review.request_id or 'internal'}")[:256],
+        actor=(review.actor.name or review.actor.kind)[:256],
+        namespace=review.namespace,
+        object=review.object[:512] if review.object else None,
+        images=images[:256],
+        digests=digests[:256],
+        decision="allowed" if review.allowed else "denied",
+        reasons=reasons[:256],
+        policy_version=decided_by.policy_version,
+        policy_revision=decided_by.policy_revision,
+        latency_ms=review.latency_ms,
+        input_hash=input_hash,
+        details=details,
+    )
+
+
 def input_body(outcome: Outcome) -> InputBody:
     """What is stored of an outcome's input: the input with its findings named by their
     hash (as the pipeline encoded it), and the findings, stored once per scan."""
@@ -208,6 +283,16 @@ class _StoredForms:
         self._size = size
         self._inputs: dict[tuple[int, ...], tuple[tuple[object, ...], Any]] = {}
         self._results: dict[tuple[int, ...], tuple[tuple[object, ...], Any]] = {}
+        self._reviews: dict[tuple[tuple[str, str], ...], InputBody] = {}
+
+    def review_inputs(self, images_and_inputs: tuple[tuple[str, str], ...]) -> InputBody:
+        """A review's stored input, by value: the same Pod's reviews name the same inputs."""
+        made = self._reviews.get(images_and_inputs)
+        if made is None:
+            if len(self._reviews) >= self._size:
+                self._reviews.clear()
+            made = self._reviews[images_and_inputs] = review_inputs_body(images_and_inputs)
+        return made
 
     def input_body(self, outcome: Outcome) -> InputBody:
         made = self._once(
@@ -296,12 +381,20 @@ class DecisionRecorder:
     async def submit(self, outcome: Outcome, *, wait: float) -> Future[int]:
         """Queue ``outcome`` for writing once fewer than a batch of records are uncommitted,
         waiting up to ``wait`` seconds for that (then queue it beyond the bound, logged);
-        the future gives the record id once committed."""
+        the future gives the decision's id once committed."""
+        return await self._queue_record(outcome, wait=wait)
+
+    async def submit_review(self, review: ReviewRecord, *, wait: float) -> Future[tuple[int, ...]]:
+        """Queue an admission review as ``submit`` does an outcome: one audit record for
+        the review and a decision row per image; the future gives their decision ids."""
+        return await self._queue_record(review, wait=wait)
+
+    async def _queue_record(self, record: Outcome | ReviewRecord, *, wait: float) -> Future[Any]:
         self._ensure_started()
         slotted = await self._slots.take(wait=wait)
         if not slotted:
             self._note_over_bound()
-        pending = _Pending(outcome, slotted=slotted)
+        pending = _Pending(record, slotted=slotted)
         self._queue.put(pending)
         return pending.future
 
@@ -362,7 +455,7 @@ class DecisionRecorder:
                 "decision records could not be written",
                 extra={"records": len(batch), "error": repr(e)[:300]},
             )
-            outcomes: list[int | Exception] = [e] * len(batch)
+            outcomes: list[tuple[int, ...] | Exception] = [e] * len(batch)
         else:
             self.written += len(batch)
             outcomes = list(ids)
@@ -372,26 +465,40 @@ class DecisionRecorder:
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 pending.future.set_exception(outcome)
-            else:
+            elif isinstance(pending.record, ReviewRecord):
                 pending.future.set_result(outcome)
+            else:
+                pending.future.set_result(outcome[0])
 
-    def _commit(self, batch: list[_Pending]) -> list[int]:
-        """Write ``batch`` in one transaction; return the records' ids.
+    def _commit(self, batch: list[_Pending]) -> list[tuple[int, ...]]:
+        """Write ``batch`` in one transaction; return the decision ids of each record.
 
-        One audit record per decision, and each input stored once per content, under the
-        chain's lock (held until this commit): a retention purge cannot delete an old
-        input between its store and the decisions that name it, inserted last.
+        One audit record per outcome or review, one decision row per outcome, and each
+        input stored once per content, under the chain's lock (held until this commit): a
+        retention purge cannot delete an old input between its store and the decisions
+        that name it, inserted last.
         """
-        inputs = [self._forms.input_body(p.outcome) for p in batch]
-        names = [body.name for body in inputs]
+        inputs: list[InputBody] = []
+        entries: list[AuditEntry] = []
+        rows: list[dict[str, Any]] = []
+        for pending in batch:
+            bodies = [self._forms.input_body(o) for o in pending.outcomes]
+            names = [body.name for body in bodies]
+            inputs += bodies
+            record = pending.record
+            if isinstance(record, ReviewRecord):
+                review_inputs = self._forms.review_inputs(
+                    tuple(zip((o.image for o in record.outcomes), names, strict=True))
+                )
+                inputs.append(review_inputs)
+                entries.append(review_entry(record, input_hash=review_inputs.name))
+            else:
+                entries.append(audit_entry(record, input_hash=names[0]))
+            rows += [
+                decision_values(o, input_hash=name, result=self._forms.result(o))
+                for o, name in zip(pending.outcomes, names, strict=True)
+            ]
         with session_scope(self._sessions) as session:
-            entries = [
-                audit_entry(p.outcome, input_hash=name)
-                for p, name in zip(batch, names, strict=True)
-            ]
             append_audit(session, entries, inputs=inputs)
-            rows = [
-                decision_values(p.outcome, input_hash=name, result=self._forms.result(p.outcome))
-                for p, name in zip(batch, names, strict=True)
-            ]
-            return insert_decisions(session, rows)
+            ids = iter(insert_decisions(session, rows))
+        return [tuple(next(ids) for _ in pending.outcomes) for pending in batch]

@@ -21,10 +21,13 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.audit.query import AuditRecordView, get_record
+from app.audit.verification import ChainReport
+from app.audit.verification import verify_chain as verify_audit_chain
 from app.auth.scopes import Scope
 from app.auth.tokens import Principal
 from app.config import Settings
-from app.db.models import Decision
+from app.db.models import AuditRecord, Decision
 from app.db.session import session_scope
 from app.enforce.scans import upload_scan
 from app.enforce.sign import sign_image
@@ -142,6 +145,19 @@ def post(client: TestClient, body: Any, *, mutate: bool = False) -> dict[str, An
 def recorded(services: Services) -> list[Decision]:
     with session_scope(services.sessions) as session:
         return list(session.scalars(select(Decision).order_by(Decision.id)))
+
+
+def audit_records(services: Services, *, kind: str) -> list[AuditRecordView]:
+    with session_scope(services.sessions) as session:
+        rows = session.scalars(
+            select(AuditRecord).where(AuditRecord.kind == kind).order_by(AuditRecord.seq)
+        )
+        return [AuditRecordView.from_row(row) for row in rows]
+
+
+def verify_chain(services: Services) -> ChainReport:
+    with session_scope(services.sessions) as session:
+        return verify_audit_chain(session, key=None)
 
 
 class TestSamples:
@@ -268,6 +284,86 @@ class TestDecisions:
         assert (
             recorded_input(services, row)["kubernetes"]["namespace"] == body["request"]["namespace"]
         )
+
+    async def test_a_review_is_one_audit_record_naming_every_image_and_its_input(
+        self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        good = await signed(services, unique_repo("web"))
+        bad = await pushed(services, unique_repo("setup"))
+        body = review("Deployment", deployment(tagged(good), init=(tagged(bad),)))
+        body["request"]["name"] = "web"  # as the API server sends it
+
+        assert post(client, body)["response"]["allowed"] is False
+
+        services.decisions.recorder.close()  # type: ignore[union-attr]
+        (record,) = audit_records(services, kind="admission.decision")
+        uid = body["request"]["uid"]
+        assert (record.source, record.actor) == (uid, "alice")
+        assert (record.namespace, record.object) == ("prod", "Deployment/web")
+        # Each image with the digest decided on.
+        assert sorted(zip(record.images, record.digests, strict=True)) == sorted(
+            [(tagged(good), good.digest), (tagged(bad), bad.digest)]
+        )
+        assert record.decision == "denied"
+        assert any("signature" in code for code in record.reasons), record.reasons
+        assert record.details["operation"] == "CREATE" and record.details["images"] == 2
+        assert record.latency_ms is not None and record.latency_ms > 0
+        # One decision row per image, both named by the review's uid.
+        rows = [r for r in recorded(services) if r.entrypoint == "admission"]
+        assert sorted((r.image, r.allowed) for r in rows) == sorted(
+            [(tagged(good), True), (tagged(bad), False)]
+        )
+        assert {r.source for r in rows} == {uid}
+        # The record's input names each image's input, read back whole.
+        with session_scope(services.sessions) as session:
+            _, stored = get_record(session, seq=record.seq)
+        assert stored is not None
+        inputs = {entry["image"]: entry["input"] for entry in stored["review_inputs"]}
+        assert inputs.keys() == {tagged(good), tagged(bad)}
+        assert inputs[tagged(bad)]["kubernetes"]["containers"] == [{"name": "i0", "type": "init"}]
+        assert inputs[tagged(good)] == recorded_input(
+            services, next(r for r in rows if r.image == tagged(good))
+        )
+        assert verify_chain(services).ok
+
+    async def test_an_unchanged_image_answered_with_a_warning_is_recorded_as_warned(
+        self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        unsigned = await pushed(services, unique_repo("web"))
+        running = deployment(tagged(unsigned), replicas=2)
+        scaled = review(
+            "Deployment", deployment(tagged(unsigned), replicas=5), operation="UPDATE", old=running
+        )
+
+        assert post(client, scaled)["response"]["allowed"] is True
+
+        services.decisions.recorder.close()  # type: ignore[union-attr]
+        (record,) = audit_records(services, kind="admission.decision")
+        assert record.decision == "allowed"  # what the API server was told
+        assert record.details["warned"] == [tagged(unsigned)]
+        assert record.details["operation"] == "UPDATE"
+        assert record.reasons  # the denial's codes, answered as a warning
+        (row,) = [r for r in recorded(services) if r.entrypoint == "admission"]
+        assert row.allowed is False  # the image's own decision
+
+    async def test_identical_reviews_share_their_stored_input(
+        self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
+    ) -> None:
+        image = await signed(services, unique_repo("web"))
+        for _ in range(3):  # three replicas of one ReplicaSet: three reviews
+            pod = {
+                "kind": "Pod",
+                "metadata": {"generateName": "web-"},
+                "spec": pod_spec(tagged(image)),
+            }
+            assert post(client, review("Pod", pod))["response"]["allowed"] is True
+
+        services.decisions.recorder.close()  # type: ignore[union-attr]
+        records = audit_records(services, kind="admission.decision")
+        assert len(records) == 3
+        assert len({r.source for r in records}) == 3
+        assert len({r.input_hash for r in records}) == 1
+        assert {r.object for r in records} == {"Pod/web-"}
 
     async def test_mutation_pins_tags_and_the_pod_then_decides_from_cache(
         self, services: Services, client: TestClient, unique_repo: Callable[[str], str]

@@ -31,10 +31,10 @@ from sqlalchemy.orm import Session
 
 from app.audit.chain import lock_chain
 from app.audit.inputs import load_input
-from app.db.models import Decision
+from app.db.models import AuditRecord, Decision
 from app.db.session import make_session_factory
-from app.enforce.outcome import Outcome
-from app.enforce.records import DecisionRecorder
+from app.enforce.outcome import Actor, Outcome
+from app.enforce.records import DecisionRecorder, ReviewRecord
 from app.oci.refs import ImageRef
 from app.policy.decision import PolicyDecision
 from app.policy.input import Entrypoint
@@ -282,3 +282,40 @@ class TestSharedStoredForms:
         assert rows["r4"].input_hash != rows["r0"].input_hash
         assert inputs["r0"] == first.input and inputs["r4"] == other.input
         assert all(d.result == rows["r0"].result for d in rows.values())
+
+
+class TestReviewRecords:
+    async def test_a_review_is_one_audit_record_and_a_decision_per_image_in_order(
+        self, test_engine: Engine, clean_database: Engine
+    ) -> None:
+        web = _outcome("uid-1")
+        sidecar = _outcome("uid-1").model_copy(
+            update={"image": "registry.example/team/sidecar:1", "input": {"image": "sidecar"}}
+        )
+        review = ReviewRecord(
+            outcomes=(web, sidecar),
+            allowed=True,
+            uid="uid-1",
+            operation="CREATE",
+            webhook="validate",
+            namespace="prod",
+            object="Pod/web-",
+            actor=Actor(kind="kubernetes", name="alice"),
+            request_id="r-1",
+            dry_run=False,
+            latency_ms=1.5,
+        )
+        recorder = DecisionRecorder(make_session_factory(test_engine))
+        single = await recorder.submit(_outcome("other"), wait=5)
+        both = await recorder.submit_review(review, wait=5)
+        single_id, ids = await asyncio.wrap_future(single), await asyncio.wrap_future(both)
+        recorder.close()
+
+        with Session(test_engine) as session:
+            images = [session.get(Decision, i).image for i in ids]  # type: ignore[union-attr]
+            records = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
+        assert isinstance(single_id, int) and single_id not in ids
+        assert images == [web.image, sidecar.image]
+        assert [r.source for r in records] == ["other", "uid-1"]
+        assert records[1].images == [web.image, sidecar.image]
+        assert (records[1].object, records[1].actor) == ("Pod/web-", "alice")
