@@ -25,6 +25,10 @@ keep their bytes, so every digest, and every signature over one, is the same at 
   once their blobs are there, before or after their subject (``Delivery._push_referrers``).
 - The attachments are listed while the image's manifests are read, and their blobs move as
   soon as they are listed, alongside the image's.
+- **Signature repositories** (``settings.signature_repositories``): the attachments are
+  read where the source keeps its evidence and written where the destination's is kept
+  (``RegistryClient.evidence_home``; by default each image's own repository), so a vetted
+  third-party image copied into a site carries the signatures its team keeps apart.
 """
 
 from __future__ import annotations
@@ -116,20 +120,26 @@ async def copy_image(
     async def carry(tasks: asyncio.TaskGroup) -> None:
         # The tags (for the fallback and legacy tags) are listed while the top manifest is
         # read; by tag, one GET tells the digest and brings the manifest.
-        tags = tasks.create_task(repository_tags(client, source)) if referrers else None
+        home = client.evidence_home(source)
+        tags = tasks.create_task(repository_tags(client, home)) if referrers else None
         top = await client.get_manifest(source)
         pinned = source.with_digest(top.digest)
         report.digest = top.digest
-        same_registry = pinned.registry == destination.registry
-        blobs = BlobSource(
-            chunks=lambda blob: client.read_blob_chunks(pinned, blob),
-            mount_from=pinned.repository
-            if same_registry and pinned.repository != destination.repository
-            else None,
-            slots=slots,
-        )
-        delivery = Delivery(
-            client, tasks, destination=destination, blobs=blobs, progress=progress, report=report
+
+        def delivery_to(target: ImageRef, *, blobs_in: ImageRef) -> Delivery:
+            blobs = BlobSource.reading(client, blobs_in, destination=target, slots=slots)
+            return Delivery(
+                client, tasks, destination=target, blobs=blobs, progress=progress, report=report
+            )
+
+        delivery = delivery_to(destination, blobs_in=pinned)
+        # The attachments go from where the source keeps its evidence to where the
+        # destination's is kept (signature repositories), each its own repository by default.
+        evidence_to = client.evidence_home(destination)
+        evidence = (
+            delivery
+            if home.name == source.name and evidence_to.name == destination.name
+            else delivery_to(evidence_to, blobs_in=home)
         )
         # The attachments of what the top manifest names are read while the image is, and
         # carried once the image's own manifests are under way.
@@ -141,11 +151,11 @@ async def copy_image(
         report.platforms = image.platforms
         delivery.carry(image.items)
         if attachments is not None:
-            delivery.carry(await attachments)
+            evidence.carry(await attachments)
             known = {s.digest for s in early}
             late = [s for s in image.subjects if s.digest not in known]
             if late:  # the manifests of an index nested in the index
-                delivery.carry(await collect_attachments(client, late))
+                evidence.carry(await collect_attachments(client, late))
 
     await in_task_group(carry)
     remap = identity_remap(source=source.name, destination=destination.name)
@@ -160,6 +170,26 @@ class BlobSource:
     chunks: Callable[[Descriptor], AsyncIterator[bytes]]  # a blob's bytes, piece by piece
     mount_from: str | None  # a repository of the destination's registry holding them
     slots: asyncio.Semaphore  # one per blob in flight
+
+    @classmethod
+    def reading(
+        cls,
+        client: RegistryClient,
+        source: ImageRef,
+        *,
+        destination: ImageRef,
+        slots: asyncio.Semaphore,
+    ) -> BlobSource:
+        """Blobs read from ``source``'s repository, mounted from it when ``destination``
+        is another repository of the same registry."""
+        same_registry = source.registry == destination.registry
+        return cls(
+            chunks=lambda blob: client.read_blob_chunks(source, blob),
+            mount_from=source.repository
+            if same_registry and source.repository != destination.repository
+            else None,
+            slots=slots,
+        )
 
 
 class Delivery:

@@ -101,10 +101,13 @@ async def _write(
     report: ExportReport,
 ) -> None:
     writer = LayoutWriter(root)
+    # Each blob from the repository its manifest was read in (the evidence of an image may
+    # live in a signature repository).
     sources: dict[str, tuple[ImageRef, Descriptor]] = {}
     for graph in graphs:
-        for blob in graph.blobs():
-            sources.setdefault(blob.digest, (graph.source, blob))
+        for item in graph.items:
+            for blob in item.blobs:
+                sources.setdefault(blob.digest, (item.manifest.ref, blob))
     progress.expect(blobs=len(sources), total_bytes=sum(b.size for _, b in sources.values()))
     slots = asyncio.Semaphore(max(1, concurrency))
 

@@ -13,6 +13,11 @@ subject before its referrers):
 - the legacy cosign tags of each of those manifests (``sha256-<hex>.sig``, ``.att``,
   ``.sbom``).
 
+Referrers and legacy tags are read where the image's evidence lives
+(``RegistryClient.evidence_home``: its own repository, or the signature repository
+``settings.signature_repositories`` names for it); each item's ``manifest.ref`` says where
+it was read, which is where its blobs are.
+
 With ``platforms``, an index is carried whole (byte for byte, same digest) only when every
 platform it lists is selected. Otherwise only the selected platform manifests are carried
 (the tag then points at the platform manifest when exactly one is selected, and is not set
@@ -240,9 +245,11 @@ async def collect_attachments(
     tags: Awaitable[set[str] | None] | None = None,
 ) -> list[Item]:
     """The referrers and legacy tags of ``subjects`` (pinned references, of one repository),
-    each subject before its referrers. ``tags`` is ``repository_tags`` of that repository
-    when the caller has started it already."""
-    listings = {subjects[0].name: tags} if subjects and tags is not None else {}
+    each subject before its referrers. ``tags`` is ``repository_tags`` of the repository
+    their evidence lives in (``evidence_home``) when the caller has started it already."""
+    listings = (
+        {client.evidence_home(subjects[0]).name: tags} if subjects and tags is not None else {}
+    )
     return _unique(await _Collector(client, listings=listings).attachments(subjects))
 
 
@@ -326,8 +333,9 @@ class _Collector:
         """The referrers of ``subject``, each followed by its own referrers (down to
         ``MAX_REFERRER_DEPTH``)."""
         descriptors = await self._referrers(subject)
+        home = self._client.evidence_home(subject)
         manifests = await asyncio.gather(
-            *(self._manifest(subject.with_digest(d.digest)) for d in descriptors)
+            *(self._manifest(home.with_digest(d.digest)) for d in descriptors)
         )
         trees = await asyncio.gather(
             *(self.tree(m, tag=None, role=Role.referrer, subject=subject.digest) for m in manifests)
@@ -341,10 +349,11 @@ class _Collector:
         return found
 
     async def _referrers(self, subject: ImageRef) -> list[Descriptor]:
+        home = self._client.evidence_home(subject)
         async with self._slots:
-            supported = await self._client.has_referrers_api(subject)
+            supported = await self._client.has_referrers_api(home)
         if not supported:
-            tags = await self._tag_set(subject)
+            tags = await self._tag_set(home)
             if tags is not None and fallback_tag(_digest(subject)) not in tags:
                 return []  # no API and no fallback index: no referrers
         async with self._slots:
@@ -352,12 +361,13 @@ class _Collector:
 
     async def _legacy(self, subject: ImageRef) -> list[Item]:
         digest = _digest(subject)
+        home = self._client.evidence_home(subject)
         base = fallback_tag(digest)
         tags = [base + suffix for suffix in LEGACY_SUFFIXES]
-        listed = await self._tag_set(subject)
+        listed = await self._tag_set(home)
         if listed is not None:
             tags = [t for t in tags if t in listed]
-        fetched = await asyncio.gather(*(self._optional(subject.with_tag(t)) for t in tags))
+        fetched = await asyncio.gather(*(self._optional(home.with_tag(t)) for t in tags))
         return [
             Item(manifest=m, role=Role.legacy, tag=t, subject=digest)
             for t, m in zip(tags, fetched, strict=True)

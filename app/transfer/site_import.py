@@ -10,7 +10,9 @@ registry, after checking every byte of it.
 3. Blobs go first (skipped when the site has them), then manifests in the order export
    wrote them: platforms, indexes (with their tags), legacy ``.sig``/``.att`` tags, then
    referrers through ``push_referrer_manifests`` (the fallback index is rebuilt). Running
-   the same import again skips everything already there.
+   the same import again skips everything already there. Referrers and legacy tags go
+   where the site keeps the image's evidence (``settings.signature_repositories``; by
+   default next to the image).
 
 The report lists, per image, where it went and the identity remap an authority with signed
 identity ``match-repository`` needs to accept the source's signatures there.
@@ -18,7 +20,7 @@ identity ``match-repository`` needs to accept the source's signatures there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -92,7 +94,9 @@ async def import_layout(
     """
     with LayoutReader.open(layout) as reader:
         entries = [
-            _read_entry(reader, d, target=target, max_bytes=max_manifest_bytes)
+            _at_evidence_home(
+                client, _read_entry(reader, d, target=target, max_bytes=max_manifest_bytes)
+            )
             for d in reader.entries()
         ]
         # (2) every blob checked before anything is pushed.
@@ -151,6 +155,14 @@ async def import_layout(
         if text and text not in report.remap_identity:
             report.remap_identity.append(text)
     return report
+
+
+def _at_evidence_home(client: RegistryClient, entry: _Entry) -> _Entry:
+    """A referrer or a legacy tag goes where the site keeps its image's evidence (its
+    ``settings.signature_repositories``; by default next to the image)."""
+    if entry.items[-1].role in (Role.referrer, Role.legacy):
+        return replace(entry, destination=client.evidence_home(entry.destination))
+    return entry
 
 
 def _is_referrer(entry: _Entry) -> bool:

@@ -30,6 +30,10 @@ from app.oci.digests import fallback_tag
 from app.oci.refs import ImageRef
 from app.policy.input import Entrypoint, assumed_kubernetes
 from app.services import Services
+from app.transfer.copy import copy_image as carry_image
+from app.transfer.export import export_images
+from app.transfer.naming import SiteTarget
+from app.transfer.site_import import import_layout
 from tests.enforce.conftest import ServicesFactory, trust_new_key
 from tests.fixtures.images import copy_image, push_random_image
 from tests.fixtures.mirrors import copy_manifest
@@ -187,3 +191,64 @@ async def test_the_identity_stays_the_image_name(
     assert outcome.served_by == (target.name,)
     report = await verify_image(keeping, image=str(other), authority="ci")
     assert [r.code for r in report.rejections] == ["verify.identity_mismatch"]
+
+
+async def evidence_at(services: Services, image: ImageRef) -> tuple[int, bool]:
+    """How many referrers ``image`` (pinned) has in its own repository, and whether its
+    legacy ``.sig`` tag is there, read without any signature-repository map."""
+    assert image.digest is not None
+    referrers = await services.registry.list_referrers(image)
+    try:
+        await services.registry.get_manifest(image.with_tag(fallback_tag(image.digest) + ".sig"))
+    except RegistryError as e:
+        assert e.code == "registry.not_found"
+        return len(referrers), False
+    return len(referrers), True
+
+
+async def test_copy_carries_the_evidence_kept_in_the_signature_repository(
+    keeping: Services,
+    registry: RegistryProcess,
+    store: RegistryProcess,
+    unique_repo: Callable[[str], str],
+    make_services: ServicesFactory,
+) -> None:
+    image = await signed_in_store(keeping, registry, unique_repo)
+    # To A under another name (its evidence, by the map, in B) and to B (no rule: beside it).
+    in_a = ImageRef.parse(f"{unique_repo('copied')}:v1")
+    in_b = ImageRef(
+        registry=store.host, repository=ImageRef.parse(unique_repo("site")).repository, tag="v1"
+    )
+
+    to_a = await carry_image(keeping.registry, source=image, destination=in_a)
+    to_b = await carry_image(keeping.registry, source=image, destination=in_b)
+
+    plain = make_services()
+    assert (to_a.referrers, to_a.legacy_tags) == (1, 1)
+    assert (to_b.referrers, to_b.legacy_tags) == (1, 1)
+    home_of_a = in_store(store, in_a.with_digest(image.digest))
+    assert await evidence_at(plain, home_of_a) == (1, True)
+    assert await evidence_at(plain, in_a.with_digest(image.digest)) == (0, False)
+    assert await evidence_at(plain, in_b.with_digest(image.digest)) == (1, True)
+
+
+async def test_export_reads_and_import_writes_the_evidence_where_each_side_keeps_it(
+    keeping: Services,
+    registry: RegistryProcess,
+    store: RegistryProcess,
+    unique_repo: Callable[[str], str],
+    make_services: ServicesFactory,
+    tmp_path: Path,
+) -> None:
+    image = await signed_in_store(keeping, registry, unique_repo)
+    archive = tmp_path / "site.tar"
+
+    exported = await export_images(keeping.registry, images=[image], output=archive)
+    site = make_services()  # the site keeps evidence beside its images
+    target = SiteTarget.parse(f"{store.host}/plant")
+    await import_layout(
+        site.registry, layout=archive, target=target, max_manifest_bytes=4 * 1024 * 1024
+    )
+
+    assert exported.images[0]["referrers"] == 1 and exported.images[0]["legacy_tags"] == 1
+    assert await evidence_at(site, target.place(image).with_digest(image.digest)) == (1, True)
