@@ -14,7 +14,7 @@ Needs PostgreSQL: ``SEALGATE_BENCH_DATABASE_URL`` or ``SEALGATE_TEST_DATABASE_UR
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``); a throw-away database is created
 there and dropped afterwards. Prints one JSON line per batch size and one for contention.
 
-    .venv/bin/python benchmarks/audit_write.py [--transactions 1000] [--writers 4]
+    .venv/bin/python benchmarks/audit_write.py [--transactions 1000] [--writers 4] [--images 3]
 """
 
 from __future__ import annotations
@@ -53,16 +53,18 @@ INPUT = {"request": {"kind": "Pod", "namespace": "payments"}, "image": {"digest"
 INPUT_HASH = content_hash(canonical_json(INPUT))
 
 
-def entry(n: int) -> AuditEntry:
-    """An admission decision as the decision writer would give it."""
+def entry(n: int, images: int = 1) -> AuditEntry:
+    """An admission review of ``images`` containers as the decision writer would give it
+    (one record per review)."""
+    digests = tuple("sha256:" + f"{i:02x}" * 32 for i in range(images))
     return AuditEntry(
         kind=AuditKind.admission_decision,
         source=f"3f0a9c1e-{n:08d}",
         actor="system:serviceaccount:kube-system:replicaset-controller",
         namespace="payments",
         object=f"Pod/api-7d4b9c-{n}",
-        images=(f"registry.bank.example/payments/api@{DIGEST}",),
-        digests=(DIGEST,),
+        images=tuple(f"registry.bank.example/payments/api-{i}@{d}" for i, d in enumerate(digests)),
+        digests=digests,
         decision="deny" if n % 10 == 0 else "allow",
         reasons=("vulnerabilities.critical",) if n % 10 == 0 else (),
         policy_version=12,
@@ -73,7 +75,8 @@ def entry(n: int) -> AuditEntry:
     )
 
 
-def plain_rows(session: Session, first: int, batch: int) -> None:
+def plain_rows(session: Session, first: int, batch: int, images: int = 1) -> None:
+    shaped = entry(0, images)
     session.execute(
         text(
             "INSERT INTO bench_plain (id, time, kind, source, actor, namespace, object, images,"
@@ -85,8 +88,8 @@ def plain_rows(session: Session, first: int, batch: int) -> None:
             {
                 "id": first + i,
                 "source": f"3f0a9c1e-{first + i:08d}",
-                "images": json.dumps([f"registry.bank.example/payments/api@{DIGEST}"]),
-                "digests": json.dumps([DIGEST]),
+                "images": json.dumps(list(shaped.images)),
+                "digests": json.dumps(list(shaped.digests)),
             }
             for i in range(batch)
         ],
@@ -119,7 +122,7 @@ def timed(work: Callable[[], None]) -> float:
 
 
 def measure_batches(
-    sessions: Callable[[], Session], batch: int, transactions: int
+    sessions: Callable[[], Session], batch: int, transactions: int, *, images: int = 1
 ) -> dict[str, object]:
     counter = _COUNTER
     plain: list[float] = []
@@ -127,13 +130,13 @@ def measure_batches(
 
     def baseline() -> None:
         with session_scope(sessions) as session:  # type: ignore[arg-type]
-            plain_rows(session, counter["n"], batch)
+            plain_rows(session, counter["n"], batch, images)
         counter["n"] += batch
 
     def subject() -> None:
         with session_scope(sessions) as session:  # type: ignore[arg-type]
-            plain_rows(session, counter["n"], batch)
-            append_audit(session, [entry(counter["n"] + i) for i in range(batch)])
+            plain_rows(session, counter["n"], batch, images)
+            append_audit(session, [entry(counter["n"] + i, images) for i in range(batch)])
         counter["n"] += batch
 
     for _ in range(20):  # warm connections, plans and the hash path
@@ -151,6 +154,7 @@ def measure_batches(
     return {
         "benchmark": "audit_write",
         "batch": batch,
+        "images_per_record": images,
         "transactions": transactions,
         "baseline_txn_p50_ms": round(p50_plain * 1000, 3),
         "with_audit_txn_p50_ms": round(p50_chained * 1000, 3),
@@ -205,6 +209,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=1000)
     parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=3,
+        help="images (and digests) per record: an admission review of that many containers",
+    )
     args = parser.parse_args()
     base = (
         os.environ.get("SEALGATE_BENCH_DATABASE_URL")
@@ -226,7 +236,7 @@ def main() -> int:
             store_input_value(session, INPUT)
         load = os.getloadavg()
         for batch, transactions in ((1, args.transactions), (50, max(args.transactions // 5, 20))):
-            result = measure_batches(sessions, batch, transactions)
+            result = measure_batches(sessions, batch, transactions, images=args.images)
             print(json.dumps(result | {"load_average": [round(x, 2) for x in load]}), flush=True)
         result = measure_contention(sessions, args.writers, max(args.transactions // 4, 50))
         print(json.dumps(result | {"load_average": [round(x, 2) for x in os.getloadavg()]}))

@@ -170,14 +170,14 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
         kind=_AUDIT_KINDS[outcome.entrypoint.value],
         source=(outcome.source or f"request:{outcome.request_id or 'internal'}")[:256],
         actor=(outcome.actor.name or outcome.actor.kind)[:256],
-        namespace=namespace,
-        object=name[:512] if isinstance(name, str) else None,
+        namespace=_cut(namespace, 253) if isinstance(namespace, str) else None,
+        object=_cut(name, 512) if isinstance(name, str) else None,
         images=(outcome.image[:512],),
         digests=(outcome.digest,) if outcome.digest else (),
         decision="allowed" if outcome.allowed else "denied",
         reasons=tuple(c[:512] for c in outcome.codes[:256]),
         policy_version=outcome.policy_version,
-        policy_revision=outcome.policy_revision,
+        policy_revision=_cut(outcome.policy_revision, 128),
         latency_ms=outcome.timings_ms.get("total"),
         input_hash=input_hash,
         details={"dry_run": outcome.dry_run, "failure": outcome.failure, "cache": outcome.cache},
@@ -185,8 +185,17 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
 
 
 # What a review record's details may list of its images (the decision rows, named by
-# the record's source, hold every one): failures and images answered with warnings.
-_REVIEW_DETAIL_IMAGES = 20
+# the record's source, hold every one): failures and images answered with warnings, each
+# name cut to a length that keeps the details far within MAX_AUDIT_DETAILS_BYTES.
+_REVIEW_DETAIL_IMAGES = 10
+_DETAIL_IMAGE_CHARS = 256
+
+
+def _cut(text: str | None, size: int) -> str | None:
+    """``text`` within a column of ``size`` characters. What a Pod author or a tool sends
+    (image strings, names, uids) is cut, never refused: a value too long for its column
+    would fail the whole batch, losing the records of everyone in it."""
+    return text[:size] if text else text
 
 
 def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
@@ -198,7 +207,9 @@ def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
     digests = tuple(dict.fromkeys(o.digest for o in outcomes if o.digest))
     reasons = tuple(dict.fromkeys(c[:512] for o in outcomes for c in o.codes))
     decided_by = next((o for o in outcomes if o.policy_version is not None), outcomes[0])
-    failures = {o.image[:512]: o.failure for o in outcomes if o.failure is not None}
+    failures = {
+        o.image[:_DETAIL_IMAGE_CHARS]: o.failure[:64] for o in outcomes if o.failure is not None
+    }
     details: dict[str, Any] = {
         "operation": review.operation,
         "webhook": review.webhook,
@@ -209,21 +220,22 @@ def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
     if failures:
         details["failures"] = dict(list(failures.items())[:_REVIEW_DETAIL_IMAGES])
     if review.warned:
-        details["warned"] = [i[:512] for i in review.warned[:_REVIEW_DETAIL_IMAGES]]
+        warned = review.warned[:_REVIEW_DETAIL_IMAGES]
+        details["warned"] = [i[:_DETAIL_IMAGE_CHARS] for i in warned]
     if review.request_id:
-        details["request_id"] = review.request_id
+        details["request_id"] = review.request_id[:128]
     return AuditEntry(
         kind=AuditKind.admission_decision,
         source=(review.uid or f"request:{review.request_id or 'internal'}")[:256],
         actor=(review.actor.name or review.actor.kind)[:256],
-        namespace=review.namespace,
-        object=review.object[:512] if review.object else None,
+        namespace=_cut(review.namespace, 253),
+        object=_cut(review.object, 512),
         images=images[:256],
         digests=digests[:256],
         decision="allowed" if review.allowed else "denied",
         reasons=reasons[:256],
         policy_version=decided_by.policy_version,
-        policy_revision=decided_by.policy_revision,
+        policy_revision=_cut(decided_by.policy_revision, 128),
         latency_ms=review.latency_ms,
         input_hash=input_hash,
         details=details,
@@ -250,18 +262,18 @@ def decision_values(outcome: Outcome, *, input_hash: str, result: dict[str, Any]
     decided."""
     return {
         "entrypoint": outcome.entrypoint.value,
-        "image": outcome.image,
+        "image": _cut(outcome.image, 512),
         "digest": outcome.digest,
         "allowed": outcome.allowed,
         "result": result,
         "input_hash": input_hash,
         "policy_version": outcome.policy_version,
-        "policy_revision": outcome.policy_revision,
-        "failure": outcome.failure,
-        "actor": outcome.actor.name,
+        "policy_revision": _cut(outcome.policy_revision, 64),
+        "failure": _cut(outcome.failure, 64),
+        "actor": _cut(outcome.actor.name, 256),
         "actor_kind": outcome.actor.kind,
-        "source": outcome.source,
-        "request_id": outcome.request_id,
+        "source": _cut(outcome.source, 256),
+        "request_id": _cut(outcome.request_id, 128),
         "dry_run": outcome.dry_run,
         "latency_ms": outcome.timings_ms.get("total"),
         "served_by": list(outcome.served_by) if outcome.served_by else None,

@@ -365,6 +365,32 @@ class TestDecisions:
         assert len({r.input_hash for r in records}) == 1
         assert {r.object for r in records} == {"Pod/web-"}
 
+    def test_a_hostile_review_is_recorded_with_its_fields_cut_to_size(
+        self, services: Services, client: TestClient
+    ) -> None:
+        # What a Pod author controls (image strings, names) and what a tool may send (a long
+        # user, uid and namespace) must not keep the review, or its batch, from the trail.
+        images = [f"Not A Reference {n} " + "x" * 600 for n in range(30)]
+        pod = {"apiVersion": "v1", "kind": "Pod", "spec": pod_spec(*images)}
+        body = review("Pod", pod, namespace="n" * 300)
+        body["request"]["name"] = "p" * 600
+        body["request"]["uid"] = "u" * 300
+        body["request"]["userInfo"] = {"username": "a" * 300, "groups": ["g" * 300]}
+
+        answer = post(client, body)["response"]
+
+        assert answer["allowed"] is False
+        services.decisions.recorder.close()  # type: ignore[union-attr]
+        assert services.decisions.recorder.failed == 0  # type: ignore[union-attr]
+        (record,) = audit_records(services, kind="admission.decision")
+        assert record.decision == "denied" and len(record.images) == 30
+        assert record.source.startswith("uuu") and record.actor.startswith("aaa")
+        assert record.namespace is not None and record.namespace.startswith("nnn")
+        rows = [r for r in recorded(services) if r.entrypoint == "admission"]
+        assert len(rows) == 30
+        assert all(r.failure == "input.invalid_reference" for r in rows)
+        assert verify_chain(services).ok
+
     async def test_mutation_pins_tags_and_the_pod_then_decides_from_cache(
         self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
     ) -> None:
