@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -157,6 +157,20 @@ _AUDIT_KINDS = {
 }
 
 
+@overload
+def _cut(text: str, size: int) -> str: ...
+@overload
+def _cut(text: str | None, size: int) -> str | None: ...
+def _cut(text: str | None, size: int) -> str | None:
+    """``text`` as a column of ``size`` characters can hold it. What a Pod author or a
+    tool sends (image strings, names, uids) is cut, and a NUL, which PostgreSQL's text
+    refuses, replaced; never refused: one value the database would not take fails the
+    whole batch, losing the records of everyone in it."""
+    if not text:
+        return text
+    return text[:size].replace("\x00", "\ufffd")
+
+
 def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
     """The audit record of one decision: who asked, about what, what was decided by which
     policy, how long it took, and the hash of the input it was made on."""
@@ -168,11 +182,11 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
         name = f"{kubernetes.get('kind')}/{name}" if name else kubernetes.get("kind")
     return AuditEntry(
         kind=_AUDIT_KINDS[outcome.entrypoint.value],
-        source=(outcome.source or f"request:{outcome.request_id or 'internal'}")[:256],
-        actor=(outcome.actor.name or outcome.actor.kind)[:256],
+        source=_cut(outcome.source or f"request:{outcome.request_id or 'internal'}", 256),
+        actor=_cut(outcome.actor.name or outcome.actor.kind, 256),
         namespace=_cut(namespace, 253) if isinstance(namespace, str) else None,
         object=_cut(name, 512) if isinstance(name, str) else None,
-        images=(outcome.image[:512],),
+        images=(_cut(outcome.image, 512),),
         digests=(outcome.digest,) if outcome.digest else (),
         decision="allowed" if outcome.allowed else "denied",
         reasons=tuple(c[:512] for c in outcome.codes[:256]),
@@ -191,24 +205,17 @@ _REVIEW_DETAIL_IMAGES = 10
 _DETAIL_IMAGE_CHARS = 256
 
 
-def _cut(text: str | None, size: int) -> str | None:
-    """``text`` within a column of ``size`` characters. What a Pod author or a tool sends
-    (image strings, names, uids) is cut, never refused: a value too long for its column
-    would fail the whole batch, losing the records of everyone in it."""
-    return text[:size] if text else text
-
-
 def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
     """The audit record of one admission review: the object and who asked, each image
     and the digest decided on, the answer and the codes behind it, the policy that
     decided, the review's latency, and the stored input naming each image's input."""
     outcomes = review.outcomes
-    images = tuple(o.image[:512] for o in outcomes)
+    images = tuple(_cut(o.image, 512) for o in outcomes)
     digests = tuple(dict.fromkeys(o.digest for o in outcomes if o.digest))
     reasons = tuple(dict.fromkeys(c[:512] for o in outcomes for c in o.codes))
     decided_by = next((o for o in outcomes if o.policy_version is not None), outcomes[0])
     failures = {
-        o.image[:_DETAIL_IMAGE_CHARS]: o.failure[:64] for o in outcomes if o.failure is not None
+        _cut(o.image, _DETAIL_IMAGE_CHARS): o.failure for o in outcomes if o.failure is not None
     }
     details: dict[str, Any] = {
         "operation": review.operation,
@@ -221,13 +228,13 @@ def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
         details["failures"] = dict(list(failures.items())[:_REVIEW_DETAIL_IMAGES])
     if review.warned:
         warned = review.warned[:_REVIEW_DETAIL_IMAGES]
-        details["warned"] = [i[:_DETAIL_IMAGE_CHARS] for i in warned]
+        details["warned"] = [_cut(i, _DETAIL_IMAGE_CHARS) for i in warned]
     if review.request_id:
-        details["request_id"] = review.request_id[:128]
+        details["request_id"] = _cut(review.request_id, 128)
     return AuditEntry(
         kind=AuditKind.admission_decision,
-        source=(review.uid or f"request:{review.request_id or 'internal'}")[:256],
-        actor=(review.actor.name or review.actor.kind)[:256],
+        source=_cut(review.uid or f"request:{review.request_id or 'internal'}", 256),
+        actor=_cut(review.actor.name or review.actor.kind, 256),
         namespace=_cut(review.namespace, 253),
         object=_cut(review.object, 512),
         images=images[:256],

@@ -370,9 +370,9 @@ class TestDecisions:
     ) -> None:
         # What a Pod author controls (image strings, names) and what a tool may send (a long
         # user, uid and namespace) must not keep the review, or its batch, from the trail.
-        images = [f"Not A Reference {n} " + "x" * 600 for n in range(30)]
+        images = [f"Not A Reference {n}\x00 " + "x" * 600 for n in range(30)]
         pod = {"apiVersion": "v1", "kind": "Pod", "spec": pod_spec(*images)}
-        body = review("Pod", pod, namespace="n" * 300)
+        body = review("Pod", pod, namespace="n" * 300 + "\x00")
         body["request"]["name"] = "p" * 600
         body["request"]["uid"] = "u" * 300
         body["request"]["userInfo"] = {"username": "a" * 300, "groups": ["g" * 300]}
