@@ -179,13 +179,14 @@ class _RetentionCollector(Collector):
         )
         purged = CounterMetricFamily(
             "sealgate_audit_retention_purged",
-            "What this process's retention runs deleted, by kind (records, inputs).",
+            "What this process's retention runs deleted, by kind (records, inputs, decisions).",
             labels=["kind"],
         )
         for outcome, count in stats.runs.items():
             runs.add_metric([outcome], count)
         purged.add_metric(["records"], stats.records_purged)
         purged.add_metric(["inputs"], stats.inputs_purged)
+        purged.add_metric(["decisions"], stats.decisions_purged)
         yield runs
         yield purged
 

@@ -193,8 +193,8 @@ def purge_unreferenced_inputs(session: Session, *, cutoff: dt.datetime) -> int:
     input names; return how many (findings named by an input purged here go next time).
 
     An admission review's stored input names its images' inputs in its body
-    (``review_inputs_body``); their decisions name them too, and decisions are not purged,
-    so they stay while the review's record does.
+    (``review_inputs_body``); their decisions name them too, and a decision is purged a day
+    after its record (``app.audit.retention``), so they stay while the review's record does.
 
     Conservative on purpose: an input newer than the cutoff stays even when nothing names
     it yet (a writer may be about to), and anything a record names stays. Run it holding

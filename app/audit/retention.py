@@ -7,6 +7,12 @@ deleted record, records the purge itself in the chain (``audit.purge``) and dele
 inputs no remaining record names. ``run_audit_retention`` is the one call for the worker:
 the purge, then a signed head checkpoint (see ``app.audit.checkpoints``).
 
+Decision rows (``decisions``: what ``sealgate policy replay`` and verdicts read) go too,
+``DECISION_MARGIN`` after the records they were written with (a decision and its audit
+record share a transaction; the margin covers clocks that disagree between replicas), and
+never while a verdict names them. They are deleted before the chain lock is taken: no
+writer touches an old decision, so a large backlog does not hold up the recorders.
+
 Every replica's worker runs it; ``take_retention_turn`` lets one at a time do so and the
 others skip their turn rather than queue behind it on the chain lock (and then find
 nothing left to do).
@@ -17,17 +23,19 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from app.audit.chain import HEAD_CHECKPOINT, PURGE_CHECKPOINT, append_audit, chain_head, lock_chain
 from app.audit.checkpoints import CheckpointKey, write_checkpoint
 from app.audit.entry import AuditEntry, AuditKind
 from app.audit.inputs import purge_unreferenced_inputs
-from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject
+from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject, Decision, ImageVerdict
 
 # Advisory-lock id of the retention run ("sgretain"): held by the replica purging.
 RETENTION_LOCK = 0x736772657461696E
+# How much longer than the audit records a decision row is kept (see the module doc).
+DECISION_MARGIN = dt.timedelta(days=1)
 
 
 def take_retention_turn(session: Session) -> bool:
@@ -49,6 +57,7 @@ class PurgeResult(BaseModel):
     through_seq: int | None
     inputs_purged: int
     head_seq: int
+    decisions_purged: int = 0
 
 
 def _last_purged_seq(session: Session) -> int:
@@ -71,6 +80,7 @@ def purge_expired(
     """Delete records older than ``retention_days`` before ``now`` (see the module docstring)
     in the caller's transaction; return what was deleted."""
     cutoff = now - dt.timedelta(days=retention_days)
+    decisions = purge_expired_decisions(session, before=cutoff - DECISION_MARGIN)
     lock_chain(session)
     head_seq, _ = chain_head(session)
     first_kept = session.scalar(select(func.min(AuditRecord.seq)).where(AuditRecord.time >= cutoff))
@@ -121,7 +131,20 @@ def purge_expired(
         through_seq=through if purged else None,
         inputs_purged=inputs,
         head_seq=chain_head(session)[0],
+        decisions_purged=decisions,
     )
+
+
+def purge_expired_decisions(session: Session, *, before: dt.datetime) -> int:
+    """Delete the decision rows made before ``before`` that no verdict names; return how
+    many (their inputs go with the inputs no record names)."""
+    named_by_verdict = exists().where(ImageVerdict.decision_id == Decision.id)
+    result = session.execute(
+        delete(Decision)
+        .where(Decision.created_at < before, ~named_by_verdict)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def checkpoint_head(session: Session, *, key: CheckpointKey, now: dt.datetime) -> int | None:

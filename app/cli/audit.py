@@ -118,7 +118,8 @@ def show(seq: Annotated[int, typer.Argument(help="The record's sequence number."
 @audit_cli.command("purge")
 @cli_errors
 def purge() -> None:
-    """Delete records past the retention period behind a signed checkpoint."""
+    """Delete records past the retention period behind a signed checkpoint, and the
+    decision rows and inputs that went with them."""
     from app.audit.retention import run_audit_retention
     from app.cli.context import open_services
     from app.db.session import session_scope

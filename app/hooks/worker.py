@@ -46,6 +46,7 @@ class RetentionStats:
     runs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETENTION_OUTCOMES, 0))
     records_purged: int = 0
     inputs_purged: int = 0
+    decisions_purged: int = 0
 
 
 @dataclass
@@ -140,12 +141,14 @@ class Worker:
         self.retention.runs["done"] += 1
         self.retention.records_purged += result.purged
         self.retention.inputs_purged += result.inputs_purged
+        self.retention.decisions_purged += result.decisions_purged
         log.info(
             "audit retention",
             extra={
                 "purged": result.purged,
                 "through_seq": result.through_seq,
                 "inputs_purged": result.inputs_purged,
+                "decisions_purged": result.decisions_purged,
                 "cutoff": result.cutoff.isoformat(),
                 "head_seq": result.head_seq,
                 "retention_days": settings.audit_retention_days,

@@ -22,7 +22,7 @@ from app.audit.inputs import (
 )
 from app.audit.retention import purge_expired, run_audit_retention
 from app.audit.verification import ChainReport, ProblemKind, verify_chain
-from app.db.models import AuditCheckpoint, AuditRecord, Decision, StoredInput
+from app.db.models import AuditCheckpoint, AuditRecord, Decision, ImageVerdict, StoredInput
 from app.db.session import session_scope
 from app.errors import AuditError
 from tests.audit.samples import append, decision, tamper
@@ -156,6 +156,47 @@ class TestPurge:
                 for _ in range(2)
             ]
         assert [p.inputs_purged for p in purged] == [2, 1]
+
+    def test_decisions_go_a_day_after_their_records_unless_a_verdict_names_them(
+        self, audit_sessions: sessionmaker[Session], checkpoint_key: CheckpointKey
+    ) -> None:
+        ages = {"old": 200.0, "within_the_margin": 180.5, "recent": 10.0, "in_a_verdict": 200.0}
+        with session_scope(audit_sessions) as session:
+            ids = {}
+            for label, days in ages.items():
+                row = Decision(
+                    entrypoint="admission",
+                    image=f"r.test/{label}",
+                    allowed=True,
+                    result={},
+                    input_hash=store_input_value(session, {"decided": label}),
+                    created_at=NOW - dt.timedelta(days=days),
+                )
+                session.add(row)
+                session.flush()
+                ids[label] = row.id
+            session.add(
+                ImageVerdict(
+                    source="distribution",
+                    event_id="e-1",
+                    name="r.test/in_a_verdict",
+                    digest="sha256:" + "a" * 64,
+                    allowed=True,
+                    decision_id=ids["in_a_verdict"],
+                    trigger="push",
+                )
+            )
+            session.execute(StoredInput.__table__.update().values(created_at=OLD))
+
+        with session_scope(audit_sessions) as session:
+            result = purge_expired(session, key=checkpoint_key, retention_days=180, now=NOW)
+
+        assert (result.decisions_purged, result.inputs_purged) == (1, 1)
+        with session_scope(audit_sessions) as session:
+            left = set(session.scalars(select(Decision.image)))
+            inputs = [load_input(session, d.input_hash) for d in session.scalars(select(Decision))]
+        assert left == {"r.test/within_the_margin", "r.test/recent", "r.test/in_a_verdict"}
+        assert all(i is not None for i in inputs)
 
 
 class TestCheckpoints:
