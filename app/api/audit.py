@@ -3,7 +3,9 @@
 ``GET /v1/audit`` filters by time (``since``/``until``: ``7d``, a date or a date-time),
 image, digest, namespace, decision, actor and kind, newest first, ``limit`` at most 500,
 with an opaque ``cursor`` for the next page. A token scoped ``audit:GLOB`` must name an
-image its glob covers and sees only records about it; ``audit:**`` or ``admin`` reads all.
+image its glob covers and sees only records about it (of an admission review, which names
+every image of its object, only the images its scopes cover; the record's decision is the
+review's); ``audit:**`` or ``admin`` reads all.
 ``GET /v1/audit/{seq}`` is one record with its stored input (whole-trail readers only).
 """
 
@@ -21,13 +23,14 @@ from app.audit.query import (
     MAX_PAGE,
     AuditFilter,
     AuditPage,
+    AuditRecordView,
     get_record,
     list_records,
     parse_since,
 )
 from app.auth.tokens import Principal
 from app.db.session import session_scope
-from app.errors import ForbiddenError
+from app.errors import ForbiddenError, InputError
 from app.oci.refs import ImageRef
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -85,7 +88,29 @@ async def list_audit(
         with session_scope(services.sessions) as session:
             return list_records(session, where=where, limit=limit, cursor=cursor)
 
-    return await run_in_threadpool(_page)
+    page = await run_in_threadpool(_page)
+    if _reads_everything(principal):
+        return page
+    return page.model_copy(update={"records": [_within_scope(r, principal) for r in page.records]})
+
+
+def _within_scope(record: AuditRecordView, principal: Principal) -> AuditRecordView:
+    """``record`` as a scoped reader sees it: an admission review names every image of its
+    object, and the images the reader's scopes do not cover are withheld (counted in
+    ``details.withheld_images``)."""
+    shown = [image for image in record.images if _covers(principal, image)]
+    if len(shown) == len(record.images):
+        return record
+    details = {**record.details, "withheld_images": len(record.images) - len(shown)}
+    return record.model_copy(update={"images": shown, "details": details})
+
+
+def _covers(principal: Principal, image: str) -> bool:
+    try:
+        name = ImageRef.parse(image).name
+    except InputError:
+        return False
+    return principal.allows("audit", name)
 
 
 @router.get("/{seq}", summary="One audit record with its stored input")

@@ -34,25 +34,6 @@ from app.db.models import AuditRecord, Decision, StoredInput
 
 # What a stored input puts in the place of the findings it names.
 FINDINGS_KEY = "$findings"
-# An admission review's stored input lists the input of each of its images by name:
-# ``{"review_inputs": [{"image": IMAGE, "input": {"$input": NAME}}, ...]}``.
-REVIEW_INPUTS_KEY = "review_inputs"
-INPUT_KEY = "$input"
-
-
-def review_inputs_body(images_and_inputs: Sequence[tuple[str, str]]) -> InputBody:
-    """The stored input of an admission review: the name of each image's input, in the
-    object's order. Identical reviews (a Deployment's replicas) share one row."""
-    return InputBody(
-        canonical_json(
-            {
-                REVIEW_INPUTS_KEY: [
-                    {"image": image, "input": {INPUT_KEY: name}}
-                    for image, name in images_and_inputs
-                ]
-            }
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +48,48 @@ class InputBody:
     @cached_property
     def name(self) -> str:
         return content_hash(self.document)
+
+
+# An admission review's stored input lists each of its images' own decision and names its
+# input: ``{"review_inputs": [{"image", "digest", "allowed", "warned", "codes",
+# "input": {"$input": NAME}}, ...]}``.
+REVIEW_INPUTS_KEY = "review_inputs"
+INPUT_KEY = "$input"
+
+
+@dataclass(frozen=True)
+class ReviewImage:
+    """One image of an admission review: what was decided for it, and its input's name.
+    ``warned``: its denials were answered as warnings (unchanged on UPDATE)."""
+
+    image: str
+    digest: str | None
+    allowed: bool
+    warned: bool
+    codes: tuple[str, ...]
+    input: str
+
+
+def review_inputs_body(images: Sequence[ReviewImage]) -> InputBody:
+    """The stored input of an admission review: each image's decision and the name of its
+    input, in the object's order. Identical reviews (a ReplicaSet's Pods) share one row."""
+    return InputBody(
+        canonical_json(
+            {
+                REVIEW_INPUTS_KEY: [
+                    {
+                        "image": i.image,
+                        "digest": i.digest,
+                        "allowed": i.allowed,
+                        "warned": i.warned,
+                        "codes": list(i.codes),
+                        "input": {INPUT_KEY: i.input},
+                    }
+                    for i in images
+                ]
+            }
+        )
+    )
 
 
 def _insert_ignoring_duplicates(session: Session) -> Insert:

@@ -9,9 +9,11 @@ the purge, then a signed head checkpoint (see ``app.audit.checkpoints``).
 
 Decision rows (``decisions``: what ``sealgate policy replay`` and verdicts read) go too,
 ``DECISION_MARGIN`` after the records they were written with (a decision and its audit
-record share a transaction; the margin covers clocks that disagree between replicas), and
-never while a verdict names them. They are deleted before the chain lock is taken: no
-writer touches an old decision, so a large backlog does not hold up the recorders.
+record share a transaction and a clock, but records go oldest first by sequence, so a
+record written by a replica whose clock ran behind outlives its time: the margin keeps
+its decisions, and so its images' inputs, as long), and never while a verdict names them.
+They are deleted before the chain lock is taken: no writer touches an old decision, so a
+large backlog does not hold up the recorders.
 
 Every replica's worker runs it; ``take_retention_turn`` lets one at a time do so and the
 others skip their turn rather than queue behind it on the chain lock (and then find

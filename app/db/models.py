@@ -28,6 +28,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
 
+# A digest column: sha512:<128 hex> is the longest digest accepted (sha256's is 71).
+DIGEST_CHARS = 135
+
 
 def _enum_by_value(enum: type[StrEnum], name: str) -> Enum:
     """Store an enum as its value in a plain VARCHAR, the same on every backend."""
@@ -114,7 +117,7 @@ class SignatureRecord(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image: Mapped[str] = mapped_column(String(512))
-    digest: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(DIGEST_CHARS))
     signed_by: Mapped[str] = mapped_column(String(128))
     key_name: Mapped[str | None] = mapped_column(String(128), default=None)
     identity: Mapped[str | None] = mapped_column(Text, default=None)
@@ -151,7 +154,7 @@ class ScanRecord(Base):
     # for the digest in that repository only, never for the same bytes elsewhere.
     name: Mapped[str] = mapped_column(String(512))
     image: Mapped[str] = mapped_column(String(512))
-    digest: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(DIGEST_CHARS))
     scanner: Mapped[str] = mapped_column(String(64))
     format: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(32))
@@ -160,7 +163,7 @@ class ScanRecord(Base):
     vulnerabilities: Mapped[list[Any]] = mapped_column()
     raw_report: Mapped[bytes] = mapped_column(LargeBinary)
     raw_media_type: Mapped[str] = mapped_column(String(128))
-    referrer_digest: Mapped[str | None] = mapped_column(String(100), default=None)
+    referrer_digest: Mapped[str | None] = mapped_column(String(DIGEST_CHARS), default=None)
     uploaded_by: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -181,7 +184,7 @@ class Decision(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     entrypoint: Mapped[str] = mapped_column(String(32))
     image: Mapped[str] = mapped_column(String(512))
-    digest: Mapped[str | None] = mapped_column(String(100), default=None)
+    digest: Mapped[str | None] = mapped_column(String(DIGEST_CHARS), default=None)
     allowed: Mapped[bool] = mapped_column()
     result: Mapped[dict[str, Any]] = mapped_column()
     input_hash: Mapped[str] = mapped_column(String(71), ForeignKey("stored_inputs.hash"))
@@ -359,7 +362,7 @@ class ImageVerdict(Base):
     source: Mapped[str] = mapped_column(String(32))
     event_id: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(512))
-    digest: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(DIGEST_CHARS))
     tag: Mapped[str | None] = mapped_column(String(128), default=None)
     allowed: Mapped[bool] = mapped_column()
     reasons: Mapped[list[Any]] = mapped_column(default=list)

@@ -13,7 +13,8 @@ the trail's input table, and the decision row and its audit record both name it 
 hash; a review's record names a stored list of its images' inputs.
 
 What a SIGKILL can lose is bounded by construction: at most one batch's worth of records
-is ever submitted and not yet committed. ``submit`` takes one of ``batch_size`` slots and
+is ever submitted and not yet committed (an admission review is one record, with a
+decision row for each of its images). ``submit`` takes one of ``batch_size`` slots and
 a commit gives its batch's slots back, so when the database is slow to commit, answers
 wait for room (without blocking their event loop) instead of a queue growing behind it.
 A record answered at time t is committed by t + the flush interval + two batch writes
@@ -42,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.audit.canonical import canonical_json
 from app.audit.chain import append_audit
 from app.audit.entry import AuditEntry, AuditKind
-from app.audit.inputs import FINDINGS_KEY, InputBody, review_inputs_body
+from app.audit.inputs import FINDINGS_KEY, InputBody, ReviewImage, review_inputs_body
 from app.db.base import Base, utcnow
 from app.db.bulk import insert_rows
 from app.db.models import Decision
@@ -186,7 +187,7 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
         actor=_cut(outcome.actor.name or outcome.actor.kind, 256),
         namespace=_cut(namespace, 253) if isinstance(namespace, str) else None,
         object=_cut(name, 512) if isinstance(name, str) else None,
-        images=(_cut(outcome.image, 512),),
+        images=(_image_text(outcome.image),),
         digests=(outcome.digest,) if outcome.digest else (),
         decision="allowed" if outcome.allowed else "denied",
         reasons=tuple(c[:512] for c in outcome.codes[:256]),
@@ -198,37 +199,24 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
     )
 
 
-# What a review record's details may list of its images (the decision rows, named by
-# the record's source, hold every one): failures and images answered with warnings, each
-# name cut to a length that keeps the details far within MAX_AUDIT_DETAILS_BYTES.
-_REVIEW_DETAIL_IMAGES = 10
-_DETAIL_IMAGE_CHARS = 256
-
-
 def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
-    """The audit record of one admission review: the object and who asked, each image
-    and the digest decided on, the answer and the codes behind it, the policy that
-    decided, the review's latency, and the stored input naming each image's input."""
+    """The audit record of one admission review: the object and who asked, its images and
+    the digests decided on, the answer and the codes behind it, the policy that decided,
+    the review's latency, and the stored input (``review_inputs``) holding each image's
+    own decision and input. The details are counts, so their size is bounded whatever the
+    object holds."""
     outcomes = review.outcomes
-    images = tuple(_cut(o.image, 512) for o in outcomes)
-    digests = tuple(dict.fromkeys(o.digest for o in outcomes if o.digest))
-    reasons = tuple(dict.fromkeys(c[:512] for o in outcomes for c in o.codes))
+    warned = set(review.warned)
     decided_by = next((o for o in outcomes if o.policy_version is not None), outcomes[0])
-    failures = {
-        _cut(o.image, _DETAIL_IMAGE_CHARS): o.failure for o in outcomes if o.failure is not None
-    }
     details: dict[str, Any] = {
         "operation": review.operation,
         "webhook": review.webhook,
         "dry_run": review.dry_run,
         "images": len(outcomes),
-        "cache": sum(1 for o in outcomes if o.cache == "decision"),
+        "cached": sum(1 for o in outcomes if o.cache == "decision"),
+        "failed": sum(1 for o in outcomes if o.failure is not None),
+        "warned": sum(1 for o in outcomes if o.image in warned),
     }
-    if failures:
-        details["failures"] = dict(list(failures.items())[:_REVIEW_DETAIL_IMAGES])
-    if review.warned:
-        warned = review.warned[:_REVIEW_DETAIL_IMAGES]
-        details["warned"] = [_cut(i, _DETAIL_IMAGE_CHARS) for i in warned]
     if review.request_id:
         details["request_id"] = _cut(review.request_id, 128)
     return AuditEntry(
@@ -237,16 +225,58 @@ def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
         actor=_cut(review.actor.name or review.actor.kind, 256),
         namespace=_cut(review.namespace, 253),
         object=_cut(review.object, 512),
-        images=images[:256],
-        digests=digests[:256],
+        images=tuple(_image_text(o.image) for o in outcomes[:256]),
+        digests=tuple(dict.fromkeys(o.digest for o in outcomes if o.digest))[:256],
         decision="allowed" if review.allowed else "denied",
-        reasons=reasons[:256],
+        reasons=tuple(dict.fromkeys(c[:512] for o in outcomes for c in o.codes))[:256],
         policy_version=decided_by.policy_version,
         policy_revision=_cut(decided_by.policy_revision, 128),
         latency_ms=review.latency_ms,
         input_hash=input_hash,
         details=details,
     )
+
+
+def review_inputs(review: ReviewRecord, names: list[str]) -> tuple[ReviewImage, ...]:
+    """What a review's stored input lists: each image's own decision and input name."""
+    warned = set(review.warned)
+    return tuple(
+        ReviewImage(
+            image=o.image,
+            digest=o.digest,
+            allowed=o.allowed,
+            warned=o.image in warned,
+            codes=o.codes,
+            input=name,
+        )
+        for o, name in zip(review.outcomes, names, strict=True)
+    )
+
+
+def _entry_or_fallback(
+    build: Callable[..., AuditEntry], record: Outcome | ReviewRecord, input_hash: str
+) -> AuditEntry:
+    """``build(record)``, or, should it refuse what the record holds (a bug: the builders
+    cut everything to size), a record of the event with the input's name only, logged:
+    one refused entry would otherwise fail the whole batch."""
+    try:
+        return build(record, input_hash=input_hash)
+    except ValueError as e:
+        log.error("audit entry refused; recorded without details", extra={"error": str(e)[:300]})
+        outcomes = record.outcomes if isinstance(record, ReviewRecord) else (record,)
+        allowed = record.allowed
+        return AuditEntry(
+            kind=_AUDIT_KINDS[outcomes[0].entrypoint.value],
+            source="recorder:unrecordable",
+            actor="recorder",
+            decision="allowed" if allowed else "denied",
+            input_hash=input_hash,
+        )
+
+
+def _image_text(image: str) -> str:
+    """An image as an audit record lists it (an empty string in the object included)."""
+    return _cut(image, 512) or '""'
 
 
 def input_body(outcome: Outcome) -> InputBody:
@@ -302,15 +332,15 @@ class _StoredForms:
         self._size = size
         self._inputs: dict[tuple[int, ...], tuple[tuple[object, ...], Any]] = {}
         self._results: dict[tuple[int, ...], tuple[tuple[object, ...], Any]] = {}
-        self._reviews: dict[tuple[tuple[str, str], ...], InputBody] = {}
+        self._reviews: dict[tuple[ReviewImage, ...], InputBody] = {}
 
-    def review_inputs(self, images_and_inputs: tuple[tuple[str, str], ...]) -> InputBody:
+    def review_inputs(self, images: tuple[ReviewImage, ...]) -> InputBody:
         """A review's stored input, by value: the same Pod's reviews name the same inputs."""
-        made = self._reviews.get(images_and_inputs)
+        made = self._reviews.get(images)
         if made is None:
             if len(self._reviews) >= self._size:
                 self._reviews.clear()
-            made = self._reviews[images_and_inputs] = review_inputs_body(images_and_inputs)
+            made = self._reviews[images] = review_inputs_body(images)
         return made
 
     def input_body(self, outcome: Outcome) -> InputBody:
@@ -506,13 +536,11 @@ class DecisionRecorder:
             inputs += bodies
             record = pending.record
             if isinstance(record, ReviewRecord):
-                review_inputs = self._forms.review_inputs(
-                    tuple(zip((o.image for o in record.outcomes), names, strict=True))
-                )
-                inputs.append(review_inputs)
-                entries.append(review_entry(record, input_hash=review_inputs.name))
+                stored = self._forms.review_inputs(review_inputs(record, names))
+                inputs.append(stored)
+                entries.append(_entry_or_fallback(review_entry, record, stored.name))
             else:
-                entries.append(audit_entry(record, input_hash=names[0]))
+                entries.append(_entry_or_fallback(audit_entry, record, names[0]))
             rows += [
                 decision_values(o, input_hash=name, result=self._forms.result(o))
                 for o, name in zip(pending.outcomes, names, strict=True)

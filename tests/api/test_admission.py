@@ -300,10 +300,8 @@ class TestDecisions:
         uid = body["request"]["uid"]
         assert (record.source, record.actor) == (uid, "alice")
         assert (record.namespace, record.object) == ("prod", "Deployment/web")
-        # Each image with the digest decided on.
-        assert sorted(zip(record.images, record.digests, strict=True)) == sorted(
-            [(tagged(good), good.digest), (tagged(bad), bad.digest)]
-        )
+        assert sorted(record.images) == sorted([tagged(good), tagged(bad)])
+        assert sorted(record.digests) == sorted([good.digest, bad.digest])
         assert record.decision == "denied"
         assert any("signature" in code for code in record.reasons), record.reasons
         assert record.details["operation"] == "CREATE" and record.details["images"] == 2
@@ -318,7 +316,15 @@ class TestDecisions:
         with session_scope(services.sessions) as session:
             _, stored = get_record(session, seq=record.seq)
         assert stored is not None
-        inputs = {entry["image"]: entry["input"] for entry in stored["review_inputs"]}
+        # The record's stored input: each image's own decision and its input, read whole.
+        per_image = {entry["image"]: entry for entry in stored["review_inputs"]}
+        assert per_image[tagged(good)]["digest"] == good.digest
+        assert (per_image[tagged(good)]["allowed"], per_image[tagged(bad)]["allowed"]) == (
+            True,
+            False,
+        )
+        assert any("signature" in c for c in per_image[tagged(bad)]["codes"])
+        inputs = {image: entry["input"] for image, entry in per_image.items()}
         assert inputs.keys() == {tagged(good), tagged(bad)}
         assert inputs[tagged(bad)]["kubernetes"]["containers"] == [{"name": "i0", "type": "init"}]
         assert inputs[tagged(good)] == recorded_input(
@@ -340,11 +346,16 @@ class TestDecisions:
         services.decisions.recorder.close()  # type: ignore[union-attr]
         (record,) = audit_records(services, kind="admission.decision")
         assert record.decision == "allowed"  # what the API server was told
-        assert record.details["warned"] == [tagged(unsigned)]
+        assert record.details["warned"] == 1
         assert record.details["operation"] == "UPDATE"
         assert record.reasons  # the denial's codes, answered as a warning
         (row,) = [r for r in recorded(services) if r.entrypoint == "admission"]
         assert row.allowed is False  # the image's own decision
+        with session_scope(services.sessions) as session:
+            _, stored = get_record(session, seq=record.seq)
+        assert stored is not None
+        ((image,),) = [[(e["image"], e["allowed"], e["warned"])] for e in stored["review_inputs"]]
+        assert image == (tagged(unsigned), False, True)
 
     async def test_identical_reviews_share_their_stored_input(
         self, services: Services, client: TestClient, unique_repo: Callable[[str], str]
@@ -370,9 +381,12 @@ class TestDecisions:
     ) -> None:
         # What a Pod author controls (image strings, names) and what a tool may send (a long
         # user, uid and namespace) must not keep the review, or its batch, from the trail.
-        images = [f"Not A Reference {n}\x00 " + "x" * 600 for n in range(30)]
+        # Control characters take six bytes each in JSON; an empty image string (not an
+        # image: skipped); an image pinned by sha512 (135 characters, the longest digest).
+        images = [f"Not A Reference {n}\x00 " + "\x01" * 600 for n in range(30)]
+        images += ["", f"127.0.0.1:1/never/there@sha512:{'ab' * 64}"]
         pod = {"apiVersion": "v1", "kind": "Pod", "spec": pod_spec(*images)}
-        body = review("Pod", pod, namespace="n" * 300 + "\x00")
+        body = review("Pod", pod, namespace="n\x00" + "n" * 300)
         body["request"]["name"] = "p" * 600
         body["request"]["uid"] = "u" * 300
         body["request"]["userInfo"] = {"username": "a" * 300, "groups": ["g" * 300]}
@@ -383,12 +397,14 @@ class TestDecisions:
         services.decisions.recorder.close()  # type: ignore[union-attr]
         assert services.decisions.recorder.failed == 0  # type: ignore[union-attr]
         (record,) = audit_records(services, kind="admission.decision")
-        assert record.decision == "denied" and len(record.images) == 30
+        assert record.decision == "denied" and len(record.images) == 31
         assert record.source.startswith("uuu") and record.actor.startswith("aaa")
-        assert record.namespace is not None and record.namespace.startswith("nnn")
+        assert record.namespace is not None and record.namespace.startswith("n\ufffdn")
+        assert f"sha512:{'ab' * 64}" in record.digests
         rows = [r for r in recorded(services) if r.entrypoint == "admission"]
-        assert len(rows) == 30
-        assert all(r.failure == "input.invalid_reference" for r in rows)
+        assert len(rows) == 31
+        assert sum(r.failure == "input.invalid_reference" for r in rows) == 30
+        assert {r.digest for r in rows} >= {f"sha512:{'ab' * 64}"}
         assert verify_chain(services).ok
 
     async def test_mutation_pins_tags_and_the_pod_then_decides_from_cache(

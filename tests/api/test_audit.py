@@ -144,6 +144,25 @@ class TestWhoMayRead:
         mine = client.get("/v1/audit", params={"image": "r.test/app"}, headers=auditor)
         assert _positions(mine, trail) == [5, 4, 3, 2, 1, 0]
 
+    def test_a_scoped_auditor_sees_only_its_images_of_a_review(
+        self, client: TestClient, services: Services, admin: dict[str, str]
+    ) -> None:
+        review = decision(0, image="r.test/app").model_copy(
+            update={"images": (f"r.test/app@{DIGEST}", "r.test/other:v1", "not a reference")}
+        )
+        with session_scope(services.sessions) as session:
+            append_audit(session, [review])
+        auditor = _token(services, "auditor", "audit:r.test/app")
+
+        seen = client.get("/v1/audit", params={"image": "r.test/app"}, headers=auditor).json()
+        whole = client.get("/v1/audit", params={"image": "r.test/app"}, headers=admin).json()
+
+        (record,) = [r for r in seen["records"] if r["kind"] == "admission.decision"]
+        assert record["images"] == [f"r.test/app@{DIGEST}"]
+        assert record["details"]["withheld_images"] == 2
+        (full,) = [r for r in whole["records"] if r["kind"] == "admission.decision"]
+        assert len(full["images"]) == 3 and "withheld_images" not in full["details"]
+
     def test_an_audit_everything_token_reads_all(
         self, client: TestClient, services: Services, trail: list[int]
     ) -> None:

@@ -114,7 +114,9 @@ class TestOtherFailures:
         self, services: Services
     ) -> None:
         """A decision that fails before its input is built still records who asked from
-        where: the audit record names the namespace and the object."""
+        where: the audit record names the namespace and the object. (A decision asked for
+        alone, as ``POST /v1/decisions`` and ``policy decide`` do; a review's record is
+        tested in tests/api/test_admission.py.)"""
         context = KubernetesContext(
             namespace="payments", kind="Deployment", name="api", operation="CREATE"
         )

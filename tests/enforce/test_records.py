@@ -34,7 +34,7 @@ from app.audit.inputs import load_input
 from app.db.models import AuditRecord, Decision
 from app.db.session import make_session_factory
 from app.enforce.outcome import Actor, Outcome
-from app.enforce.records import DecisionRecorder, ReviewRecord
+from app.enforce.records import DecisionRecorder, ReviewRecord, review_entry
 from app.oci.refs import ImageRef
 from app.policy.decision import PolicyDecision
 from app.policy.input import Entrypoint
@@ -319,3 +319,32 @@ class TestReviewRecords:
         assert [r.source for r in records] == ["other", "uid-1"]
         assert records[1].images == [web.image, sidecar.image]
         assert (records[1].object, records[1].actor) == ("Pod/web-", "alice")
+
+    def test_a_review_entry_stays_within_the_audit_limits_whatever_its_images(self) -> None:
+        # Control characters are six bytes each in JSON: names the size of a Pod's
+        # images, all failed and all answered as warnings, once filled the details over
+        # their limit, and the refused entry failed the whole batch.
+        images = [f"img-{n}-" + "\x01" * 600 for n in range(300)]
+        outcomes = tuple(
+            _outcome("uid").model_copy(update={"image": i, "failure": "input.invalid_reference"})
+            for i in images
+        )
+        review = ReviewRecord(
+            outcomes=outcomes,
+            allowed=True,
+            uid="uid",
+            operation="UPDATE",
+            webhook="validate",
+            namespace="n" * 300,
+            object="Pod/" + "p" * 600,
+            actor=Actor(kind="kubernetes", name="a" * 300),
+            request_id="r" * 300,
+            dry_run=False,
+            latency_ms=1.0,
+            warned=tuple(images),
+        )
+
+        entry = review_entry(review, input_hash="sha256:" + "0" * 64)
+
+        assert len(entry.images) == 256 and all(len(i) <= 512 for i in entry.images)
+        assert entry.details["failed"] == 300 and entry.details["warned"] == 300
