@@ -253,7 +253,7 @@ def review_inputs(review: ReviewRecord, names: list[str]) -> tuple[ReviewImage, 
     )
 
 
-def _entry_or_fallback(
+def entry_or_bare(
     build: Callable[..., AuditEntry], record: Outcome | ReviewRecord, input_hash: str
 ) -> AuditEntry:
     """``build(record)``, or, should it refuse what the record holds (a bug: the builders
@@ -538,9 +538,9 @@ class DecisionRecorder:
             if isinstance(record, ReviewRecord):
                 stored = self._forms.review_inputs(review_inputs(record, names))
                 inputs.append(stored)
-                entries.append(_entry_or_fallback(review_entry, record, stored.name))
+                entries.append(entry_or_bare(review_entry, record, stored.name))
             else:
-                entries.append(_entry_or_fallback(audit_entry, record, names[0]))
+                entries.append(entry_or_bare(audit_entry, record, names[0]))
             rows += [
                 decision_values(o, input_hash=name, result=self._forms.result(o))
                 for o, name in zip(pending.outcomes, names, strict=True)

@@ -30,11 +30,17 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.audit.chain import lock_chain
+from app.audit.entry import AuditEntry
 from app.audit.inputs import load_input
 from app.db.models import AuditRecord, Decision
 from app.db.session import make_session_factory
 from app.enforce.outcome import Actor, Outcome
-from app.enforce.records import DecisionRecorder, ReviewRecord, review_entry
+from app.enforce.records import (
+    DecisionRecorder,
+    ReviewRecord,
+    entry_or_bare,
+    review_entry,
+)
 from app.oci.refs import ImageRef
 from app.policy.decision import PolicyDecision
 from app.policy.input import Entrypoint
@@ -348,3 +354,16 @@ class TestReviewRecords:
 
         assert len(entry.images) == 256 and all(len(i) <= 512 for i in entry.images)
         assert entry.details["failed"] == 300 and entry.details["warned"] == 300
+
+    def test_an_entry_its_builder_refuses_is_recorded_bare(self) -> None:
+        def refusing(record: object, *, input_hash: str) -> AuditEntry:
+            raise ValueError("details are 99999 bytes")
+
+        entry = entry_or_bare(refusing, _outcome("uid"), "sha256:" + "0" * 64)
+
+        assert (entry.kind.value, entry.source, entry.decision) == (
+            "admission.decision",
+            "recorder:unrecordable",
+            "denied",
+        )
+        assert entry.input_hash == "sha256:" + "0" * 64
