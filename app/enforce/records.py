@@ -172,6 +172,12 @@ def _cut(text: str | None, size: int) -> str | None:
     return text[:size].replace("\x00", "\ufffd")
 
 
+def _source(source: str | None, request_id: str | None) -> str:
+    """Where a decision came from, as its audit record says: the admission request uid or
+    registry event id, else the API request."""
+    return _cut(source or f"request:{request_id or 'internal'}", 256)
+
+
 def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
     """The audit record of one decision: who asked, about what, what was decided by which
     policy, how long it took, and the hash of the input it was made on."""
@@ -183,7 +189,7 @@ def audit_entry(outcome: Outcome, *, input_hash: str) -> AuditEntry:
         name = f"{kubernetes.get('kind')}/{name}" if name else kubernetes.get("kind")
     return AuditEntry(
         kind=_AUDIT_KINDS[outcome.entrypoint.value],
-        source=_cut(outcome.source or f"request:{outcome.request_id or 'internal'}", 256),
+        source=_source(outcome.source, outcome.request_id),
         actor=_cut(outcome.actor.name or outcome.actor.kind, 256),
         namespace=_cut(namespace, 253) if isinstance(namespace, str) else None,
         object=_cut(name, 512) if isinstance(name, str) else None,
@@ -221,7 +227,7 @@ def review_entry(review: ReviewRecord, *, input_hash: str) -> AuditEntry:
         details["request_id"] = _cut(review.request_id, 128)
     return AuditEntry(
         kind=AuditKind.admission_decision,
-        source=_cut(review.uid or f"request:{review.request_id or 'internal'}", 256),
+        source=_source(review.uid, review.request_id),
         actor=_cut(review.actor.name or review.actor.kind, 256),
         namespace=_cut(review.namespace, 253),
         object=_cut(review.object, 512),
@@ -263,13 +269,12 @@ def entry_or_bare(
         return build(record, input_hash=input_hash)
     except ValueError as e:
         log.error("audit entry refused; recorded without details", extra={"error": str(e)[:300]})
-        outcomes = record.outcomes if isinstance(record, ReviewRecord) else (record,)
-        allowed = record.allowed
+        first = record.outcomes[0] if isinstance(record, ReviewRecord) else record
         return AuditEntry(
-            kind=_AUDIT_KINDS[outcomes[0].entrypoint.value],
+            kind=_AUDIT_KINDS[first.entrypoint.value],
             source="recorder:unrecordable",
             actor="recorder",
-            decision="allowed" if allowed else "denied",
+            decision="allowed" if record.allowed else "denied",
             input_hash=input_hash,
         )
 
