@@ -23,18 +23,27 @@ the lock is held until commit, so every writer waits for the slowest committer.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.audit.canonical import SHA256_PREFIX, canonical_json, content_hash
 from app.audit.entry import AuditEntry
 from app.audit.inputs import InputBody, store_inputs
 from app.db.base import Base, utcnow
-from app.db.bulk import insert_rows
+from app.db.bulk import (
+    CopyLines,
+    copy_lines,
+    insert_rows,
+    postgresql_lines,
+    psycopg_connection,
+)
 from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject
 from app.errors import InputError
 from app.oci.refs import ImageRef
@@ -61,11 +70,15 @@ def record_hash(values: Mapping[Any, Any]) -> str:
     Latency is hashed as whole microseconds, never as a float: floats are the one JSON value
     two encoders may spell differently.
     """
+    return content_hash(canonical_json(_hashed_content(values)))
+
+
+def _hashed_content(values: Mapping[Any, Any]) -> dict[str, Any]:
+    """What a record's hash covers, from its column values (``seq``, ``time`` and
+    ``prev_hash`` left out when ``values`` lacks them: ``prepare_entry``)."""
     latency = values["latency_ms"]
     content = {
         "format": CHAIN_FORMAT,
-        "seq": values["seq"],
-        "time": time_text(values["time"]),
         "kind": values["kind"],
         "source": values["source"],
         "actor": values["actor"],
@@ -80,15 +93,145 @@ def record_hash(values: Mapping[Any, Any]) -> str:
         "latency_us": None if latency is None else round(latency * 1000),
         "input_hash": values["input_hash"],
         "details": values["details"],
-        "prev_hash": values["prev_hash"],
     }
-    return content_hash(canonical_json(content))
+    for placed in _PLACED:
+        if placed in values:
+            content[placed] = time_text(values[placed]) if placed == "time" else values[placed]
+    return content
+
+
+# Given when a record is appended, under the chain lock; the rest is known before.
+_PLACED = ("seq", "time", "prev_hash")
+# The hashed content's keys in canonical (sorted) order, placed ones included
+# (``tests/audit/test_chain.py`` checks them against ``_hashed_content``).
+_HASHED_KEYS = (
+    "actor",
+    "decision",
+    "details",
+    "digests",
+    "format",
+    "images",
+    "input_hash",
+    "kind",
+    "latency_us",
+    "namespace",
+    "object",
+    "policy_revision",
+    "policy_version",
+    "prev_hash",
+    "reasons",
+    "seq",
+    "source",
+    "time",
+)
+# The audit_records columns copied in between seq and time (first) and prev_hash and
+# hash (last): everything known before the record's place in the chain.
+_MIDDLE_COLUMNS = (
+    "kind",
+    "source",
+    "actor",
+    "namespace",
+    "object",
+    "images",
+    "digests",
+    "decision",
+    "reasons",
+    "policy_version",
+    "policy_revision",
+    "latency_ms",
+    "input_hash",
+    "details",
+)
+_RECORD_COLUMNS = ("seq", "time", *_MIDDLE_COLUMNS, "prev_hash", "hash")
+_SUBJECT_COLUMNS = ("seq", "field", "value")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEntry:
+    """An ``AuditEntry`` made ready to append, so that little is left to do under the
+    chain lock: its column values, the canonical JSON of every member of its hashed
+    content but the three a place in the chain gives (``seq``, ``time``, ``prev_hash``),
+    its index terms, and on PostgreSQL the COPY text of its columns and terms.
+
+    The decision recorder prepares its entries where they are submitted, so that its
+    writer thread holds the GIL for less (``app.enforce.records``); the hash comes out the
+    same as ``record_hash`` of the appended row (``tests/audit/test_chain.py``).
+    """
+
+    values: dict[str, Any]
+    time: dt.datetime | None
+    members: tuple[bytes | None, ...]  # in _HASHED_KEYS order; None where a place goes
+    subjects: tuple[tuple[str, str], ...]
+    copy_text: str | None = None
+    subject_texts: tuple[str, ...] = ()
+
+
+def prepare_entry(entry: AuditEntry, *, copy_text: bool = False) -> PreparedEntry:
+    """``entry`` ready to append (see ``PreparedEntry``); with its COPY text when
+    ``copy_text`` (for PostgreSQL)."""
+    values: dict[str, Any] = {
+        "kind": entry.kind.value,
+        "source": entry.source,
+        "actor": entry.actor,
+        "namespace": entry.namespace,
+        "object": entry.object,
+        "images": list(entry.images),
+        "digests": list(entry.digests),
+        "decision": entry.decision,
+        "reasons": list(entry.reasons),
+        "policy_version": entry.policy_version,
+        "policy_revision": entry.policy_revision,
+        "latency_ms": None if entry.latency_ms is None else round(entry.latency_ms, 3),
+        "input_hash": entry.input_hash,
+        "details": entry.details,
+    }
+    content = _hashed_content(values)
+    members = tuple(None if key in _PLACED else _member(key, content[key]) for key in _HASHED_KEYS)
+    subjects = tuple(
+        (field, value[:512]) for field, value in subject_terms(entry.images, entry.digests)
+    )
+    prepared = PreparedEntry(values=values, time=entry.time, members=members, subjects=subjects)
+    return _with_copy_text(prepared) if copy_text else prepared
+
+
+def _with_copy_text(prepared: PreparedEntry) -> PreparedEntry:
+    middle, terms = _copy_forms()
+    return dataclasses.replace(
+        prepared,
+        copy_text=middle.line([prepared.values[c] for c in _MIDDLE_COLUMNS]),
+        subject_texts=tuple(terms.line(term) for term in prepared.subjects),
+    )
+
+
+@functools.cache
+def _copy_forms() -> tuple[CopyLines, CopyLines]:
+    """COPY text of a record's middle columns and of an index term's (field, value)."""
+    return (
+        postgresql_lines(_RECORDS, _MIDDLE_COLUMNS),
+        postgresql_lines(_SUBJECTS, ("field", "value")),
+    )
+
+
+def _member(key: str, value: Any) -> bytes:
+    """``"key":value`` as the canonical JSON of an object holding it spells it."""
+    return canonical_json(key) + b":" + canonical_json(value)
+
+
+def _placed_hash(prepared: PreparedEntry, *, seq: int, time: str, prev_hash: str) -> str:
+    """The record's hash once it has its place: the canonical JSON of its hashed content
+    is its members joined in key order, so only the placed three are encoded now."""
+    placed = {"seq": seq, "time": time, "prev_hash": prev_hash}
+    parts = [
+        member if member is not None else _member(key, placed[key])
+        for key, member in zip(_HASHED_KEYS, prepared.members, strict=True)
+    ]
+    return content_hash(b"{" + b",".join(parts) + b"}")
 
 
 def lock_chain(session: Session) -> None:
     """Hold the chain lock until the session's transaction ends (see the module docstring)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(CHAIN_LOCK)))
+        psycopg_connection(session).execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
     else:
         session.execute(text("UPDATE audit_records SET seq = seq WHERE 1 = 0"))
 
@@ -96,6 +239,14 @@ def lock_chain(session: Session) -> None:
 def chain_head(session: Session) -> tuple[int, str]:
     """The last record's (seq, hash); after a purge of everything, the purge checkpoint's;
     ``(0, GENESIS)`` for an empty chain. Call it holding the chain lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        head = (
+            psycopg_connection(session)
+            .execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+            .fetchone()
+        )
+        if head is not None:
+            return int(head[0]), str(head[1])
     last = session.execute(
         select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
     ).first()
@@ -145,43 +296,54 @@ def append_audit(
     stored (once per content) under the chain lock, which no retention purge can
     interleave with (``app.audit.inputs``).
     """
+    copy_text = session.get_bind().dialect.name == "postgresql"
+    prepared = [prepare_entry(entry, copy_text=copy_text) for entry in entries]
+    return append_prepared(session, prepared, inputs=inputs)
+
+
+def append_prepared(
+    session: Session,
+    entries: Sequence[PreparedEntry],
+    *,
+    inputs: Sequence[bytes | InputBody] = (),
+) -> list[int]:
+    """``append_audit`` of entries already prepared (``prepare_entry``)."""
     if not entries:
         return []
     lock_chain(session)
     store_inputs(session, inputs)
     seq, prev_hash = chain_head(session)
     now = utcnow()
-    records: list[dict[str, Any]] = []
-    subjects: list[dict[str, Any]] = []
+    now_text = time_text(now)
+    first = seq + 1
+    if session.get_bind().dialect.name != "postgresql":
+        records: list[dict[str, Any]] = []
+        subjects: list[dict[str, Any]] = []
+        for entry in entries:
+            seq += 1
+            time = entry.time or now
+            hashed = _placed_hash(entry, seq=seq, time=time_text(time), prev_hash=prev_hash)
+            records.append(
+                {**entry.values, "seq": seq, "time": time, "prev_hash": prev_hash, "hash": hashed}
+            )
+            subjects += [{"seq": seq, "field": f, "value": v} for f, v in entry.subjects]
+            prev_hash = hashed
+        insert_rows(session, _RECORDS, records)
+        insert_rows(session, _SUBJECTS, subjects)
+        return list(range(first, seq + 1))
+    # COPY on PostgreSQL (app.db.bulk): a multi-row VALUES statement would be compiled and
+    # planned anew for each batch size. Each line is its prepared text with its place.
+    lines: list[str] = []
+    terms: list[str] = []
     for entry in entries:
         seq += 1
-        values: dict[str, Any] = {
-            "seq": seq,
-            "time": entry.time or now,
-            "kind": entry.kind.value,
-            "source": entry.source,
-            "actor": entry.actor,
-            "namespace": entry.namespace,
-            "object": entry.object,
-            "images": list(entry.images),
-            "digests": list(entry.digests),
-            "decision": entry.decision,
-            "reasons": list(entry.reasons),
-            "policy_version": entry.policy_version,
-            "policy_revision": entry.policy_revision,
-            "latency_ms": None if entry.latency_ms is None else round(entry.latency_ms, 3),
-            "input_hash": entry.input_hash,
-            "details": entry.details,
-            "prev_hash": prev_hash,
-        }
-        values["hash"] = prev_hash = record_hash(values)
-        records.append(values)
-        subjects += [
-            {"seq": seq, "field": field, "value": value[:512]}
-            for field, value in subject_terms(entry.images, entry.digests)
-        ]
-    # COPY on PostgreSQL, executemany elsewhere (app.db.bulk): a multi-row VALUES
-    # statement would be compiled and planned anew for each batch size.
-    insert_rows(session, _RECORDS, records)
-    insert_rows(session, _SUBJECTS, subjects)
-    return [r["seq"] for r in records]
+        if entry.copy_text is None:
+            entry = _with_copy_text(entry)
+        stamp = time_text(entry.time) if entry.time is not None else now_text
+        hashed = _placed_hash(entry, seq=seq, time=stamp, prev_hash=prev_hash)
+        lines.append(f"{seq}\t{stamp}\t{entry.copy_text}\t{prev_hash}\t{hashed}")
+        terms += [f"{seq}\t{text}" for text in entry.subject_texts]
+        prev_hash = hashed
+    copy_lines(session, _RECORDS, _RECORD_COLUMNS, lines)
+    copy_lines(session, _SUBJECTS, _SUBJECT_COLUMNS, terms)
+    return list(range(first, seq + 1))

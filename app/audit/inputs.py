@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.audit.canonical import HASH_PATTERN, canonical_json, content_hash
 from app.db.base import utcnow
+from app.db.bulk import psycopg_connection
 from app.db.models import AuditRecord, Decision, StoredInput
 
 # What a stored input puts in the place of the findings it names.
@@ -134,7 +135,7 @@ def store_inputs(session: Session, bodies: Sequence[bytes | InputBody]) -> list[
         if item.findings is not None and item.findings_name is not None:
             findings[item.findings_name] = item.findings
     wanted = [*findings, *documents]
-    present = set(session.scalars(select(StoredInput.hash).where(StoredInput.hash.in_(wanted))))
+    present = _present(session, wanted)
     missing_findings = []
     for name, body in findings.items():
         if name in present:
@@ -147,6 +148,17 @@ def store_inputs(session: Session, bodies: Sequence[bytes | InputBody]) -> list[
         if rows:
             session.execute(_insert_ignoring_duplicates(session), rows)
     return names
+
+
+def _present(session: Session, names: list[str]) -> set[str]:
+    """Which of ``names`` are stored already (on PostgreSQL through the driver: the
+    decision recorder asks in every batch)."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = psycopg_connection(session).execute(
+            "SELECT hash FROM stored_inputs WHERE hash = ANY(%s)", (names,)
+        )
+        return {str(row[0]) for row in rows}
+    return set(session.scalars(select(StoredInput.hash).where(StoredInput.hash.in_(names))))
 
 
 def store_input(session: Session, body: bytes) -> str:

@@ -12,6 +12,12 @@ the event the API server sent). A decision's input is stored once per distinct c
 the trail's input table, and the decision row and its audit record both name it by its
 hash; a review's record names a stored list of its images' inputs.
 
+A record's rows are made where it is submitted (``prepare``: the audit entry with its
+hashed members and COPY text, the decision rows, the stored inputs), and the writer only
+places the entries in the chain and copies the rows in. The writer is a thread of the same
+process, and whatever Python it runs holds the GIL in stretches the event loop waits
+behind: made there, a batch's rows were the admission tail (``benchmarks/README.md``).
+
 What a SIGKILL can lose is bounded by construction: at most one batch's worth of records
 is ever submitted and not yet committed (an admission review is one record, with a
 decision row for each of its images). ``submit`` takes one of ``batch_size`` slots and
@@ -27,25 +33,26 @@ process during a burst, with and without commits stalled, and counts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.canonical import canonical_json
-from app.audit.chain import append_audit
+from app.audit.chain import PreparedEntry, append_prepared, prepare_entry
 from app.audit.entry import AuditEntry, AuditKind
 from app.audit.inputs import FINDINGS_KEY, InputBody, ReviewImage, review_inputs_body
 from app.db.base import Base, utcnow
-from app.db.bulk import insert_rows
+from app.db.bulk import CopyLines, copy_lines, postgresql_lines, psycopg_connection
 from app.db.models import Decision
 from app.db.session import session_scope
 from app.enforce.outcome import Actor, Outcome
@@ -79,9 +86,21 @@ class ReviewRecord:
     warned: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A record's rows, made where it was submitted (``DecisionRecorder.prepare``): its
+    stored inputs, its audit entry and its decision rows (each a COPY line without its id
+    on PostgreSQL, else the row's values)."""
+
+    inputs: tuple[InputBody, ...]
+    entry: PreparedEntry
+    decisions: tuple[dict[str, Any] | str, ...]
+
+
 @dataclass
 class _Pending:
     record: Outcome | ReviewRecord
+    prepared: _Prepared
     # Whether the record holds one of the recorder's slots (False: queued beyond the bound).
     slotted: bool
     # The decision id (an Outcome), or the ids of the review's outcomes in order.
@@ -303,6 +322,14 @@ def decision_values(outcome: Outcome, *, input_hash: str, result: dict[str, Any]
     (``result``, its stored form), the name of its stored input, who asked and what
     decided."""
     return {
+        **_decided_values(outcome, input_hash=input_hash, result=result),
+        **_event_values(outcome),
+    }
+
+
+def _decided_values(outcome: Outcome, *, input_hash: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The columns of a decision row that a remembered decision answers alike each time."""
+    return {
         "entrypoint": outcome.entrypoint.value,
         "image": _cut(outcome.image, 512),
         "digest": outcome.digest,
@@ -312,15 +339,46 @@ def decision_values(outcome: Outcome, *, input_hash: str, result: dict[str, Any]
         "policy_version": outcome.policy_version,
         "policy_revision": _cut(outcome.policy_revision, 64),
         "failure": _cut(outcome.failure, 64),
+        "served_by": list(outcome.served_by) if outcome.served_by else None,
+    }
+
+
+def _event_values(outcome: Outcome) -> dict[str, Any]:
+    """The columns of a decision row that are this request's own."""
+    return {
         "actor": _cut(outcome.actor.name, 256),
         "actor_kind": outcome.actor.kind,
         "source": _cut(outcome.source, 256),
         "request_id": _cut(outcome.request_id, 128),
         "dry_run": outcome.dry_run,
         "latency_ms": outcome.timings_ms.get("total"),
-        "served_by": list(outcome.served_by) if outcome.served_by else None,
         "created_at": utcnow(),
     }
+
+
+_DECIDED_COLUMNS = (
+    "entrypoint",
+    "image",
+    "digest",
+    "allowed",
+    "result",
+    "input_hash",
+    "policy_version",
+    "policy_revision",
+    "failure",
+    "served_by",
+)
+_EVENT_COLUMNS = (
+    "actor",
+    "actor_kind",
+    "source",
+    "request_id",
+    "dry_run",
+    "latency_ms",
+    "created_at",
+)
+# A decision's COPY line: its id (drawn when it is written), then these.
+_DECISION_COLUMNS = (*_EVENT_COLUMNS, *_DECIDED_COLUMNS)
 
 
 class _StoredForms:
@@ -330,7 +388,9 @@ class _StoredForms:
     decision objects (``app.enforce.pipeline``), so a warm cluster's records share them:
     encoding and hashing each one again was a third of the writer's time, measured. Kept
     by identity, each entry holding its objects so that their ids cannot be reused, and
-    forgotten wholesale past ``size`` entries. The writer thread alone uses it.
+    forgotten wholesale past ``size`` entries. Every submitting thread uses it (records
+    are prepared where they are submitted): each step is one dictionary operation, and a
+    race can only make a form twice.
     """
 
     def __init__(self, size: int = 4096) -> None:
@@ -338,6 +398,7 @@ class _StoredForms:
         self._inputs: dict[tuple[int, ...], tuple[tuple[object, ...], Any]] = {}
         self._results: dict[tuple[int, ...], tuple[tuple[object, ...], Any]] = {}
         self._reviews: dict[tuple[ReviewImage, ...], InputBody] = {}
+        self._decided: dict[tuple[Any, ...], tuple[object, str]] = {}
 
     def review_inputs(self, images: tuple[ReviewImage, ...]) -> InputBody:
         """A review's stored input, by value: the same Pod's reviews name the same inputs."""
@@ -354,6 +415,34 @@ class _StoredForms:
         )
         assert isinstance(made, InputBody)
         return made
+
+    def decision_line(self, outcome: Outcome, *, input_hash: str) -> str:
+        """``decision_line`` of the outcome's row: its own columns made now, the columns a
+        remembered decision answers alike made once per decision and what else they hold
+        (they were half of a warm review's record, measured)."""
+        decision = outcome.decision
+        key = (
+            id(decision),
+            outcome.entrypoint,
+            outcome.image,
+            outcome.digest,
+            input_hash,
+            outcome.policy_version,
+            outcome.policy_revision,
+            outcome.failure,
+            outcome.served_by,
+        )
+        held = self._decided.get(key)
+        if held is not None and held[0] is decision:
+            decided = held[1]
+        else:
+            values = _decided_values(outcome, input_hash=input_hash, result=self.result(outcome))
+            decided = _decision_copy()[1].line([values[c] for c in _DECIDED_COLUMNS])
+            if len(self._decided) >= self._size:
+                self._decided.clear()
+            self._decided[key] = (decision, decided)
+        own = _event_values(outcome)
+        return _decision_copy()[0].line([own[c] for c in _EVENT_COLUMNS]) + "\t" + decided
 
     def result(self, outcome: Outcome) -> dict[str, Any]:
         decision = outcome.decision
@@ -381,13 +470,13 @@ class _StoredForms:
 
 _DECISIONS = Base.metadata.tables[Decision.__tablename__]
 # Ids for a batch in one round trip, ascending in the batch's order.
-_NEXT_IDS = text(
-    "SELECT nextval(pg_get_serial_sequence('decisions', 'id')) FROM generate_series(1, :n)"
-)
+_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('decisions', 'id')) FROM generate_series(1, %s)"
 
 
-def insert_decisions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` (``decision_values``) in the session's transaction; their ids.
+def insert_decisions(session: Session, rows: Sequence[dict[str, Any] | str]) -> list[int]:
+    """Insert ``rows`` in the session's transaction; their ids. A row is its values
+    (``decision_values``) or, on PostgreSQL, its COPY line without the id
+    (``decision_line``).
 
     On PostgreSQL the ids are drawn from the table's sequence first and the rows copied in
     (``app.db.bulk``): ``INSERT … RETURNING`` of a batch is a new multi-row statement for
@@ -397,15 +486,40 @@ def insert_decisions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        ids = sorted(int(i) for i in session.scalars(_NEXT_IDS, {"n": len(rows)}))
-        insert_rows(
-            session, _DECISIONS, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
-        )
+        drawn = psycopg_connection(session).execute(_NEXT_IDS, (len(rows),))
+        ids = sorted(int(row[0]) for row in drawn)
+        lines = [
+            f"{i}\t{row if isinstance(row, str) else decision_line(row)}"
+            for row, i in zip(rows, ids, strict=True)
+        ]
+        copy_lines(session, _DECISIONS, ("id", *_DECISION_COLUMNS), lines)
         return ids
+    values = [row for row in rows if isinstance(row, dict)]
+    if len(values) != len(rows):
+        raise ValueError("COPY lines of decisions are for PostgreSQL only")
     inserted = session.execute(
-        insert(_DECISIONS).returning(_DECISIONS.c.id, sort_by_parameter_order=True), rows
+        insert(_DECISIONS).returning(_DECISIONS.c.id, sort_by_parameter_order=True), values
     )
     return [int(i) for i in inserted.scalars()]
+
+
+def decision_line(values: dict[str, Any]) -> str:
+    """The COPY line of a decision row's ``values`` (``decision_values``), without its id."""
+    event, decided = _decision_copy()
+    return (
+        event.line([values[c] for c in _EVENT_COLUMNS])
+        + "\t"
+        + decided.line([values[c] for c in _DECIDED_COLUMNS])
+    )
+
+
+@functools.cache
+def _decision_copy() -> tuple[CopyLines, CopyLines]:
+    """COPY text of a decision row's own columns, and of those a remembered decision
+    answers alike."""
+    return postgresql_lines(_DECISIONS, _EVENT_COLUMNS), postgresql_lines(
+        _DECISIONS, _DECIDED_COLUMNS
+    )
 
 
 class DecisionRecorder:
@@ -419,6 +533,8 @@ class DecisionRecorder:
         batch_size: int = BATCH_SIZE,
     ) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        self._postgres = bind is not None and bind.dialect.name == "postgresql"
         self._batch_seconds = batch_seconds
         self._batch_size = batch_size
         # Unbounded: the slots bound what is queued (beyond-the-bound records aside).
@@ -448,9 +564,51 @@ class DecisionRecorder:
         slotted = await self._slots.take(wait=wait)
         if not slotted:
             self._note_over_bound()
-        pending = _Pending(record, slotted=slotted)
+        try:
+            prepared = self.prepare(record)
+        except Exception as e:  # a bug; the caller's answer must not fail for its record
+            if slotted:
+                self._slots.give_back(1)
+            self.failed += 1
+            log.error("decision record could not be made", extra={"error": repr(e)[:300]})
+            failed: Future[Any] = Future()
+            failed.set_exception(e)
+            return failed
+        pending = _Pending(record, prepared, slotted=slotted)
         self._queue.put(pending)
         return pending.future
+
+    def prepare(self, record: Outcome | ReviewRecord) -> _Prepared:
+        """``record``'s rows, ready for the writer: made by the submitting thread (the
+        event loop's, between answers), so that the writer thread, which competes with the
+        loop for the GIL in long stretches, only places the rows in the chain and copies
+        them in. Measured: that thread's work was a quarter of a warm review's CPU, and the
+        answers it delayed were the admission tail (``benchmarks/README.md``)."""
+        outcomes = record.outcomes if isinstance(record, ReviewRecord) else (record,)
+        bodies = [self._forms.input_body(o) for o in outcomes]
+        names = [body.name for body in bodies]
+        if isinstance(record, ReviewRecord):
+            stored = self._forms.review_inputs(review_inputs(record, names))
+            bodies.append(stored)
+            entry = entry_or_bare(review_entry, record, stored.name)
+        else:
+            entry = entry_or_bare(audit_entry, record, names[0])
+        decisions: tuple[dict[str, Any] | str, ...]
+        if self._postgres:
+            decisions = tuple(
+                self._forms.decision_line(o, input_hash=name)
+                for o, name in zip(outcomes, names, strict=True)
+            )
+        else:
+            decisions = tuple(
+                decision_values(o, input_hash=name, result=self._forms.result(o))
+                for o, name in zip(outcomes, names, strict=True)
+            )
+        return _Prepared(
+            inputs=tuple(bodies),
+            entry=prepare_entry(entry, copy_text=self._postgres),
+            decisions=decisions,
+        )
 
     def _note_over_bound(self) -> None:
         self.over_bound += 1
@@ -532,25 +690,10 @@ class DecisionRecorder:
         retention purge cannot delete an old input between its store and the decisions
         that name it, inserted last.
         """
-        inputs: list[InputBody] = []
-        entries: list[AuditEntry] = []
-        rows: list[dict[str, Any]] = []
-        for pending in batch:
-            bodies = [self._forms.input_body(o) for o in pending.outcomes]
-            names = [body.name for body in bodies]
-            inputs += bodies
-            record = pending.record
-            if isinstance(record, ReviewRecord):
-                stored = self._forms.review_inputs(review_inputs(record, names))
-                inputs.append(stored)
-                entries.append(entry_or_bare(review_entry, record, stored.name))
-            else:
-                entries.append(entry_or_bare(audit_entry, record, names[0]))
-            rows += [
-                decision_values(o, input_hash=name, result=self._forms.result(o))
-                for o, name in zip(pending.outcomes, names, strict=True)
-            ]
+        inputs = [body for pending in batch for body in pending.prepared.inputs]
+        entries = [pending.prepared.entry for pending in batch]
+        rows = [row for pending in batch for row in pending.prepared.decisions]
         with session_scope(self._sessions) as session:
-            append_audit(session, entries, inputs=inputs)
+            append_prepared(session, entries, inputs=inputs)
             ids = iter(insert_decisions(session, rows))
         return [tuple(next(ids) for _ in pending.outcomes) for pending in batch]

@@ -10,7 +10,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.canonical import canonical_json, content_hash
-from app.audit.chain import GENESIS, append_audit, record_hash
+from app.audit.chain import (
+    _HASHED_KEYS,
+    GENESIS,
+    _hashed_content,
+    _placed_hash,
+    append_audit,
+    prepare_entry,
+    record_hash,
+    time_text,
+)
 from app.audit.entry import AuditEntry, AuditKind
 from app.audit.inputs import store_input_value
 from app.audit.verification import verify_chain
@@ -92,6 +101,46 @@ class TestAppend:
             append_audit(session, [named], inputs=[body])
             assert session.scalar(select(func.count()).select_from(StoredInput)) == 1
             assert verify_chain(session, key=None).checked == 3
+
+    def test_hostile_text_hashes_and_reads_back_as_written(
+        self, audit_sessions: sessionmaker[Session]
+    ) -> None:
+        """What a Pod author controls (names, images, details) may hold COPY's and JSON's
+        own characters: each record reads back as given and its stored hash is the one
+        ``record_hash`` recomputes from the row, so the chain verifies."""
+        hostile = 'tab\there new\nline \\N back\\slash "quote" ünï 🐳\r'
+        entry = decision(1).model_copy(
+            update={
+                "source": hostile,
+                "object": f"Pod/{hostile}",
+                "images": (f"r.test/{hostile}",),
+                "details": {"note": hostile, hostile: [1, None, True]},
+                "latency_ms": 0.0004,
+            }
+        )
+        append(audit_sessions, [entry, decision(2)])
+        with session_scope(audit_sessions) as session:
+            rows = list(
+                session.execute(select(AuditRecord.__table__).order_by(AuditRecord.seq)).mappings()
+            )
+            terms = set(session.scalars(select(AuditSubject.value).where(AuditSubject.seq == 1)))
+            report = verify_chain(session, key=None)
+        assert (rows[0]["source"], rows[0]["object"]) == (hostile, f"Pod/{hostile}")
+        assert rows[0]["details"] == entry.details and rows[0]["images"] == list(entry.images)
+        assert [record_hash(row) for row in rows] == [row["hash"] for row in rows]
+        assert f"r.test/{hostile}" in terms
+        assert report.ok and report.checked == 2
+
+    def test_prepared_members_are_the_canonical_content_in_key_order(self) -> None:
+        """The hash of a prepared entry joins its members in ``_HASHED_KEYS`` order: that
+        order must be canonical JSON's over exactly what ``record_hash`` covers."""
+        when = dt.datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=dt.UTC)
+        prepared = prepare_entry(decision(7, time=when))
+        row = {**prepared.values, "seq": 9, "time": when, "prev_hash": GENESIS}
+        assert list(_HASHED_KEYS) == sorted(_hashed_content(row))
+        assert _placed_hash(
+            prepared, seq=9, time=time_text(when), prev_hash=GENESIS
+        ) == record_hash(row)
 
     def test_an_empty_batch_writes_nothing(self, audit_sessions: sessionmaker[Session]) -> None:
         with session_scope(audit_sessions) as session:

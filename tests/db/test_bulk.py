@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import JSON, Column, Engine, Float, Integer, MetaData, String, Table, select
 
 from app.db.base import UTCDateTime
-from app.db.bulk import insert_rows
+from app.db.bulk import CopyLines, insert_rows
 from app.db.session import make_engine, make_session_factory, session_scope
 from app.errors import InputError
 
@@ -81,3 +81,47 @@ def test_a_value_postgresql_refuses_is_an_input_error_and_nothing_is_stored(
 
     with session_scope(sessions) as session:
         assert list(session.scalars(select(NOTES.c.note).order_by(NOTES.c.id))) == expected
+
+
+HOSTILE = [
+    "tab\there",
+    "new\nline and\r\nCRLF",
+    "back\\slash \\N \\t \\\\",
+    '"quoted" {json} [1,2]',
+    "ünïcødé ✓ 🐳",
+    "",
+]
+
+
+def test_hostile_text_reads_back_exactly_as_an_insert_stores_it(engine: Engine) -> None:
+    """COPY's own characters (tab, newline, CR, backslash, a literal ``\\N``) in text and
+    inside JSON are escaped, so each row reads back as the same row inserted by
+    ``insert()``; on SQLite both are the insert."""
+    sessions = make_session_factory(engine)
+    copied = [
+        row(i + 1, note=text, doc={"k\tey": text, "list": [text, None, 2**40]}, latency=1e-7 * i)
+        for i, text in enumerate(HOSTILE)
+    ]
+    inserted = [{**r, "id": r["id"] + 100} for r in copied]
+    with session_scope(sessions) as session:
+        insert_rows(session, NOTES, copied)
+        session.execute(NOTES.insert(), inserted)
+
+    with session_scope(sessions) as session:
+        stored = {r.id: dict(r._mapping) for r in session.execute(select(NOTES))}
+
+    for written in copied:
+        by_copy, by_insert = stored[written["id"]], stored[written["id"] + 100]
+        assert by_copy["note"] == written["note"] == by_insert["note"]
+        assert by_copy["doc"] == written["doc"] == by_insert["doc"]
+        assert by_copy["latency"] == written["latency"] == by_insert["latency"]
+        assert by_copy["at"] == by_insert["at"]
+
+
+def test_copy_lines_spell_null_and_escapes_as_copy_text_does(engine: Engine) -> None:
+    lines = CopyLines(NOTES, ("id", "note", "doc", "latency"), dialect=engine.dialect)
+
+    assert lines.line([1, "a\tb\\c\nd\re", None, None]) == "1\ta\\tb\\\\c\\nd\\re\t\\N\t\\N"
+    assert lines.line([2, "\\N", {"s": "x\ny"}, float("inf")]) == (
+        '2\t\\\\N\t{"s":"x\\\\ny"}\tInfinity'
+    )

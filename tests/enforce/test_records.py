@@ -259,6 +259,25 @@ class TestRecorderSlots:
         recorder.close()
         assert recorder.written == 2
 
+    async def test_a_record_that_cannot_be_made_fails_alone_and_frees_its_slot(
+        self, test_engine: Engine, clean_database: Engine
+    ) -> None:
+        """A record is made where it is submitted: one that cannot be (an input that is
+        not JSON data) fails its own future, gives its slot back and is counted; the
+        submitter's answer and the next record are not affected."""
+        recorder = DecisionRecorder(make_session_factory(test_engine), batch_size=1)
+        broken = _outcome("broken").model_copy(update={"input": {"not json": {1, 2}}})
+        failed = await recorder.submit(broken, wait=5)
+        with pytest.raises(TypeError):
+            await asyncio.wrap_future(failed)
+        assert recorder.failed == 1
+        stored = await asyncio.wrap_future(await recorder.submit(_outcome("fine"), wait=0))
+        recorder.close()
+        assert recorder.over_bound == 0 and recorder.written == 1
+        with Session(test_engine) as session:
+            assert [d.source for d in session.scalars(select(Decision))] == ["fine"]
+            assert session.get(Decision, stored) is not None
+
 
 class TestSharedStoredForms:
     """Outcomes of one remembered decision share its input and decision objects: the
@@ -288,6 +307,38 @@ class TestSharedStoredForms:
         assert rows["r4"].input_hash != rows["r0"].input_hash
         assert inputs["r0"] == first.input and inputs["r4"] == other.input
         assert all(d.result == rows["r0"].result for d in rows.values())
+
+    async def test_rows_sharing_a_decision_keep_their_own_columns(
+        self, test_engine: Engine, clean_database: Engine
+    ) -> None:
+        """The columns a remembered decision answers alike are made once per decision, the
+        request's own every time: no row takes another's image, source or actor."""
+        first = _outcome("c0")
+        changes: list[dict[str, Any]] = [
+            {"source": "c1", "request_id": "req-1", "dry_run": True},
+            {"source": "c2", "image": "registry.example/team/app:v2", "actor": Actor(name="bob")},
+            {"source": "c3", "timings_ms": {"total": 4.5}, "served_by": ("mirror.example",)},
+        ]
+        outcomes = [first, *(first.model_copy(update=c) for c in changes)]
+        recorder = DecisionRecorder(make_session_factory(test_engine))
+        ids = [await asyncio.wrap_future(await recorder.submit(o, wait=5)) for o in outcomes]
+        recorder.close()
+
+        with Session(test_engine) as session:
+            rows = [session.get(Decision, i) for i in ids]
+        for outcome, row in zip(outcomes, rows, strict=True):
+            assert row is not None
+            assert (row.source, row.image, row.request_id, row.dry_run) == (
+                outcome.source,
+                outcome.image,
+                outcome.request_id,
+                outcome.dry_run,
+            )
+            assert (row.actor, row.latency_ms) == (
+                outcome.actor.name,
+                outcome.timings_ms.get("total"),
+            )
+            assert row.served_by == (list(outcome.served_by) if outcome.served_by else None)
 
 
 class TestReviewRecords:
