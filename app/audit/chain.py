@@ -102,28 +102,6 @@ def _hashed_content(values: Mapping[Any, Any]) -> dict[str, Any]:
 
 # Given when a record is appended, under the chain lock; the rest is known before.
 _PLACED = ("seq", "time", "prev_hash")
-# The hashed content's keys in canonical (sorted) order, placed ones included
-# (``tests/audit/test_chain.py`` checks them against ``_hashed_content``).
-_HASHED_KEYS = (
-    "actor",
-    "decision",
-    "details",
-    "digests",
-    "format",
-    "images",
-    "input_hash",
-    "kind",
-    "latency_us",
-    "namespace",
-    "object",
-    "policy_revision",
-    "policy_version",
-    "prev_hash",
-    "reasons",
-    "seq",
-    "source",
-    "time",
-)
 # The audit_records columns copied in between seq and time (first) and prev_hash and
 # hash (last): everything known before the record's place in the chain.
 _MIDDLE_COLUMNS = (
@@ -149,9 +127,9 @@ _SUBJECT_COLUMNS = ("seq", "field", "value")
 @dataclass(frozen=True, slots=True)
 class PreparedEntry:
     """An ``AuditEntry`` made ready to append, so that little is left to do under the
-    chain lock: its column values, the canonical JSON of every member of its hashed
-    content but the three a place in the chain gives (``seq``, ``time``, ``prev_hash``),
-    its index terms, and on PostgreSQL the COPY text of its columns and terms.
+    chain lock: its column values, the canonical JSON of its hashed content but the three
+    members a place in the chain gives (``seq``, ``time``, ``prev_hash``), its index
+    terms, and on PostgreSQL the COPY text of its columns and terms.
 
     The decision recorder prepares its entries where they are submitted, so that its
     writer thread holds the GIL for less (``app.enforce.records``); the hash comes out the
@@ -160,7 +138,11 @@ class PreparedEntry:
 
     values: dict[str, Any]
     time: dt.datetime | None
-    members: tuple[bytes | None, ...]  # in _HASHED_KEYS order; None where a place goes
+    # The unplaced content's canonical JSON cut where the placed members go, in key
+    # order: {…policy_version} + prev_hash + reasons + seq + source + time.
+    before_prev_hash: bytes
+    reasons: bytes
+    source: bytes
     subjects: tuple[tuple[str, str], ...]
     copy_text: str | None = None
     subject_texts: tuple[str, ...] = ()
@@ -185,12 +167,24 @@ def prepare_entry(entry: AuditEntry, *, copy_text: bool = False) -> PreparedEntr
         "input_hash": entry.input_hash,
         "details": entry.details,
     }
-    content = _hashed_content(values)
-    members = tuple(None if key in _PLACED else _member(key, content[key]) for key in _HASHED_KEYS)
+    # Canonical JSON sorts keys, and the placed members fall between the last three:
+    # "policy_version" < "prev_hash" < "reasons" < "seq" < "source" < "time". The cuts are
+    # found from the right, where only the reasons (strings) and the source (a string)
+    # follow: a JSON string holds no unescaped quote, so neither marker can occur inside.
+    text = canonical_json(_hashed_content(values))
+    reasons = text.rindex(b',"reasons":[')
+    source = text.rindex(b',"source":"')
     subjects = tuple(
         (field, value[:512]) for field, value in subject_terms(entry.images, entry.digests)
     )
-    prepared = PreparedEntry(values=values, time=entry.time, members=members, subjects=subjects)
+    prepared = PreparedEntry(
+        values=values,
+        time=entry.time,
+        before_prev_hash=text[:reasons],
+        reasons=text[reasons + 1 : source],
+        source=text[source + 1 : -1],
+        subjects=subjects,
+    )
     return _with_copy_text(prepared) if copy_text else prepared
 
 
@@ -212,20 +206,26 @@ def _copy_forms() -> tuple[CopyLines, CopyLines]:
     )
 
 
-def _member(key: str, value: Any) -> bytes:
-    """``"key":value`` as the canonical JSON of an object holding it spells it."""
-    return canonical_json(key) + b":" + canonical_json(value)
-
-
 def _placed_hash(prepared: PreparedEntry, *, seq: int, time: str, prev_hash: str) -> str:
-    """The record's hash once it has its place: the canonical JSON of its hashed content
-    is its members joined in key order, so only the placed three are encoded now."""
-    placed = {"seq": seq, "time": time, "prev_hash": prev_hash}
-    parts = [
-        member if member is not None else _member(key, placed[key])
-        for key, member in zip(_HASHED_KEYS, prepared.members, strict=True)
-    ]
-    return content_hash(b"{" + b",".join(parts) + b"}")
+    """The record's hash once it has its place: its prepared canonical JSON with the
+    placed members put where canonical JSON's key order puts them."""
+    text = b"".join(
+        (
+            prepared.before_prev_hash,
+            b',"prev_hash":',
+            canonical_json(prev_hash),
+            b",",
+            prepared.reasons,
+            b',"seq":',
+            str(seq).encode(),
+            b",",
+            prepared.source,
+            b',"time":',
+            canonical_json(time),
+            b"}",
+        )
+    )
+    return content_hash(text)
 
 
 def lock_chain(session: Session) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import sql
-from sqlalchemy import JSON, Dialect, Table, TypeDecorator, insert
+from sqlalchemy import JSON, Dialect, String, Table, TypeDecorator, insert
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import Session
@@ -120,6 +120,8 @@ _NULL = "\\N"
 
 
 def _converter(column_type: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], str]:
+    """The COPY text of one column's values; by column type, since a line is made per
+    record on the event loop (``_field`` is the general case)."""
     if isinstance(column_type, JSON):
         return _json_field
     if isinstance(column_type, TypeDecorator):
@@ -129,7 +131,15 @@ def _converter(column_type: TypeEngine[Any], dialect: Dialect) -> Callable[[Any]
             return _field(decorator.process_bind_param(value, dialect))
 
         return bound
+    if isinstance(column_type, String):
+        return _text_field
     return _field
+
+
+def _text_field(value: Any) -> str:
+    if value is None:
+        return _NULL
+    return _escaped(value) if isinstance(value, str) else _field(value)
 
 
 def _field(value: Any) -> str:
@@ -138,6 +148,10 @@ def _field(value: Any) -> str:
         return _NULL
     if isinstance(value, str):
         return _escaped(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not copied; use datetime.now(UTC)")
+        return value.isoformat()
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, int):
@@ -146,10 +160,6 @@ def _field(value: Any) -> str:
         if math.isfinite(value):
             return repr(value)
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not copied; use datetime.now(UTC)")
-        return value.isoformat()
     raise TypeError(f"no COPY text for {type(value).__name__}")
 
 

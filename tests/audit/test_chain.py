@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.canonical import canonical_json, content_hash
 from app.audit.chain import (
-    _HASHED_KEYS,
     GENESIS,
     _hashed_content,
     _placed_hash,
@@ -27,6 +26,12 @@ from app.db.models import AuditRecord, AuditSubject, StoredInput
 from app.db.session import session_scope
 from app.errors import StoreError
 from tests.audit.samples import DIGEST, append, decision
+
+PLACED = {
+    "seq": 9,
+    "time": dt.datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=dt.UTC),
+    "prev_hash": GENESIS,
+}
 
 
 class TestAppend:
@@ -131,16 +136,32 @@ class TestAppend:
         assert f"r.test/{hostile}" in terms
         assert report.ok and report.checked == 2
 
-    def test_prepared_members_are_the_canonical_content_in_key_order(self) -> None:
-        """The hash of a prepared entry joins its members in ``_HASHED_KEYS`` order: that
-        order must be canonical JSON's over exactly what ``record_hash`` covers."""
-        when = dt.datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=dt.UTC)
-        prepared = prepare_entry(decision(7, time=when))
-        row = {**prepared.values, "seq": 9, "time": when, "prev_hash": GENESIS}
-        assert list(_HASHED_KEYS) == sorted(_hashed_content(row))
-        assert _placed_hash(
-            prepared, seq=9, time=time_text(when), prev_hash=GENESIS
-        ) == record_hash(row)
+    def test_a_prepared_hash_is_the_record_hash_of_its_row(self) -> None:
+        """A prepared entry's hash puts the placed members (prev_hash, seq, time) where
+        canonical JSON's key order puts them, even when the text around them spells the
+        markers it is cut at."""
+        assert sorted(_hashed_content({**prepare_entry(decision(1)).values, **PLACED}))[-6:] == [
+            "policy_version",
+            "prev_hash",
+            "reasons",
+            "seq",
+            "source",
+            "time",
+        ]
+        tricky = decision(2).model_copy(
+            update={
+                "source": 'a,"reasons":["x"],"seq":1,"source":"b',
+                "reasons": ('r,"source":"s', '"],"seq":2,'),
+                "policy_revision": ',"prev_hash":"sha256:',
+                "details": {"reasons": [',"source":"'], "source": "x"},
+            }
+        )
+        for entry in (decision(1), tricky):
+            prepared = prepare_entry(entry)
+            row = {**prepared.values, **PLACED}
+            assert _placed_hash(
+                prepared, seq=9, time=time_text(PLACED["time"]), prev_hash=GENESIS
+            ) == record_hash(row)
 
     def test_an_empty_batch_writes_nothing(self, audit_sessions: sessionmaker[Session]) -> None:
         with session_scope(audit_sessions) as session:
