@@ -39,6 +39,7 @@ from app.audit.inputs import InputBody, store_inputs
 from app.db.base import Base, utcnow
 from app.db.bulk import (
     CopyLines,
+    copy_field,
     copy_lines,
     insert_rows,
     postgresql_lines,
@@ -177,33 +178,32 @@ def prepare_entry(entry: AuditEntry, *, copy_text: bool = False) -> PreparedEntr
     subjects = tuple(
         (field, value[:512]) for field, value in subject_terms(entry.images, entry.digests)
     )
-    prepared = PreparedEntry(
+    texts = _copy_texts(values, subjects) if copy_text else (None, ())
+    return PreparedEntry(
         values=values,
         time=entry.time,
         before_prev_hash=text[:reasons],
         reasons=text[reasons + 1 : source],
         source=text[source + 1 : -1],
         subjects=subjects,
+        copy_text=texts[0],
+        subject_texts=texts[1],
     )
-    return _with_copy_text(prepared) if copy_text else prepared
 
 
-def _with_copy_text(prepared: PreparedEntry) -> PreparedEntry:
-    middle, terms = _copy_forms()
-    return dataclasses.replace(
-        prepared,
-        copy_text=middle.line([prepared.values[c] for c in _MIDDLE_COLUMNS]),
-        subject_texts=tuple(terms.line(term) for term in prepared.subjects),
-    )
+def _copy_texts(
+    values: dict[str, Any], subjects: tuple[tuple[str, str], ...]
+) -> tuple[str, tuple[str, ...]]:
+    """The COPY text of a record's middle columns, and of each of its index terms (a field
+    name, which needs no escape, and a value)."""
+    terms = tuple(f"{field}\t{copy_field(value)}" for field, value in subjects)
+    return _middle_copy().line([values[c] for c in _MIDDLE_COLUMNS]), terms
 
 
 @functools.cache
-def _copy_forms() -> tuple[CopyLines, CopyLines]:
-    """COPY text of a record's middle columns and of an index term's (field, value)."""
-    return (
-        postgresql_lines(_RECORDS, _MIDDLE_COLUMNS),
-        postgresql_lines(_SUBJECTS, ("field", "value")),
-    )
+def _middle_copy() -> CopyLines:
+    """COPY text of a record's middle columns."""
+    return postgresql_lines(_RECORDS, _MIDDLE_COLUMNS)
 
 
 def _placed_hash(prepared: PreparedEntry, *, seq: int, time: str, prev_hash: str) -> str:
@@ -212,17 +212,17 @@ def _placed_hash(prepared: PreparedEntry, *, seq: int, time: str, prev_hash: str
     text = b"".join(
         (
             prepared.before_prev_hash,
-            b',"prev_hash":',
-            canonical_json(prev_hash),
-            b",",
+            b',"prev_hash":"',
+            prev_hash.encode(),  # sha256:<hex> and the time text need no JSON escapes
+            b'",',
             prepared.reasons,
             b',"seq":',
             str(seq).encode(),
             b",",
             prepared.source,
-            b',"time":',
-            canonical_json(time),
-            b"}",
+            b',"time":"',
+            time.encode(),
+            b'"}',
         )
     )
     return content_hash(text)
@@ -338,7 +338,8 @@ def append_prepared(
     for entry in entries:
         seq += 1
         if entry.copy_text is None:
-            entry = _with_copy_text(entry)
+            copy_text, subject_texts = _copy_texts(entry.values, entry.subjects)
+            entry = dataclasses.replace(entry, copy_text=copy_text, subject_texts=subject_texts)
         stamp = time_text(entry.time) if entry.time is not None else now_text
         hashed = _placed_hash(entry, seq=seq, time=stamp, prev_hash=prev_hash)
         lines.append(f"{seq}\t{stamp}\t{entry.copy_text}\t{prev_hash}\t{hashed}")

@@ -139,7 +139,7 @@ def _converter(column_type: TypeEngine[Any], dialect: Dialect) -> Callable[[Any]
 def _text_field(value: Any) -> str:
     if value is None:
         return _NULL
-    return _escaped(value) if isinstance(value, str) else _field(value)
+    return copy_field(value) if isinstance(value, str) else _field(value)
 
 
 def _field(value: Any) -> str:
@@ -147,7 +147,7 @@ def _field(value: Any) -> str:
     if value is None:
         return _NULL
     if isinstance(value, str):
-        return _escaped(value)
+        return copy_field(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetimes are not copied; use datetime.now(UTC)")
@@ -165,10 +165,12 @@ def _field(value: Any) -> str:
 
 def _json_field(value: Any) -> str:
     text = _json_text(value)
-    return _NULL if text is None else _escaped(text)
+    return _NULL if text is None else copy_field(text)
 
 
-def _escaped(text: str) -> str:
+def copy_field(text: str) -> str:
+    """``text`` as one COPY text field (for a caller that writes a line of known text
+    columns itself: ``CopyLines`` calls a converter per column)."""
     return text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
 
 
