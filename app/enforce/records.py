@@ -690,7 +690,10 @@ class DecisionRecorder:
         retention purge cannot delete an old input between its store and the decisions
         that name it, inserted last.
         """
-        inputs = [body for pending in batch for body in pending.prepared.inputs]
+        # Once per content: a warm cluster's batch names the same few inputs many times.
+        inputs = list(
+            {body.name: body for pending in batch for body in pending.prepared.inputs}.values()
+        )
         entries = [pending.prepared.entry for pending in batch]
         rows = [row for pending in batch for row in pending.prepared.decisions]
         with session_scope(self._sessions) as session:
