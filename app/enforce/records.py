@@ -424,6 +424,7 @@ class _StoredForms:
         key = (
             id(decision),
             outcome.entrypoint,
+            outcome.allowed,
             outcome.image,
             outcome.digest,
             input_hash,

@@ -318,6 +318,8 @@ class TestSharedStoredForms:
             {"source": "c1", "request_id": "req-1", "dry_run": True},
             {"source": "c2", "image": "registry.example/team/app:v2", "actor": Actor(name="bob")},
             {"source": "c3", "timings_ms": {"total": 4.5}, "served_by": ("mirror.example",)},
+            {"source": "c4", "allowed": True},
+            {"source": "c5", "failure": "registry.timeout"},
         ]
         outcomes = [first, *(first.model_copy(update=c) for c in changes)]
         recorder = DecisionRecorder(make_session_factory(test_engine))
@@ -339,6 +341,7 @@ class TestSharedStoredForms:
                 outcome.timings_ms.get("total"),
             )
             assert row.served_by == (list(outcome.served_by) if outcome.served_by else None)
+            assert (row.allowed, row.failure) == (outcome.allowed, outcome.failure)
 
 
 class TestReviewRecords:
