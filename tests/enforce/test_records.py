@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +39,8 @@ from app.enforce.outcome import Actor, Outcome
 from app.enforce.records import (
     DecisionRecorder,
     ReviewRecord,
+    _Pending,
+    _Queue,
     entry_or_bare,
     review_entry,
 )
@@ -277,6 +280,35 @@ class TestRecorderSlots:
         with Session(test_engine) as session:
             assert [d.source for d in session.scalars(select(Decision))] == ["fine"]
             assert session.get(Decision, stored) is not None
+
+
+class TestWriterQueue:
+    """The writer wakes once per batch: after the flush interval, sooner for a full batch
+    or a close."""
+
+    def test_a_full_batch_is_taken_at_once_and_the_rest_after_the_interval(self) -> None:
+        queued = _Queue(2)
+        for n in range(3):
+            queued.put(_Pending(_outcome(f"q{n}"), prepared=None, slotted=True))  # type: ignore[arg-type]
+        started = time.monotonic()
+        first, closed = queued.take(30.0)
+        assert [p.record.source for p in first] == ["q0", "q1"] and not closed
+        assert time.monotonic() - started < 10  # the full batch did not wait 30 s
+        rest, closed = queued.take(0.05)
+        assert [p.record.source for p in rest] == ["q2"] and not closed
+
+    def test_close_wakes_a_waiting_writer_and_reopen_takes_records_again(self) -> None:
+        queued = _Queue(10)
+        taken: list[tuple[list[_Pending], bool]] = []
+        writer = threading.Thread(target=lambda: taken.append(queued.take(30.0)))
+        writer.start()
+        queued.close()
+        writer.join(10)
+        assert taken == [([], True)]
+        queued.reopen()
+        queued.put(_Pending(_outcome("again"), prepared=None, slotted=True))  # type: ignore[arg-type]
+        batch, closed = queued.take(0.01)
+        assert [p.record.source for p in batch] == ["again"] and not closed
 
 
 class TestSharedStoredForms:
