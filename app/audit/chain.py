@@ -239,19 +239,19 @@ def lock_chain(session: Session) -> None:
 def chain_head(session: Session) -> tuple[int, str]:
     """The last record's (seq, hash); after a purge of everything, the purge checkpoint's;
     ``(0, GENESIS)`` for an empty chain. Call it holding the chain lock."""
-    if session.get_bind().dialect.name == "postgresql":
-        head = (
+    last: Any
+    if session.get_bind().dialect.name == "postgresql":  # every batch: through the driver
+        last = (
             psycopg_connection(session)
             .execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
             .fetchone()
         )
-        if head is not None:
-            return int(head[0]), str(head[1])
-    last = session.execute(
-        select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
-    ).first()
+    else:
+        last = session.execute(
+            select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+        ).first()
     if last is not None:
-        return int(last.seq), str(last.hash)
+        return int(last[0]), str(last[1])
     checkpoint = session.execute(
         select(AuditCheckpoint.seq, AuditCheckpoint.hash)
         .where(AuditCheckpoint.kind == PURGE_CHECKPOINT)
@@ -316,18 +316,22 @@ def append_prepared(
     now = utcnow()
     now_text = time_text(now)
     first = seq + 1
+    # Each entry's place: (entry, seq, time, its canonical text, prev_hash, hash).
+    placed: list[tuple[PreparedEntry, int, dt.datetime, str, str, str]] = []
+    for entry in entries:
+        seq += 1
+        stamp = time_text(entry.time) if entry.time is not None else now_text
+        hashed = _placed_hash(entry, seq=seq, time=stamp, prev_hash=prev_hash)
+        placed.append((entry, seq, entry.time or now, stamp, prev_hash, hashed))
+        prev_hash = hashed
     if session.get_bind().dialect.name != "postgresql":
-        records: list[dict[str, Any]] = []
-        subjects: list[dict[str, Any]] = []
-        for entry in entries:
-            seq += 1
-            time = entry.time or now
-            hashed = _placed_hash(entry, seq=seq, time=time_text(time), prev_hash=prev_hash)
-            records.append(
-                {**entry.values, "seq": seq, "time": time, "prev_hash": prev_hash, "hash": hashed}
-            )
-            subjects += [{"seq": seq, "field": f, "value": v} for f, v in entry.subjects]
-            prev_hash = hashed
+        records = [
+            {**entry.values, "seq": n, "time": time, "prev_hash": prev, "hash": hashed}
+            for entry, n, time, _, prev, hashed in placed
+        ]
+        subjects = [
+            {"seq": n, "field": f, "value": v} for entry, n, *_ in placed for f, v in entry.subjects
+        ]
         insert_rows(session, _RECORDS, records)
         insert_rows(session, _SUBJECTS, subjects)
         return list(range(first, seq + 1))
@@ -335,16 +339,12 @@ def append_prepared(
     # planned anew for each batch size. Each line is its prepared text with its place.
     lines: list[str] = []
     terms: list[str] = []
-    for entry in entries:
-        seq += 1
+    for entry, n, _, stamp, prev, hashed in placed:
         if entry.copy_text is None:
             copy_text, subject_texts = _copy_texts(entry.values, entry.subjects)
             entry = dataclasses.replace(entry, copy_text=copy_text, subject_texts=subject_texts)
-        stamp = time_text(entry.time) if entry.time is not None else now_text
-        hashed = _placed_hash(entry, seq=seq, time=stamp, prev_hash=prev_hash)
-        lines.append(f"{seq}\t{stamp}\t{entry.copy_text}\t{prev_hash}\t{hashed}")
-        terms += [f"{seq}\t{text}" for text in entry.subject_texts]
-        prev_hash = hashed
+        lines.append(f"{n}\t{stamp}\t{entry.copy_text}\t{prev}\t{hashed}")
+        terms += [f"{n}\t{text}" for text in entry.subject_texts]
     copy_lines(session, _RECORDS, _RECORD_COLUMNS, lines)
     copy_lines(session, _SUBJECTS, _SUBJECT_COLUMNS, terms)
     return list(range(first, seq + 1))

@@ -436,13 +436,13 @@ class _StoredForms:
         if held is not None and held[0] is decision:
             decided = held[1]
         else:
-            values = _decided_values(outcome, input_hash=input_hash, result=self.result(outcome))
-            decided = _decision_copy()[1].line([values[c] for c in _DECIDED_COLUMNS])
+            decided = _decided_line(
+                _decided_values(outcome, input_hash=input_hash, result=self.result(outcome))
+            )
             if len(self._decided) >= self._size:
                 self._decided.clear()
             self._decided[key] = (decision, decided)
-        own = _event_values(outcome)
-        return _decision_copy()[0].line([own[c] for c in _EVENT_COLUMNS]) + "\t" + decided
+        return _event_line(_event_values(outcome)) + "\t" + decided
 
     def result(self, outcome: Outcome) -> dict[str, Any]:
         decision = outcome.decision
@@ -505,12 +505,15 @@ def insert_decisions(session: Session, rows: Sequence[dict[str, Any] | str]) -> 
 
 def decision_line(values: dict[str, Any]) -> str:
     """The COPY line of a decision row's ``values`` (``decision_values``), without its id."""
-    event, decided = _decision_copy()
-    return (
-        event.line([values[c] for c in _EVENT_COLUMNS])
-        + "\t"
-        + decided.line([values[c] for c in _DECIDED_COLUMNS])
-    )
+    return _event_line(values) + "\t" + _decided_line(values)
+
+
+def _event_line(values: dict[str, Any]) -> str:
+    return _decision_copy()[0].line([values[c] for c in _EVENT_COLUMNS])
+
+
+def _decided_line(values: dict[str, Any]) -> str:
+    return _decision_copy()[1].line([values[c] for c in _DECIDED_COLUMNS])
 
 
 @functools.cache
@@ -528,8 +531,8 @@ class _Queue:
     The writer waits for a first record, then for the flush interval or a full batch,
     whichever comes first, and takes up to a batch. A submitter does not wake it for each
     record: every wake-up is the writer taking the GIL from the event loop mid-answer
-    (``queue.Queue`` woke it per record: a fifth of its CPU, measured). ``close`` wakes it to write
-    what is left and stop.
+    (``queue.Queue`` woke it per record: a fifth of its CPU, measured). ``close`` wakes it
+    to write what is left and stop.
     """
 
     def __init__(self, batch_size: int) -> None:
