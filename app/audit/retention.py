@@ -33,6 +33,7 @@ from app.audit.checkpoints import CheckpointKey, write_checkpoint
 from app.audit.entry import AuditEntry, AuditKind
 from app.audit.inputs import purge_unreferenced_inputs
 from app.db.models import AuditCheckpoint, AuditRecord, AuditSubject, Decision, ImageVerdict
+from app.errors import AuditError
 
 # Advisory-lock id of the retention run ("sgretain"): held by the replica purging.
 RETENTION_LOCK = 0x736772657461696E
@@ -60,6 +61,8 @@ class PurgeResult(BaseModel):
     inputs_purged: int
     head_seq: int
     decisions_purged: int = 0
+    # False when no key-encryption key is configured: the head is then left unsigned.
+    head_signed: bool = True
 
 
 def _last_purged_seq(session: Session) -> int:
@@ -74,13 +77,17 @@ def _last_purged_seq(session: Session) -> int:
 def purge_expired(
     session: Session,
     *,
-    key: CheckpointKey,
+    key: CheckpointKey | None,
     retention_days: int,
     now: dt.datetime,
     actor: str = "retention",
 ) -> PurgeResult:
     """Delete records older than ``retention_days`` before ``now`` (see the module docstring)
-    in the caller's transaction; return what was deleted."""
+    in the caller's transaction; return what was deleted.
+
+    Without a ``key`` nothing past retention can be vouched for: when there is something
+    to purge, ``AuditError`` (``config.no_kek``) says so and the caller's transaction
+    must roll back; when there is nothing, the run is a no-op."""
     cutoff = now - dt.timedelta(days=retention_days)
     decisions = purge_expired_decisions(session, before=cutoff - DECISION_MARGIN)
     lock_chain(session)
@@ -90,7 +97,15 @@ def purge_expired(
     purged = 0
     if through > _last_purged_seq(session):
         through_hash = session.scalar(select(AuditRecord.hash).where(AuditRecord.seq == through))
-        if through_hash is not None:
+        if through_hash is not None and key is None:
+            raise AuditError(
+                f"{through - _last_purged_seq(session)} audit record(s) are past the "
+                f"{retention_days}-day retention period and are kept: a purge is signed with "
+                "a key derived from the key-encryption key; set SEALGATE_KEY_ENCRYPTION_KEY "
+                "or SEALGATE_KEY_ENCRYPTION_KEY_FILE",
+                code="config.no_kek",
+            )
+        if through_hash is not None and key is not None:
             session.execute(delete(AuditSubject).where(AuditSubject.seq <= through))
             result = session.execute(delete(AuditRecord).where(AuditRecord.seq <= through))
             purged = int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -172,11 +187,15 @@ def run_audit_retention(
 ) -> PurgeResult:
     """The worker's periodic call: purge what is past retention, then sign the head.
 
-    Raises ``AuditError`` (``config.no_kek``) without a key-encryption key: nothing is
-    deleted that a checkpoint could not vouch for.
+    Without a key-encryption key (the embedded defaults) there is no checkpoint key: the
+    head is left unsigned (``head_signed`` False), and when records are past retention
+    ``AuditError`` (``config.no_kek``) is raised, since nothing may be deleted that a
+    checkpoint could not vouch for.
     """
-    key = CheckpointKey.from_kek(kek)
+    key = CheckpointKey.from_kek(kek) if kek is not None else None
     moment = now or dt.datetime.now(dt.UTC)
     result = purge_expired(session, key=key, retention_days=retention_days, now=moment)
+    if key is None:
+        return result.model_copy(update={"head_signed": False})
     checkpoint_head(session, key=key, now=moment)
     return result

@@ -12,8 +12,11 @@ A worker killed mid-event leaves its lease to run out; that attempt counts.
 A running worker (not ``--once``) also runs the audit trail's retention
 (``app.audit.retention``): at its start, then every ``SEALGATE_AUDIT_RETENTION_INTERVAL_SECONDS``
 (0 turns it off), one replica at a time (the others skip their turn). Each run is logged and
-counted in ``retention`` (exported as metrics by ``sealgate serve``); a failed run (no
-key-encryption key, the database away) is retried at the next interval.
+counted in ``retention`` (exported as metrics by ``sealgate serve``); a failed run (the
+database away, or records past retention with no key-encryption key to sign their purge)
+is retried at the next interval. Without a key-encryption key (the embedded defaults) a
+run signs no checkpoint: the worker says so once, at its first run, rather than failing
+every interval while there is nothing to purge.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Worker:
     processed: int = 0
     failed: int = 0
     retention: RetentionStats = field(default_factory=RetentionStats)
+    _unsigned_noted: bool = False
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _webhook: WebhookSender | None = None
 
@@ -139,6 +143,15 @@ class Worker:
             log.info("audit retention skipped: another replica is running it")
             return None
         self.retention.runs["done"] += 1
+        if not result.head_signed and not self._unsigned_noted:
+            self._unsigned_noted = True
+            log.warning(
+                "audit checkpoints are not signed: no key-encryption key is configured "
+                "(SEALGATE_KEY_ENCRYPTION_KEY or SEALGATE_KEY_ENCRYPTION_KEY_FILE). The chain "
+                "still verifies record by record, but a cut of its newest records goes "
+                "unnoticed, and records past retention are kept rather than purged",
+                extra={"code": "config.no_kek"},
+            )
         self.retention.records_purged += result.purged
         self.retention.inputs_purged += result.inputs_purged
         self.retention.decisions_purged += result.decisions_purged

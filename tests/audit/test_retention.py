@@ -292,10 +292,25 @@ class TestRetentionRun:
         assert sorted(left) == [("head", 2), ("purge", 1)]
         assert _verify(audit_sessions, checkpoint_key).ok
 
+    def test_without_the_kek_and_nothing_past_retention_a_run_signs_nothing(
+        self, audit_sessions: sessionmaker[Session]
+    ) -> None:
+        # The embedded defaults have no key-encryption key: retention must not fail
+        # every interval while it has nothing to purge, and must not sign anything.
+        append(audit_sessions, [decision(1, time=RECENT)])
+        with session_scope(audit_sessions) as session:
+            result = run_audit_retention(session, kek=None, retention_days=180, now=NOW)
+        assert (result.purged, result.head_seq, result.head_signed) == (0, 1, False)
+        with session_scope(audit_sessions) as session:
+            assert session.scalar(select(func.count()).select_from(AuditCheckpoint)) == 0
+            assert session.scalar(select(func.count()).select_from(AuditRecord)) == 1
+
     def test_refuses_to_purge_without_the_kek(self, audit_sessions: sessionmaker[Session]) -> None:
         append(audit_sessions, [decision(1, time=OLD)])
         with pytest.raises(AuditError) as raised, session_scope(audit_sessions) as session:
             run_audit_retention(session, kek=None, retention_days=180, now=NOW)
         assert raised.value.code == "config.no_kek"
+        assert "1 audit record(s) are past the 180-day retention period" in raised.value.message
         with session_scope(audit_sessions) as session:
             assert session.scalar(select(func.count()).select_from(AuditRecord)) == 1
+            assert session.scalar(select(func.count()).select_from(AuditCheckpoint)) == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -452,6 +453,24 @@ class TestAuditRetention:
         assert await worker.run_retention() is None
         assert worker.retention.runs == {"done": 0, "skipped": 0, "failed": 1}
         assert len(_record_times(hook_services)) == 1
+
+    async def test_without_the_kek_and_nothing_to_purge_runs_are_done_and_said_once(
+        self, hook_services: Services, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        hook_services.settings = with_settings(
+            hook_services.settings, audit_retention_days=30, key_encryption_key=None
+        )
+        _append_decisions(hook_services, 1)
+        worker = Worker(services=hook_services)
+        with caplog.at_level(logging.WARNING, logger="sealgate.worker"):
+            first = await worker.run_retention()
+            second = await worker.run_retention()
+        assert first is not None and second is not None
+        assert (first.purged, first.head_signed) == (0, False)
+        assert worker.retention.runs == {"done": 2, "skipped": 0, "failed": 0}
+        said = [r for r in caplog.records if "checkpoints are not signed" in r.getMessage()]
+        assert len(said) == 1
+        assert not [r for r in caplog.records if "retention failed" in r.getMessage()]
 
     def test_the_service_counts_its_runs_in_metrics(
         self, hook_services: Services, make_client: Callable[..., TestClient]
