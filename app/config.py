@@ -226,7 +226,7 @@ class Settings(BaseSettings):
         (connect-time address checks apply to them as well, in ``app.oci.egress``)."""
         if not self.registry_allowlist:
             return self
-        from app.oci.egress import HostPattern  # egress reads Settings: import when needed
+        from app.oci.egress import HostPattern  # with httpcore: only when there is a list
 
         patterns = [HostPattern.parse(p) for p in self.registry_allowlist]
         named = [

@@ -1,9 +1,4 @@
-"""Image globs and token scopes.
-
-An image glob matches a normalised image name without tag or digest
-(``registry/repository``): ``*`` matches within one path segment, ``**`` across
-segments, every other character literally. ``ghcr.io/acme/*`` matches
-``ghcr.io/acme/api`` but not ``ghcr.io/acme/team/api``; ``ghcr.io/acme/**`` matches both.
+"""Token scopes, over the image globs of ``app.oci.globs``.
 
 A token scope is ``ACTION:GLOB`` (``sign:ghcr.io/acme/*``, ``scan:**``) or ``admin``,
 which allows every action on every image. ``audit:GLOB`` reads the audit records that name
@@ -12,43 +7,14 @@ those images; ``audit:**`` reads the whole trail.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 from app.errors import InputError
+from app.oci.globs import glob_matches, validate_glob
 
 ACTIONS = frozenset({"sign", "scan", "verify", "push", "audit"})
 ADMIN = "admin"
-
-
-@lru_cache(maxsize=1024)
-def _compile_glob(glob: str) -> re.Pattern[str]:
-    parts: list[str] = []
-    i = 0
-    while i < len(glob):
-        if glob.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        else:
-            parts.append(re.escape(glob[i]))
-            i += 1
-    return re.compile("".join(parts))
-
-
-def validate_glob(glob: str) -> str:
-    """Return ``glob`` if it can be used as an image glob, else raise InputError."""
-    if not glob or any(c.isspace() for c in glob):
-        raise InputError(f"image glob {glob!r} is empty or contains white space")
-    if "@" in glob:
-        raise InputError(f"image glob {glob!r} must not name a digest; globs match names only")
-    if ":" in glob.rsplit("/", 1)[-1] and "/" in glob:
-        raise InputError(f"image glob {glob!r} must not name a tag; globs match names only")
-    return glob
 
 
 def required_globs(globs: Iterable[str] | None, *, what: str, code: str) -> tuple[str, ...]:
@@ -67,11 +33,6 @@ def required_globs(globs: Iterable[str] | None, *, what: str, code: str) -> tupl
             code=code,
         )
     return checked
-
-
-def glob_matches(glob: str, image_name: str) -> bool:
-    """True when the image glob matches the whole normalised image name."""
-    return _compile_glob(glob).fullmatch(image_name) is not None
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,12 @@ import re
 import select
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpcore
 
-from app.config import Settings
 from app.errors import RegistryError
 from app.oci import errors
 from app.oci.errors import registry_error
@@ -121,9 +120,11 @@ class HostPattern:
 class Egress:
     """The registry allow-list and the address check, for one ``RegistryTransport``."""
 
-    def __init__(self, *, settings: Settings) -> None:
-        self._patterns = [HostPattern.parse(p) for p in settings.registry_allowlist]
-        self.allow_link_local = settings.registry_allow_link_local
+    def __init__(self, *, allowlist: Sequence[str], allow_link_local: bool) -> None:
+        """``allowlist``: ``SEALGATE_REGISTRY_ALLOWLIST`` (empty: any registry);
+        ``allow_link_local``: ``SEALGATE_REGISTRY_ALLOW_LINK_LOCAL``."""
+        self._patterns = [HostPattern.parse(p) for p in allowlist]
+        self.allow_link_local = allow_link_local
         # Registries already admitted: the answer depends on the name and the settings only,
         # and is asked for every request.
         self._admitted: set[str] = set()

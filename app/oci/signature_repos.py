@@ -35,8 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from app.auth.scopes import glob_matches, validate_glob
 from app.errors import InputError
+from app.oci.globs import glob_matches, validate_glob
 from app.oci.refs import ImageRef, parse_location
 
 

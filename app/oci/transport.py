@@ -125,7 +125,10 @@ class RegistryTransport:
         self, *, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._settings = settings
-        self._egress = Egress(settings=settings)
+        self._egress = Egress(
+            allowlist=settings.registry_allowlist,
+            allow_link_local=settings.registry_allow_link_local,
+        )
         self._transport = transport
         # What HTTPS trusts, built once: loading a CA bundle is not cheap.
         self._verify = _ssl_context(_tls_verification(settings))

@@ -36,12 +36,13 @@ from sqlalchemy.orm import Session
 
 from app.audit.changes import record_change
 from app.audit.entry import CLI_ACTOR, AuditKind
-from app.auth.scopes import glob_matches, required_globs
+from app.auth.scopes import required_globs
 from app.config import KEK_SETUP, Settings
 from app.db.base import utcnow
 from app.db.models import KeyStatus, SigningKey
 from app.errors import ConfigError, ConflictError, InputError, NotFoundError, SigningError
 from app.limits import MAX_PEM_BYTES
+from app.oci.globs import glob_matches
 from app.signing.signers import (
     Algorithm,
     KeySigner,

@@ -29,10 +29,11 @@ from sqlalchemy.orm import Session
 
 from app.audit.changes import record_change
 from app.audit.entry import CLI_ACTOR, AuditKind
-from app.auth.scopes import glob_matches, required_globs, validate_glob
+from app.auth.scopes import required_globs
 from app.db.models import Authority, AuthorityKind
 from app.errors import ConflictError, InputError, NotFoundError
 from app.limits import MAX_KEYS_PER_AUTHORITY
+from app.oci.globs import glob_matches, validate_glob
 from app.verify.identity import ANY_IDENTITY, MATCH_REPOSITORY, IdentityMode, SignedIdentityRule
 from app.verify.keyless_identity import KeylessIdentity
 from app.verify.trusted_keys import TrustedKey, split_pem_keys

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.auth.scopes import Scope, glob_matches, validate_glob
+from app.auth.scopes import Scope
 from app.errors import InputError
+from app.oci.globs import glob_matches, validate_glob
 
 
 class TestGlobs:

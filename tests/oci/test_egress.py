@@ -160,9 +160,9 @@ class TestLinkLocalAndMetadata:
 
     def test_the_setting_lets_literal_addresses_through(self) -> None:
         ref = ImageRef.parse("169.254.169.254/meta/data:v1")
-        Egress(settings=load_settings(registry_allow_link_local=True)).admit(ref)
+        Egress(allowlist=[], allow_link_local=True).admit(ref)
         with pytest.raises(RegistryError):
-            Egress(settings=load_settings()).admit(ref)
+            Egress(allowlist=[], allow_link_local=False).admit(ref)
 
     async def test_a_name_is_checked_on_the_address_connected_to(
         self, registry: RegistryProcess, resolver_standin: ResolverStandIn
