@@ -46,8 +46,8 @@ bench: install registry-binary node-tools
 	$(BIN)/python -m benchmarks.run
 
 lint: install
-	$(BIN)/ruff check app tests benchmarks
-	$(BIN)/ruff format --check app tests benchmarks
+	$(BIN)/ruff check app tests benchmarks alembic
+	$(BIN)/ruff format --check app tests benchmarks alembic
 
 typecheck: install
 	$(BIN)/mypy app

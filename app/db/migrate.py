@@ -12,12 +12,12 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from alembic import command
 from app.errors import SchemaError, StoreError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 
-from alembic import command
 from app.audit.canonical import canonical_json, content_hash
 from app.audit.chain import GENESIS, record_hash
 from app.audit.inputs import FINDINGS_KEY, InputBody, load_input, store_inputs
