@@ -69,18 +69,26 @@ placement := {
 	"audit": {"slot": "audit", "stamp": {"mode": "audit"}},
 }
 
-decide(violations, warnings) := result if {
-	reference := input.image.reference
-	mode := params.mode
-	place := placement[mode]
+# Without an active exemption (the usual case) nothing is matched against the violations.
+decide(violations, warnings) := placed_result(violations, set(), warnings) if {
+	count(active_exemptions) == 0
+} else := result if {
 	exempt := exempting(violations)
-	stamp := object.union({"image": reference}, place.stamp)
-	live := {object.union(v, stamp) | some v in violations; not exempt[v.code]}
+	reference := input.image.reference
+	live := {v | some v in violations; not exempt[v.code]}
 	exempted := {object.union(v, {"image": reference, "exemptions": names}) |
 		some v in violations
 		names := exempt[v.code]
 	}
-	placed := {place.slot: live}
+	result := placed_result(live, exempted, warnings)
+}
+
+placed_result(live, exempted, warnings) := result if {
+	reference := input.image.reference
+	mode := params.mode
+	place := placement[mode]
+	stamp := object.union({"image": reference}, place.stamp)
+	placed := {place.slot: {object.union(v, stamp) | some v in live}}
 	deny := object.get(placed, "deny", set())
 	demoted := object.get(placed, "warn", set()) | object.get(placed, "audit", set())
 	result := {

@@ -43,7 +43,10 @@ severity_rules := object.union(
 	},
 )
 
-# The fix, by whether the finding names a fixed version (a non-empty string).
+# The fix, by whether the finding names a fixed version (a non-empty string): "" and null
+# name none, and so does any other value that is not a string.
+names_no_fix := {"": false, null: false}
+
 fix_messages := {
 	true: "upgrade %[4]s to %[6]s or later and rescan, or add %[3]s to the allowlist with a reason and an expiry",
 	false: "no fixed version is known: replace %[4]s, or add %[3]s to the allowlist with a reason and an expiry",
@@ -55,6 +58,7 @@ violations contains v if {
 	allowed := allowlisted_ids
 	suppressing := vex_suppressing
 	fixes := fix_messages
+	no_fix := names_no_fix
 	reference := input.image.reference
 	some vuln in input.scan.vulnerabilities
 	# vulnerability.severity when vuln.severity in deny_severities, else
@@ -70,7 +74,7 @@ violations contains v if {
 	v := {
 		"code": rule.code,
 		"message": sprintf(rule.message, args),
-		"fix": sprintf(fixes[{is_string(fixed), fixed != ""} == {true}], args),
+		"fix": sprintf(fixes[object.get(no_fix, fixed, is_string(fixed))], args),
 		"vulnerability": vuln.id,
 	}
 }
