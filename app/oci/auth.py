@@ -37,13 +37,13 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
 from app.errors import ConfigError
 from app.limits import MAX_TOKEN_RESPONSE_BYTES
 from app.oci import errors
 from app.oci.egress import AddressRefused, unanswered
 from app.oci.errors import registry_error
 from app.oci.refs import DOCKER_HUB, ImageRef
+from app.oci.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ class Challenge:
 class CredentialStore:
     """Looks up credentials for a registry host (``127.0.0.1:5000``, ``docker.io``)."""
 
-    def __init__(self, *, settings: Settings, aliases: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, settings: RegistrySettings, aliases: dict[str, str] | None = None
+    ) -> None:
         self._settings = settings
         self._docker_auths: dict[str, Credentials] | None = None
         # Mirror endpoints whose credentials are another Docker config entry's.

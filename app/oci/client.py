@@ -67,7 +67,6 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.config import Settings
 from app.errors import InputError, RegistryError
 from app.limits import MAX_ERROR_BODY_BYTES
 from app.oci import budget, errors, media
@@ -78,6 +77,7 @@ from app.oci.locks import IndexLock, ProcessLock
 from app.oci.manifest import Manifest, parse_manifest, parse_referrers_page
 from app.oci.mirrors import Location, Mirrors, note_served
 from app.oci.refs import ImageRef
+from app.oci.settings import RegistrySettings
 from app.oci.signature_repos import SignatureRepositories
 from app.oci.transport import (
     RegistryTransport,
@@ -113,7 +113,7 @@ class RegistryClient:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: RegistrySettings,
         transport: httpx.AsyncBaseTransport | None = None,
         index_lock: IndexLock | None = None,
     ) -> None:
@@ -140,7 +140,7 @@ class RegistryClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, index_lock: IndexLock | None = None
+        cls, settings: RegistrySettings, *, index_lock: IndexLock | None = None
     ) -> RegistryClient:
         """A client configured by ``settings`` (timeouts, limits, TLS, credentials).
 

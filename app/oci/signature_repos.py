@@ -31,6 +31,7 @@ signature the ``sha256-<hex>.sig`` tag there. The identity (the signed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -99,7 +100,7 @@ def parse_signature_env(text: str) -> list[dict[str, Any]]:
 class SignatureRepositories:
     """The rules of the settings, answering where an image's evidence lives."""
 
-    def __init__(self, rules: list[SignatureRepository]) -> None:
+    def __init__(self, rules: Sequence[SignatureRepository]) -> None:
         self._rules = tuple(rules)
 
     def home(self, ref: ImageRef) -> ImageRef:

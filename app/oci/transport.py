@@ -40,7 +40,6 @@ import httpcore
 import httpx
 
 from app import __version__
-from app.config import Settings
 from app.errors import ConfigError, RegistryError
 from app.limits import MAX_ERROR_BODY_BYTES
 from app.oci import budget, errors
@@ -48,6 +47,7 @@ from app.oci.auth import Authenticator, CredentialStore
 from app.oci.egress import AddressRefused, Egress, unanswered
 from app.oci.errors import registry_error
 from app.oci.refs import DOCKER_HUB, ImageRef
+from app.oci.settings import RegistrySettings
 
 MAX_REDIRECTS = 5
 _DOCKER_HUB_API = "registry-1.docker.io"
@@ -122,7 +122,7 @@ class RegistryTransport:
     """Sends requests to any number of registries for one ``RegistryClient``."""
 
     def __init__(
-        self, *, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+        self, *, settings: RegistrySettings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._settings = settings
         self._egress = Egress(
@@ -527,7 +527,9 @@ class RegistryTransport:
         raise registry_error(errors.PROTOCOL, ref=ref, problem=f"{what}: unexpected {status}{said}")
 
 
-def _tls_verification(settings: Settings, *, extra_ca: Path | None = None) -> ssl.SSLContext | bool:
+def _tls_verification(
+    settings: RegistrySettings, *, extra_ca: Path | None = None
+) -> ssl.SSLContext | bool:
     """What HTTPS trusts: ``registry_ca_bundle`` (else the system's roots), plus a mirror
     endpoint's own ``extra_ca`` on top of the system's and the bundle, as containerd's
     ``ca`` does."""
