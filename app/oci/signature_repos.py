@@ -3,7 +3,7 @@ next to it.
 
 You cannot push to ``docker.io/library/nginx``; a team that vets it signs it in its own
 registry. The setting ``signature_repositories`` maps image globs (the authority-scope
-syntax of ``app.auth.scopes``: ``*`` within a path segment, ``**`` across) to a repository::
+syntax of ``app.oci.globs``: ``*`` within a path segment, ``**`` across) to a repository::
 
     SEALGATE_SIGNATURE_REPOSITORIES="docker.io/library/*=registry.corp/signatures;ghcr.io/**=registry.corp/ghcr"
 

@@ -10,7 +10,7 @@ A private key never leaves this module except as a ``KeySigner`` handed to the s
 log line here contains key bytes. Without a KEK, keys can be listed but not created or used,
 and ``check_kek_for_stored_keys`` stops the service from starting when keys exist.
 
-Each key has image scopes (``app.auth.scopes`` globs) and signs only images they cover,
+Each key has image scopes (``app.oci.globs`` globs) and signs only images they cover,
 whoever asks: a ``sign:`` token picks among the keys that cover its image, never beyond
 them. A new key must be given at least one scope (``**`` for every image on purpose); keys
 stored before keys had scopes have none and still sign everywhere until

@@ -6,7 +6,7 @@ keys (``app.verify.trusted_keys``). A *keyless* authority holds a Sigstore ident
 regular expression) and the trusted root its certificates and log entries must chain to
 (``app.verify.trusted_root``: the built-in ``public-good`` or ``staging`` roots, or a custom
 trusted root JSON stored with the authority). Each authority has image scope globs
-(``app.auth.scopes``): a new authority must name at least one (``**`` for every image on
+(``app.oci.globs``): a new authority must name at least one (``**`` for every image on
 purpose); rows stored before scopes were required may have none, which still means every
 image, and the service warns about them at start-up. Each stored authority also has a
 signed-identity rule (``app.verify.identity``): ``match-repository`` unless asked otherwise;
