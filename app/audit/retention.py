@@ -95,17 +95,18 @@ def purge_expired(
     first_kept = session.scalar(select(func.min(AuditRecord.seq)).where(AuditRecord.time >= cutoff))
     through = head_seq if first_kept is None else first_kept - 1
     purged = 0
-    if through > _last_purged_seq(session):
+    last_purged = _last_purged_seq(session)
+    if through > last_purged:
         through_hash = session.scalar(select(AuditRecord.hash).where(AuditRecord.seq == through))
-        if through_hash is not None and key is None:
-            raise AuditError(
-                f"{through - _last_purged_seq(session)} audit record(s) are past the "
-                f"{retention_days}-day retention period and are kept: a purge is signed with "
-                "a key derived from the key-encryption key; set SEALGATE_KEY_ENCRYPTION_KEY "
-                "or SEALGATE_KEY_ENCRYPTION_KEY_FILE",
-                code="config.no_kek",
-            )
-        if through_hash is not None and key is not None:
+        if through_hash is not None:
+            if key is None:
+                raise AuditError(
+                    f"{through - last_purged} audit record(s) are past the {retention_days}-day "
+                    "retention period and are kept: a purge is signed with a key derived from "
+                    "the key-encryption key; set SEALGATE_KEY_ENCRYPTION_KEY or "
+                    "SEALGATE_KEY_ENCRYPTION_KEY_FILE",
+                    code="config.no_kek",
+                )
             session.execute(delete(AuditSubject).where(AuditSubject.seq <= through))
             result = session.execute(delete(AuditRecord).where(AuditRecord.seq <= through))
             purged = int(result.rowcount or 0)  # type: ignore[attr-defined]
